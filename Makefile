@@ -1,0 +1,32 @@
+# Two commands: `make run` (install everything, start the app) and `make test` (install everything, run the tests).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8501
+
+.PHONY: run test bench browser clean
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --no-deps --require-hashes -r requirements-offline.txt
+	touch $@
+
+# Debian's Chromium and its driver, for the browser test (skipped when already there).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+run: $(STAMP)
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV)

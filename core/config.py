@@ -1,0 +1,76 @@
+"""Settings read once from environment variables that start with ``UBT_``.
+
+Every knob of the app lives here, as one frozen dataclass, so pages and core modules never read
+the environment themselves.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+ENV_PREFIX = "UBT_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "use-before-you-train"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of the app.
+
+    Attributes:
+        memory_budget_mb: memory the model cache may hold, shared by all pages and sessions.
+            The default leaves room for Streamlit itself inside Community Cloud's 2.7 GB.
+        model_dir: a folder holding downloaded weights, one sub-folder per Hub id
+            (``<model_dir>/openai-community/gpt2``); checked before anything else.
+        offline: never contact the Hub (also set by ``HF_HUB_OFFLINE=1``).
+        hub_timeout_s: the longest an availability check waits on the network.
+        data_dir: where the run store lives, by default.
+        converted_dir: where weights converted once (e.g. GGUF to safetensors) are kept.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        threads: torch intra-op threads; 0 means one per core.
+        max_text_chars: longer inputs are truncated, with a note.
+        max_batch_lines: most lines classified in one go.
+    """
+
+    memory_budget_mb: int = 1800
+    model_dir: Path | None = None
+    offline: bool = False
+    hub_timeout_s: float = 2.0
+    data_dir: Path = Path()
+    converted_dir: Path = Path()
+    device: str = "auto"
+    threads: int = 0
+    max_text_chars: int = 5000
+    max_batch_lines: int = 200
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the settings from the environment (once per process)."""
+    model_dir = _env("MODEL_DIR", "")
+    data_dir = Path(_env("DATA_DIR", str(_default_data_dir()))).expanduser()
+    return Settings(
+        memory_budget_mb=int(_env("MEMORY_BUDGET_MB", "1800")),
+        model_dir=Path(model_dir).expanduser() if model_dir else None,
+        offline=_flag(_env("OFFLINE", "0")) or _flag(os.environ.get("HF_HUB_OFFLINE", "0")),
+        hub_timeout_s=float(_env("HUB_TIMEOUT_S", "2")),
+        data_dir=data_dir,
+        converted_dir=Path(_env("CONVERTED_DIR", str(data_dir / "converted"))).expanduser(),
+        device=_env("DEVICE", "auto").lower(),
+        threads=int(_env("THREADS", "0")),
+        max_text_chars=int(_env("MAX_TEXT_CHARS", "5000")),
+        max_batch_lines=int(_env("MAX_BATCH_LINES", "200")),
+    )

@@ -1,0 +1,166 @@
+"""What runs cost and what they bought, from the run store's measurements.
+
+Cost model (assumptions, editable on the Summary page): a run costs its compute seconds, load
+plus wall time, divided by 3600 and multiplied by the hourly price of the host it ran on, in US
+dollars. The defaults are rough on-demand prices of a small CPU host and of a one-GPU host;
+idle time, storage and network are not counted.
+
+Impact is a quality fraction in [0, 1]: ``metrics["macro_f1"]`` when a run has it, else
+``metrics["accuracy"]``; runs with neither have no impact figure.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.catalog import CATALOG
+from core.runs import APPROACHES
+
+if TYPE_CHECKING:
+    import pandas
+
+GPU_DEVICE_PREFIXES = ("cuda", "gpu", "mps")
+IMPACT_METRICS = ("macro_f1", "accuracy")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Hourly host prices, in US dollars per hour (assumptions, not quotes).
+
+    Attributes:
+        cpu_usd_per_h: a small CPU host (2 vCPU class).
+        gpu_usd_per_h: a host with one data-centre GPU.
+    """
+
+    cpu_usd_per_h: float = 0.10
+    gpu_usd_per_h: float = 1.20
+
+    def for_device(self, device: str) -> float:
+        """The hourly price ($/h) of the host behind a device label such as ``cpu`` or ``cuda:0``."""
+        return self.gpu_usd_per_h if is_gpu(device) else self.cpu_usd_per_h
+
+
+def is_gpu(device: str) -> bool:
+    """Whether a device label names an accelerator."""
+    return device.strip().lower().startswith(GPU_DEVICE_PREFIXES)
+
+
+def cost_usd(seconds: float, device: str, rates: Rates = Rates()) -> float:
+    """Money for compute time.
+
+    Args:
+        seconds: compute seconds.
+        device: device label the seconds ran on.
+        rates: hourly prices.
+
+    Returns:
+        US dollars: ``seconds / 3600 * rate``.
+    """
+    return seconds / 3600.0 * rates.for_device(device)
+
+
+def family_of(model: str, page: str) -> str:
+    """The catalog family of a model key, else the page that ran it."""
+    spec = CATALOG.get(model)
+    return spec.family if spec is not None else page
+
+
+def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFrame":
+    """Add effort and impact columns to runs.
+
+    Args:
+        runs: a frame from :func:`core.runs.fetch_runs`.
+        rates: hourly prices.
+
+    Returns:
+        A copy with ``compute_s`` (s, load + wall), ``cost_usd`` ($), ``impact`` (0-1, NaN when
+        not measured), ``impact_metric`` (its metrics key, or None), ``family`` and
+        ``train_examples`` (NaN when not given).
+    """
+    out = runs.copy()
+    out["compute_s"] = out["wall_s"] + out["load_s"].fillna(0.0)
+    out["cost_usd"] = [cost_usd(s, d, rates) for s, d in zip(out["compute_s"], out["device"])]
+    names = [next((k for k in IMPACT_METRICS if _number(m.get(k)) is not None), None) for m in out["metrics"]]
+    out["impact_metric"] = names
+    out["impact"] = [math.nan if k is None else float(m[k]) for k, m in zip(names, out["metrics"])]
+    out["family"] = [family_of(m, p) for m, p in zip(out["model"], out["page"])]
+    out["train_examples"] = [_number(p.get("train_examples")) for p in out["params"]]
+    out["train_examples"] = out["train_examples"].astype("float64")
+    return out
+
+
+def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
+    """The chapter's "training considerations", one row per approach, measured.
+
+    Using a model as is needs no training, so its time, cost and data are 0 by definition. The
+    cost is that of the whole training run (load + training time).
+
+    Args:
+        enriched: a frame from :func:`enrich`.
+
+    Returns:
+        Columns ``approach``, ``runs``, ``median training time (s)``, ``median training cost ($)``,
+        ``peak memory (MB)``, ``data needed (examples)``, ``best accuracy``, ``best macro-F1``;
+        all four approaches in order, NaN where nothing was measured.
+    """
+    import pandas as pd
+
+    rows = []
+    for approach in APPROACHES:
+        group = enriched[enriched["approach"] == approach]
+        trained = group[group["kind"] == "training"]
+        untrained = approach == "use as is"
+        rows.append({
+            "approach": approach,
+            "runs": len(group),
+            "median training time (s)": 0.0 if untrained else trained["wall_s"].median(),
+            "median training cost ($)": 0.0 if untrained else trained["cost_usd"].median(),
+            "peak memory (MB)": group["peak_mb"].max(),
+            "data needed (examples)": 0.0 if untrained else trained["train_examples"].median(),
+            "best accuracy": _best(group, "accuracy"),
+            "best macro-F1": _best(group, "macro_f1"),
+        })
+    return pd.DataFrame(rows)
+
+
+def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls: int = 1000) -> "pandas.DataFrame":
+    """The chapter's "inference considerations", one row per family, model and device, measured.
+
+    Args:
+        enriched: a frame from :func:`enrich`.
+        rates: hourly prices.
+        calls: how many calls the cost column prices.
+
+    Returns:
+        Columns ``family``, ``model``, ``device``, ``runs``, ``median load time (s)`` (over cold
+        starts), ``median latency (s)``, ``peak memory (MB)`` and ``$ per <calls> calls``
+        (median latency priced by the device's host).
+    """
+    import pandas as pd
+
+    inference = enriched[enriched["kind"] == "inference"]
+    columns = ["family", "model", "device", "runs", "median load time (s)", "median latency (s)",
+               "peak memory (MB)", f"$ per {calls:,} calls"]
+    if inference.empty:
+        return pd.DataFrame(columns=columns)
+    table = (
+        inference.groupby(["family", "model", "device"], sort=True)
+        .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"), peak=("peak_mb", "max"))
+        .reset_index()
+    )
+    table["cost"] = [cost_usd(s * calls, d, rates) for s, d in zip(table["latency"], table["device"])]
+    table.columns = columns
+    return table
+
+
+def _best(group: "pandas.DataFrame", metric: str) -> float:
+    values = [_number(m.get(metric)) for m in group["metrics"]]
+    measured = [v for v in values if v is not None]
+    return max(measured) if measured else math.nan
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)

@@ -1,0 +1,81 @@
+"""The one place that chooses device, dtype and thread count, and says when it falls back."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import get_settings
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where models run and why.
+
+    Attributes:
+        device: a torch device string, ``cpu`` or ``cuda``.
+        dtype_name: ``float32`` on CPU, ``float16`` on CUDA.
+        threads: torch intra-op threads in use.
+        note: why this choice was made (e.g. a fallback), empty when nothing is noteworthy.
+    """
+
+    device: str
+    dtype_name: str
+    threads: int
+    note: str = ""
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+    def label(self) -> str:
+        """Short text for the sidebar and result cards."""
+        return f"{self.device} · {self.dtype_name} · {self.threads} thread(s)"
+
+
+_choice: DeviceChoice | None = None
+
+
+def cuda_present_without_torch() -> bool:
+    """True when an NVIDIA driver is visible; does not import torch."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def choose_device() -> DeviceChoice:
+    """Pick device, dtype and threads once per process (imports torch).
+
+    Returns:
+        The cached DeviceChoice.
+    """
+    global _choice
+    if _choice is not None:
+        return _choice
+    import torch
+
+    settings = get_settings()
+    wanted = settings.device
+    note = ""
+    if wanted in ("auto", "cuda") and torch.cuda.is_available():
+        device, dtype = "cuda", "float16"
+    else:
+        device, dtype = "cpu", "float32"
+        if wanted == "cuda":
+            note = "CUDA was asked for but is not available; running on CPU in float32."
+    threads = settings.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    _choice = DeviceChoice(device=device, dtype_name=dtype, threads=torch.get_num_threads(), note=note)
+    return _choice
+
+
+def device_summary() -> str:
+    """Describe the device for display without importing torch when it is not loaded yet."""
+    if _choice is not None:
+        return _choice.label()
+    if "torch" in sys.modules:
+        return choose_device().label()
+    wanted = get_settings().device
+    gpu = cuda_present_without_torch() and wanted != "cpu"
+    return f"{'cuda' if gpu else 'cpu'} · {os.cpu_count()} core(s) (torch not loaded yet)"

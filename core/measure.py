@@ -1,0 +1,96 @@
+"""Measurements that travel with every result: wall time and peak memory of one call."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+
+_PROCESS = psutil.Process()
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB."""
+    return _PROCESS.memory_info().rss / 2**20
+
+
+@dataclass
+class Measurement:
+    """What one inference cost, measured on this machine.
+
+    Attributes:
+        model: catalog key of the model.
+        model_id: where it came from (Hub id or folder).
+        source: weight source kind (``local``, ``hub-cache``, ``hub``, ``package``, ``bundled``, ``test``).
+        device: device label.
+        load_s: seconds spent loading the model for this call, None when it was already loaded.
+        latency_s: seconds of the inference itself, load excluded.
+        peak_mb: peak resident memory of the process during the call.
+        extra: task-specific figures (tokens/s, real-time factor, s/step, items/s ...).
+    """
+
+    model: str
+    model_id: str
+    source: str
+    device: str
+    load_s: float | None
+    latency_s: float
+    peak_mb: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class PeakTracker:
+    """Samples process RSS (and CUDA memory when torch uses it) in a thread to find the peak."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.peak_mb = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __enter__(self) -> "PeakTracker":
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb())
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            self.peak_mb += torch.cuda.max_memory_allocated() / 2**20
+
+
+@dataclass
+class Timing:
+    """Wall time and peak memory filled in by :func:`measured`."""
+
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+
+
+@contextmanager
+def measured():
+    """Time a block and track its peak memory.
+
+    Yields:
+        A Timing whose fields are set when the block ends.
+    """
+    timing = Timing()
+    with PeakTracker() as tracker:
+        start = time.perf_counter()
+        try:
+            yield timing
+        finally:
+            timing.seconds = time.perf_counter() - start
+    timing.peak_mb = tracker.peak_mb

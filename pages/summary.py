@@ -1,0 +1,134 @@
+"""Summary: effort (time, memory, $) against impact (quality) for every run measured here."""
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core import costs, runs
+from core.charts import summary as charts
+from ui.common import session_id
+
+SCOPES = ("this session", "everyone on this server")
+ALL_TASKS = "all tasks"
+
+
+def page_link(page: str, label: str, icon: str) -> None:
+    """A link to another page; plain text when this script runs outside the app's navigation."""
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"{icon} **{label}** (open it from the app's navigation)")
+
+
+st.title("Summary: effort against impact")
+st.caption("Every figure below was measured on this server, by the runs people made on the other pages.")
+
+# --- filters ------------------------------------------------------------------------------------
+left, right = st.columns(2)
+scope = left.segmented_control(
+    "Runs from", SCOPES, default=SCOPES[1], required=True, key="summary_scope"
+)
+stored = runs.fetch_runs(session_id=session_id() if scope == SCOPES[0] else None)
+if note := runs.store_status():
+    st.info(note, icon=":material/database:")
+
+# --- empty store: how to fill it ----------------------------------------------------------------
+if stored.empty:
+    where = "in this session" if scope == SCOPES[0] else "on this server"
+    st.info(
+        f"No runs recorded {where} yet. Every inference and every training run is measured and "
+        "recorded here: classify or generate some text, caption an image or transcribe a clip to "
+        "measure *using* a model; compare the four approaches on labelled data to measure *training* one."
+    )
+    page_link("pages/text.py", "Text: use a pretrained model", ":material/text_fields:")
+    page_link("pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")
+    st.stop()
+
+tasks = right.selectbox("Task", [ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
+if tasks != ALL_TASKS:
+    stored = stored[stored["task"] == tasks]
+
+# --- cost model ---------------------------------------------------------------------------------
+with st.expander("Cost model (assumptions you can edit)", icon=":material/payments:"):
+    st.markdown(
+        "A run costs its **compute seconds** (model load + run time) ÷ 3600 × the **hourly price** of "
+        "the host it ran on, in US dollars. CPU runs are priced as a small CPU host, runs on a GPU "
+        "as a one-GPU host. The defaults are rough on-demand prices, not quotes; idle time, storage "
+        "and network are not counted."
+    )
+    cpu_col, gpu_col = st.columns(2)
+    defaults = costs.Rates()
+    rates = costs.Rates(
+        cpu_usd_per_h=cpu_col.number_input(
+            "CPU host ($/h)", min_value=0.0, value=defaults.cpu_usd_per_h, step=0.05, format="%.2f", key="rate_cpu"
+        ),
+        gpu_usd_per_h=gpu_col.number_input(
+            "GPU host ($/h)", min_value=0.0, value=defaults.gpu_usd_per_h, step=0.10, format="%.2f", key="rate_gpu"
+        ),
+    )
+enriched = costs.enrich(stored, rates)
+
+# --- effort against impact ----------------------------------------------------------------------
+st.subheader("Effort against impact")
+unit = st.segmented_control(
+    "Effort in", list(charts.EFFORTS), default="seconds", required=True, key="summary_effort"
+)
+scored = int(enriched["impact"].notna().sum())
+if scored:
+    st.altair_chart(charts.effort_impact_chart(enriched, unit), width="stretch")
+    st.caption(
+        f"{scored} of {len(enriched)} runs have a quality figure (macro-F1, else accuracy, on a "
+        "held-out split); plain inference runs have none and appear in the latency chart below."
+    )
+else:
+    st.info(
+        "None of these runs has a quality figure yet: quality is measured on the Fine-tune page, "
+        "which scores every approach on the same held-out split."
+    )
+    page_link("pages/fine_tune.py", "Fine-tune: measure quality per approach", ":material/model_training:")
+
+if (enriched["kind"] == "inference").any():
+    st.altair_chart(charts.latency_chart(enriched), width="stretch")
+
+# --- the chapter's two tables, measured ---------------------------------------------------------
+st.subheader("Training considerations")
+st.caption("Per approach. Using a model as is needs no training: its time, cost and data are 0.")
+st.dataframe(
+    costs.training_table(enriched),
+    hide_index=True,
+    column_config={
+        "median training time (s)": st.column_config.NumberColumn(format="%.2f"),
+        "median training cost ($)": st.column_config.NumberColumn(format="%.5f"),
+        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
+        "data needed (examples)": st.column_config.NumberColumn(format="%.0f"),
+        "best accuracy": st.column_config.NumberColumn(format="%.3f"),
+        "best macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    },
+    key="summary_training_table",
+)
+
+st.subheader("Inference considerations")
+st.caption("Per family, model and device. Load time is the median over cold starts; cost prices the median latency.")
+st.dataframe(
+    costs.inference_table(enriched, rates),
+    hide_index=True,
+    column_config={
+        "median load time (s)": st.column_config.NumberColumn(format="%.2f"),
+        "median latency (s)": st.column_config.NumberColumn(format="%.3f"),
+        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
+        "$ per 1,000 calls": st.column_config.NumberColumn(format="%.4f"),
+    },
+    key="summary_inference_table",
+)
+
+# --- download -----------------------------------------------------------------------------------
+st.download_button(
+    "Download these runs (CSV)",
+    runs.to_csv(stored),
+    file_name="runs.csv",
+    mime="text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+    key="summary_download",
+)
+st.caption("The CSV holds settings and measurements only: no prompt, text or upload is ever stored.")

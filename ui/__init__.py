@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages: sidebar, result cards, friendly errors, run recording."""

@@ -1,0 +1,133 @@
+"""Streamlit building blocks every page uses, so pages stay thin."""
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core import registry
+from core.catalog import FAMILIES, ModelSpec, specs
+from core.config import get_settings
+from core.device import device_summary
+from core.errors import InputError, ModelTooLarge, ModelUnavailable
+from core.measure import Measurement, rss_mb
+
+log = logging.getLogger("ubt")
+
+SOURCE_LABELS = {
+    "local": "local folder",
+    "hub-cache": "Hub (cached)",
+    "hub": "Hub (download)",
+    "package": "PyPI package",
+    "bundled": "trained by this project",
+    "test": "test model",
+}
+
+
+def session_id() -> str:
+    """A random id for this browser session (kept in session state, never tied to a person)."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _availability_table() -> list[dict]:
+    rows = []
+    for spec in specs():
+        answer = registry.availability(spec)
+        rows.append({
+            "family": spec.family, "model": spec.title, "key": spec.key,
+            "source": SOURCE_LABELS.get(answer.resolution.source, "?") if answer.resolution else "not here",
+        })
+    return rows
+
+
+def sidebar() -> None:
+    """Device, memory in use against the budget, and which families are available from where."""
+    settings = get_settings()
+    with st.sidebar:
+        st.caption(f"**Device:** {device_summary()}")
+        used, process = registry.CACHE.used_mb(), rss_mb()
+        st.caption(
+            f"**Memory:** models {used:,.0f} MB of a {settings.memory_budget_mb:,} MB budget · "
+            f"process {process:,.0f} MB"
+        )
+        st.progress(min(used / max(settings.memory_budget_mb, 1), 1.0))
+        rows = _availability_table()
+        with st.expander("Models available here", expanded=False):
+            for family in FAMILIES:
+                family_rows = [r for r in rows if r["family"] == family]
+                if not family_rows:
+                    continue
+                st.markdown(f"**{family}**")
+                for r in family_rows:
+                    mark = "✅" if r["source"] != "not here" else "⛔"
+                    st.caption(f"{mark} {r['model']} — {r['source']}")
+
+
+def model_picker(label: str, task: str, key: str, family: str | None = None) -> ModelSpec:
+    """A selectbox of the catalog's models for a task, available ones first, each with its source."""
+    rows = {r["key"]: r["source"] for r in _availability_table()}
+    options = sorted(specs(family=family, task=task), key=lambda s: rows.get(s.key) == "not here")
+    chosen = st.selectbox(
+        label, options, key=key,
+        format_func=lambda s: f"{s.title} — {rows.get(s.key, '?')}",
+    )
+    return chosen
+
+
+@contextmanager
+def friendly_errors(action: str):
+    """Turn any failure inside the block into a clear message; the rest of the page keeps working."""
+    try:
+        yield
+    except InputError as err:
+        st.warning(str(err), icon=":material/edit_note:")
+    except ModelUnavailable as err:
+        st.warning(f"{err} Pick another model from the list, or see README → Models.", icon=":material/cloud_off:")
+    except ModelTooLarge as err:
+        st.error(str(err), icon=":material/memory:")
+    except Exception as err:  # the app must survive anything a model or an input throws
+        log.exception("%s failed", action)
+        st.error(f"{action} failed: {type(err).__name__}: {err}. Nothing else was affected; try again or pick another model.")
+
+
+def _fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "already loaded"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+EXTRA_LABELS = {
+    "tokens_per_s": ("Tokens/s", "{:.1f}"),
+    "time_to_first_token_s": ("First token", None),
+    "texts_per_s": ("Texts/s", "{:.1f}"),
+    "tokens": ("New tokens", "{:.0f}"),
+}
+
+
+def show_measurement(m: Measurement) -> None:
+    """Render a result's measurements: model, source, device, load time, latency, memory, extras."""
+    with st.container(border=True):
+        st.caption(
+            f"**Model** `{m.model_id}` · **weights** {SOURCE_LABELS.get(m.source, m.source)} · **device** {m.device}"
+        )
+        cols = st.columns(3 + len(m.extra))
+        cols[0].metric("Load (first use)", _fmt_seconds(m.load_s))
+        cols[1].metric("Latency", _fmt_seconds(m.latency_s))
+        cols[2].metric("Peak memory", f"{m.peak_mb:,.0f} MB")
+        for col, (name, value) in zip(cols[3:], m.extra.items()):
+            label, fmt = EXTRA_LABELS.get(name, (name.replace("_", " "), "{:.3g}"))
+            col.metric(label, _fmt_seconds(value) if fmt is None else fmt.format(value))
+
+
+def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
+    """Store a run's measurements (never its inputs) in the run store."""
+    from core import runs
+
+    runs.record_run(
+        page=page, task=task, model=m.model, source=m.source, device=m.device, params=params or {},
+        load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, metrics={**m.extra, **(metrics or {})},
+        session_id=session_id(),
+    )
