@@ -101,7 +101,16 @@ TEXT = (
     ),
 )
 
-CATALOG: dict[str, ModelSpec] = {spec.key: spec for spec in TEXT}
+# --- image-text (owned by the Image-text page) ----------------------------------------------------
+IMAGE_TEXT: tuple[ModelSpec, ...] = ()
+
+# --- speech (owned by the Speech page) ------------------------------------------------------------
+SPEECH: tuple[ModelSpec, ...] = ()
+
+# --- image generation (owned by the Image generation page) ----------------------------------------
+IMAGE_GENERATION: tuple[ModelSpec, ...] = ()
+
+CATALOG: dict[str, ModelSpec] = {spec.key: spec for spec in TEXT + IMAGE_TEXT + SPEECH + IMAGE_GENERATION}
 
 
 def get_spec(key: str) -> ModelSpec:

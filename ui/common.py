@@ -99,12 +99,17 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-EXTRA_LABELS = {
-    "tokens_per_s": ("Tokens/s", "{:.1f}"),
-    "time_to_first_token_s": ("First token", None),
-    "texts_per_s": ("Texts/s", "{:.1f}"),
-    "tokens": ("New tokens", "{:.0f}"),
-}
+def _extra_metric(name: str, value: float) -> tuple[str, str]:
+    """Label and text for a Measurement.extra entry, from its name: ``*_per_s`` is a rate,
+    ``*_s`` a duration, ``*_mb`` memory, anything else a plain number."""
+    words = name.replace("_", " ")
+    if name.endswith("_per_s"):
+        return words[: -len(" per s")].capitalize() + "/s", f"{value:,.1f}"
+    if name.endswith("_s"):
+        return words[:-2].capitalize(), _fmt_seconds(value)
+    if name.endswith("_mb"):
+        return words[:-3].capitalize(), f"{value:,.0f} MB"
+    return words.capitalize(), f"{value:,.3g}"
 
 
 def show_measurement(m: Measurement) -> None:
@@ -118,8 +123,7 @@ def show_measurement(m: Measurement) -> None:
         cols[1].metric("Latency", _fmt_seconds(m.latency_s))
         cols[2].metric("Peak memory", f"{m.peak_mb:,.0f} MB")
         for col, (name, value) in zip(cols[3:], m.extra.items()):
-            label, fmt = EXTRA_LABELS.get(name, (name.replace("_", " "), "{:.3g}"))
-            col.metric(label, _fmt_seconds(value) if fmt is None else fmt.format(value))
+            col.metric(*_extra_metric(name, value))
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
