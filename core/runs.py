@@ -54,8 +54,8 @@ COLUMNS = (
     "kind", "params", "load_s", "wall_s", "peak_mb", "metrics", "data_fingerprint",
 )
 MAX_SETTING_CHARS = 120
-BUSY_TIMEOUT_S = 5.0
-WRITE_ATTEMPTS = 3
+BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked store
+WRITE_ATTEMPTS = 2
 
 _STORED = COLUMNS[1:]  # every column but the id, which SQLite assigns
 _INSERT = f"INSERT INTO runs ({', '.join(_STORED)}) VALUES ({', '.join(':' + c for c in _STORED)})"
@@ -264,7 +264,7 @@ def fetch_runs(session_id: str | None = None, task: str | None = None) -> "panda
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     for column in ("params", "metrics"):
         frame[column] = [json.loads(text) if text else {} for text in frame[column]]
-    return frame.sort_values(["time_utc", "id"], kind="stable").reset_index(drop=True)
+    return frame.sort_values("time_utc", kind="stable").reset_index(drop=True)
 
 
 def to_csv(runs: "pandas.DataFrame") -> bytes:
@@ -374,7 +374,7 @@ def _write(store: _Store, rows: list[dict[str, Any]]) -> bool:
 
 def _read(store: _Store, session_id: str | None, task: str | None) -> list[dict[str, Any]]:
     where = [f"{column} = ?" for column, value in (("session_id", session_id), ("task", task)) if value is not None]
-    sql = f"SELECT {', '.join(COLUMNS)} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = f"SELECT {', '.join(COLUMNS)} FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
     args = [value for value in (session_id, task) if value is not None]
     try:
         if store.read_only:

@@ -83,6 +83,14 @@ def _from_pretrained(cls, resolution: Resolution, **kwargs):
     return cls.from_pretrained(resolution.location, local_files_only=resolution.local_files_only, **kwargs)
 
 
+def _warm_up(tokenizer, model) -> None:
+    """One tiny forward pass at load time, so the first user call is not charged for one-time set-up."""
+    import torch
+
+    with torch.inference_mode():
+        model(**tokenizer(["warm up"], return_tensors="pt").to(model.device))
+
+
 # --- loaders (called by the registry) -------------------------------------------------------------
 @dataclass
 class SequenceClassifier:
@@ -128,6 +136,7 @@ def load_sequence_classifier(spec: ModelSpec, resolution: Resolution) -> Sequenc
     tokenizer = _from_pretrained(AutoTokenizer, resolution)
     model = _from_pretrained(AutoModelForSequenceClassification, resolution).to(choice.device).eval()
     labels = [model.config.id2label[i].lower() for i in range(model.config.num_labels)]
+    _warm_up(tokenizer, model)
     return SequenceClassifier(tokenizer, model, labels, min(512, tokenizer.model_max_length))
 
 
@@ -138,6 +147,7 @@ def load_text_encoder(spec: ModelSpec, resolution: Resolution) -> TextEncoder:
     choice = choose_device()
     tokenizer = _from_pretrained(AutoTokenizer, resolution)
     model = _from_pretrained(AutoModel, resolution).to(choice.device).eval()
+    _warm_up(tokenizer, model)
     return TextEncoder(tokenizer, model, min(256, tokenizer.model_max_length))
 
 
@@ -228,6 +238,7 @@ def load_causal_lm(spec: ModelSpec, resolution: Resolution) -> CausalLM:
     tokenizer = _from_pretrained(AutoTokenizer, resolution)
     model = _from_pretrained(AutoModelForCausalLM, resolution, dtype=choice.dtype).to(choice.device).eval()
     context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    _warm_up(tokenizer, model)
     return CausalLM(tokenizer, model, bool(spec.options.get("chat")) and tokenizer.chat_template is not None, int(context))
 
 

@@ -63,7 +63,7 @@ with sentiment_tab:
             st.info(note, icon=":material/info:")
         if len(result.predictions) == 1:
             best = result.predictions[0]
-            st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off")
+            st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off", delta_arrow="off")
         else:
             st.dataframe(
                 [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],

@@ -36,7 +36,7 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
     data = data[["time", "model", "task", "approach", "kind", "device", "impact", "impact_metric",
                  "compute_s", "load_s", "wall_s", "peak_mb", "cost_usd", "train_examples"]]
     return (
-        alt.Chart(data, title="Effort against impact (up and left is better)")
+        alt.Chart(data, title="One point per run with a quality figure: up and left is better")
         .mark_point(size=90, filled=True, opacity=0.8)
         .encode(
             x=alt.X(f"{column}:Q", title=title, scale=alt.Scale(type="log")),

@@ -1,0 +1,79 @@
+"""The Text page through streamlit AppTest, with tiny models installed in the shared cache."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry
+from tests import tiny
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def page(fresh_cache):
+    registry.install("distilbert-sst2", tiny.distilbert_classifier())
+    registry.install("smollm2-135m", tiny.llama_lm())
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/text.py")
+    return at.run()
+
+
+def _errors(at):
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def test_page_renders_both_tasks_with_examples(page):
+    assert not _errors(page)
+    assert page.title[0].value.startswith("Text")
+    labels = [b.label for b in page.button]
+    assert "Happy" in labels and "Haiku" in labels
+
+
+def test_example_button_fills_the_text_and_classify_shows_label_and_measurements(page):
+    page.button(key="sentiment_example_Happy").click().run()
+    assert page.text_area(key="sentiment_text").value.startswith("I love this movie")
+    page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
+    page.button(key="sentiment_run").click().run()
+    assert not _errors(page)
+    assert page.metric[0].label == "Label" and page.metric[0].value in {"Positive", "Negative"}
+    assert {"Load (first use)", "Latency", "Peak memory", "Texts/s"} <= {m.label for m in page.metric}
+
+
+def test_empty_text_gets_a_message_not_a_traceback(page):
+    page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
+    page.button(key="sentiment_run").click().run()
+    assert not page.exception
+    assert any("no text" in w.value for w in page.warning)
+
+
+def test_batch_mode_shows_a_table_and_a_truncation_note(page):
+    page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
+    page.toggle(key="sentiment_many").set_value(True)
+    page.text_area(key="sentiment_text").input("good 🎉\n" + "x" * 100_000 + "\nこんにちは")
+    page.button(key="sentiment_run").click().run()
+    assert not _errors(page)
+    assert len(page.dataframe[0].value) == 3
+    assert any("truncated" in i.value for i in page.info)
+
+
+def test_unavailable_model_is_explained(page):
+    registry.CACHE.clear()  # nothing installed: DistilBERT needs the Hub, which tests cannot reach
+    from core.catalog import get_spec
+
+    page.selectbox(key="sentiment_model").select(get_spec("distilbert-sst2")).run()
+    page.text_area(key="sentiment_text").input("fine")
+    page.button(key="sentiment_run").click().run()
+    assert not page.exception
+    assert any("not available on this machine" in w.value for w in page.warning)
+
+
+def test_generation_streams_and_shows_tokens_per_second(page):
+    from core.catalog import get_spec
+
+    page.selectbox(key="generation_model").select(get_spec("smollm2-135m")).run()
+    page.button(key="generation_example_Story").click().run()
+    page.slider(key="generation_max_new_tokens").set_value(8).run()
+    page.button(key="generation_run").click().run()
+    assert not _errors(page)
+    assert "Tokens/s" in {m.label for m in page.metric}

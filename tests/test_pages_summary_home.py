@@ -1,0 +1,201 @@
+"""Summary and Home pages through streamlit's AppTest, on private run stores."""
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SUMMARY = str(ROOT / "pages" / "summary.py")
+HOME = str(ROOT / "pages" / "home.py")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A private, empty run store."""
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(path))
+    return path
+
+
+@pytest.fixture
+def seeded(store):
+    """Runs from two sessions: mine ("me") used a model; someone else trained one."""
+    runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
+                    load_s=3.0, wall_s=0.05, peak_mb=400.0, session_id="me")
+    runs.record_run(page="text", task="generation", model="smollm2-135m", source="package", device="cpu",
+                    wall_s=1.2, peak_mb=700.0, params={"max_new_tokens": 32}, session_id="me")
+    runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
+                    wall_s=2.0, peak_mb=300.0, metrics={"accuracy": 0.70}, session_id="other")
+    runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
+                    kind="training", approach="transfer learning", wall_s=36.0, peak_mb=900.0,
+                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85}, session_id="other")
+    return store
+
+
+def summary_page(session: str = "me") -> AppTest:
+    at = AppTest.from_file(SUMMARY, default_timeout=30)
+    at.session_state["session_id"] = session
+    return at.run()
+
+
+def table(at: AppTest, title: str):
+    """The dataframe that follows a subheader."""
+    elements = list(at.main)
+    heading = next(i for i, e in enumerate(elements) if e.type == "subheader" and e.value == title)
+    return next(e for e in elements[heading:] if e.type == "dataframe").value
+
+
+# --- Summary ----------------------------------------------------------------------------------
+
+
+def test_summary_explains_an_empty_store(store):
+    at = summary_page()
+    assert not at.exception
+    assert "No runs recorded on this server yet" in at.info[0].value
+    assert any("Fine-tune" in m.value for m in at.markdown)  # outside the app's navigation: plain text
+    assert not at.get("vega_lite_chart") and not at.dataframe
+
+
+def test_summary_with_runs(seeded):
+    at = summary_page()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == 2  # effort-impact and latency
+    assert [s.value for s in at.subheader] == ["Effort against impact", "Training considerations",
+                                               "Inference considerations"]
+    training = table(at, "Training considerations").set_index("approach")
+    assert training.loc["transfer learning", "data needed (examples)"] == 200
+    assert training.loc["transfer learning", "best macro-F1"] == 0.85
+    inference = table(at, "Inference considerations")
+    assert set(inference["model"]) == {"distilbert-sst2", "smollm2-135m", "minilm-l6"}
+    assert at.download_button(key="summary_download")
+    assert not at.info  # the store is fine: no note
+
+
+def test_summary_rates_change_the_costs(seeded):
+    at = summary_page()
+    before = table(at, "Training considerations").set_index("approach")
+    at.number_input(key="rate_cpu").set_value(1.0).run()
+    after = table(at, "Training considerations").set_index("approach")
+    assert before.loc["transfer learning", "median training cost ($)"] == pytest.approx(36 / 3600 * 0.10)
+    assert after.loc["transfer learning", "median training cost ($)"] == pytest.approx(36 / 3600 * 1.0)
+
+
+def test_summary_filters_by_session_and_task(seeded):
+    at = summary_page()
+    at.segmented_control(key="summary_scope").set_value("this session").run()
+    assert not at.exception
+    assert set(table(at, "Inference considerations")["model"]) == {"distilbert-sst2", "smollm2-135m"}
+    assert "None of these runs has a quality figure yet" in at.info[0].value
+    at.selectbox(key="summary_task").set_value("generation").run()
+    assert table(at, "Inference considerations")["model"].tolist() == ["smollm2-135m"]
+
+
+def test_summary_session_without_runs(seeded):
+    at = summary_page(session="newcomer")
+    at.segmented_control(key="summary_scope").set_value("this session").run()
+    assert "No runs recorded in this session yet" in at.info[0].value
+
+
+def test_summary_effort_in_dollars(seeded):
+    at = summary_page()
+    at.segmented_control(key="summary_effort").set_value("dollars").run()
+    assert not at.exception
+    chart = at.get("vega_lite_chart")[0].proto.spec
+    assert '"cost_usd"' in chart and '"log"' in chart
+
+
+def test_summary_shows_the_store_note(store):
+    store.write_bytes(b"junk, not a database" * 50)
+    runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu", wall_s=0.1)
+    at = summary_page()
+    assert not at.exception
+    assert "moved it aside" in at.info[0].value
+    assert sqlite3.connect(store).execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+# --- Home -------------------------------------------------------------------------------------
+
+
+def home_page() -> AppTest:
+    return AppTest.from_file(HOME, default_timeout=30).run()
+
+
+def test_home_asks_before_it_recommends(store):
+    at = home_page()
+    assert not at.exception
+    assert at.title[0].value == "Use before you train"
+    assert not at.success
+    assert "Answer the questions" in at.caption[-1].value
+    assert [w.key for w in at.segmented_control] == ["guide_model"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "verdict", "page"),
+    [
+        ({"guide_model": "No"}, "Train, starting from what exists", "Fine-tune"),
+        ({"guide_model": "Not sure"}, "Look before you build", "Text"),
+        ({"guide_model": "Yes", "guide_works": "Yes"}, "Use it as is", "Text"),
+        ({"guide_model": "Yes", "guide_works": "Not tested yet"}, "Test it on your input first", "Text"),
+        ({"guide_model": "Yes", "guide_works": "No", "guide_fix": "Yes"}, "Use it, with a prompt, wrapper or UI", "Text"),
+        ({"guide_model": "Yes", "guide_works": "No", "guide_fix": "Not sure"}, "Try a prompt or wrapper first", "Text"),
+        ({"guide_model": "Yes", "guide_works": "No", "guide_fix": "No"}, "Adapt it: transfer learning", "Fine-tune"),
+    ],
+)
+def test_home_guide_recommends(store, answers, verdict, page):
+    at = home_page()
+    for key, value in answers.items():  # each answer reveals the next question
+        at.segmented_control(key=key).set_value(value).run()
+    assert not at.exception
+    assert at.success[0].value.startswith(f"**{verdict}")
+    assert f"**Open {page}**" in at.markdown[-1].value
+
+
+def test_home_guide_follows_the_task(store):
+    at = home_page()
+    at.selectbox(key="guide_task").set_value("Transcribe speech").run()
+    at.segmented_control(key="guide_model").set_value("Not sure").run()
+    assert "Speech page" in at.success[0].value
+    assert "**Open Speech**" in at.markdown[-1].value
+
+
+def test_home_links_resolve_inside_the_app(store, tmp_path):
+    """Under st.navigation (as app.py routes it) the guide's answer is a real page link."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    shutil.copy(HOME, pages / "home.py")
+    names = ["text", "image_text", "speech", "image_generation", "fine_tune", "summary"]
+    for name in names:
+        (pages / f"{name}.py").write_text("import streamlit as st\nst.write('stub')\n")
+    (tmp_path / "app.py").write_text(
+        "import streamlit as st\n"
+        "pages = [st.Page('pages/home.py', default=True)]\n"
+        f"pages += [st.Page(f'pages/{{n}}.py', url_path=n.replace('_', '-')) for n in {names!r}]\n"
+        "st.navigation(pages).run()\n"
+    )
+    at = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=30).run()
+    at.segmented_control(key="guide_model").set_value("No").run()
+    assert not at.exception
+    links = {link.value: link.proto.page_script_hash for link in at.get("page_link")}
+    assert set(links) == {"Open Fine-tune", "Summary: effort against impact for every run measured here"}
+    assert all(links.values())
+    assert not any("navigation" in m.value for m in at.markdown)  # no plain-text fallback
+
+
+def test_home_imports_nothing_heavy():
+    """Home paints fast: no torch, transformers or pandas on the way."""
+    script = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({HOME!r}).run()\n"
+        "assert not at.exception\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'core.runs') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

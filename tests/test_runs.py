@@ -1,0 +1,208 @@
+"""Run store: schema and migrations, many writers, and the bad states (damaged, locked, read-only)."""
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from core import runs
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = dict(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu")
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """A private store file, named through the environment as the app does."""
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(path))
+    return path
+
+
+def test_db_path_is_read_at_call_time(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "a.sqlite"))
+    first = runs.db_path()
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "b.sqlite"))
+    assert (first.name, runs.db_path().name) == ("a.sqlite", "b.sqlite")
+
+
+def test_record_and_fetch_round_trip(db):
+    runs.record_run(**RUN, params={"max_length": 64}, load_s=1.5, wall_s=0.05, peak_mb=512.0,
+                    metrics={"texts_per_s": 20.0}, data_fingerprint=runs.fingerprint("hi"), session_id="s1")
+    runs.record_run(**{**RUN, "task": "generation"}, wall_s=0.2, session_id="s2", kind="inference")
+    frame = runs.fetch_runs()
+    assert tuple(frame.columns) == runs.COLUMNS
+    assert len(frame) == 2
+    first = frame.iloc[0]
+    assert first["params"] == {"max_length": 64}
+    assert first["metrics"] == {"texts_per_s": 20.0}
+    assert (first["load_s"], first["wall_s"], first["peak_mb"]) == (1.5, 0.05, 512.0)
+    assert first["approach"] == "use as is" and first["kind"] == "inference"
+    assert str(frame["time_utc"].dt.tz) == "UTC"
+    assert frame["load_s"].isna().tolist() == [False, True]
+    assert runs.fetch_runs(session_id="s1")["task"].tolist() == ["sentiment"]
+    assert runs.fetch_runs(task="generation")["session_id"].tolist() == ["s2"]
+    assert runs.fetch_runs(session_id="s1", task="generation").empty
+    assert runs.store_status() == ""
+
+
+def test_empty_store_has_the_columns(db):
+    frame = runs.fetch_runs()
+    assert frame.empty and tuple(frame.columns) == runs.COLUMNS
+
+
+def test_fresh_store_is_versioned_and_in_wal_mode(db):
+    runs.record_run(**RUN, wall_s=0.1)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_migrate_from_v0_then_nothing_to_do(tmp_path):
+    conn = sqlite3.connect(tmp_path / "v0.sqlite", isolation_level=None)
+    assert runs.migrate(conn) == 0
+    assert runs.migrate(conn) == runs.SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION
+    conn.close()
+
+
+def test_older_store_is_migrated_keeping_its_runs(db):
+    conn = sqlite3.connect(db, isolation_level=None)
+    runs.MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'sentiment', 'old', 'hub', 'cpu', 'use as is', 'inference', 0.3)"
+    )
+    conn.close()
+
+    runs.record_run(**RUN, wall_s=0.1)
+
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 2
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"runs_session", "runs_task"} <= indexes
+    conn.close()
+    assert runs.fetch_runs()["model"].tolist() == ["old", "distilbert-sst2"]
+
+
+def test_eight_threads_writing_at_once_all_land(db):
+    start = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        start.wait()
+        for i in range(50):
+            runs.record_run(**RUN, wall_s=i / 100, session_id=f"thread-{n}", params={"i": i})
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    frame = runs.fetch_runs()
+    assert len(frame) == 400
+    assert frame["id"].is_unique and (frame["id"] > 0).all()
+    assert frame.groupby("session_id").size().tolist() == [50] * 8
+    assert runs.store_status() == ""
+
+
+def test_damaged_file_is_moved_aside_and_a_fresh_store_starts(db):
+    db.write_bytes(b"this is not a database, just junk bytes " * 100)
+    runs.record_run(**RUN, wall_s=0.1)
+    aside = list(db.parent.glob("runs.sqlite.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes().startswith(b"this is not a database")
+    assert runs.fetch_runs()["wall_s"].tolist() == [0.1]
+    assert "moved it aside to runs.sqlite.corrupt-" in runs.store_status()
+
+
+def test_damaged_file_found_while_reading(db):
+    db.write_bytes(b"\x00junk" * 1000)
+    assert runs.fetch_runs().empty
+    assert len(list(db.parent.glob("runs.sqlite.corrupt-*"))) == 1
+    runs.record_run(**RUN, wall_s=0.1)
+    assert len(runs.fetch_runs()) == 1
+
+
+def test_folder_that_cannot_exist_keeps_runs_in_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(blocker / "runs.sqlite"))
+    runs.record_run(**RUN, wall_s=0.1, session_id="s")
+    runs.record_run(**RUN, wall_s=0.2, session_id="s")
+    frame = runs.fetch_runs(session_id="s")
+    assert frame["wall_s"].tolist() == [0.1, 0.2]
+    assert (frame["id"] < 0).all()
+    assert runs.store_status().startswith("read-only disk: runs kept in memory")
+    assert "2 run(s) in memory" in runs.store_status()
+
+
+def test_read_only_database_keeps_runs_in_memory(db, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(runs.sqlite3, "connect", refuse)
+    runs.record_run(**RUN, wall_s=0.1)
+    assert runs.fetch_runs()["wall_s"].tolist() == [0.1]
+    assert "read-only disk" in runs.store_status()
+
+
+def test_locked_store_holds_runs_then_saves_them(db, monkeypatch):
+    monkeypatch.setattr(runs, "BUSY_TIMEOUT_S", 0.05)
+    runs.record_run(**RUN, wall_s=0.1)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    runs.record_run(**RUN, wall_s=0.2)
+    assert "busy" in runs.store_status() and "1 run(s) in memory" in runs.store_status()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+
+    runs.record_run(**RUN, wall_s=0.3)
+    frame = runs.fetch_runs()
+    assert frame["wall_s"].tolist() == [0.1, 0.2, 0.3]
+    assert (frame["id"] > 0).all()
+    assert runs.store_status() == ""
+
+
+def test_record_run_never_raises(db):
+    runs.record_run(**RUN, wall_s="not a number")  # type: ignore[arg-type]
+    assert runs.fetch_runs().empty
+
+
+def test_long_strings_are_dropped_not_stored(db):
+    secret = "my private prompt " * 20
+    runs.record_run(**RUN, wall_s=0.1, params={"max_new_tokens": 20, "prompt": secret}, metrics={"text": secret})
+    assert secret not in db.read_bytes().decode("latin-1")
+    row = runs.fetch_runs().iloc[0]
+    assert row["params"]["max_new_tokens"] == 20
+    assert row["params"]["prompt"].startswith("<dropped")
+    assert row["metrics"]["text"].startswith("<dropped")
+
+
+def test_fingerprint_is_sha256_of_the_data():
+    assert runs.fingerprint("abc") == runs.fingerprint(b"abc")
+    assert runs.fingerprint(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_csv_holds_json_settings(db):
+    runs.record_run(**RUN, wall_s=0.1, params={"max_length": 64})
+    text = runs.to_csv(runs.fetch_runs()).decode()
+    header, row = text.splitlines()[:2]
+    assert header.split(",") == list(runs.COLUMNS)
+    assert json.dumps({"max_length": 64}).replace('"', '""') in row
+
+
+def test_processes_writing_at_once_all_land(db):
+    script = (
+        "from core import runs\n"
+        "for i in range(25):\n"
+        "    runs.record_run(page='text', task='sentiment', model='m', source='hub', device='cpu', wall_s=0.1)\n"
+        "assert runs.store_status() == '', runs.store_status()\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT) for _ in range(4)]
+    assert [worker.wait(timeout=60) for worker in workers] == [0] * 4
+    assert len(runs.fetch_runs()) == 100

@@ -1,0 +1,118 @@
+"""Cost model, summary tables and summary charts, on runs seeded into a private store."""
+import math
+
+import pandas as pd
+import pytest
+
+from core import costs, runs
+from core.charts import summary as charts
+
+
+@pytest.fixture
+def enriched(tmp_path, monkeypatch):
+    """Four runs: two plain inferences, a zero-shot score and a training arm."""
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
+    runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
+                    load_s=3.0, wall_s=0.05, peak_mb=400.0)
+    runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
+                    wall_s=0.15, peak_mb=420.0)
+    runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
+                    wall_s=2.0, peak_mb=300.0, metrics={"accuracy": 0.70})
+    runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cuda",
+                    kind="training", approach="transfer learning", load_s=1.0, wall_s=35.0, peak_mb=900.0,
+                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85})
+    return costs.enrich(runs.fetch_runs(), costs.Rates(cpu_usd_per_h=0.36, gpu_usd_per_h=3.6))
+
+
+def test_cost_is_seconds_over_an_hour_times_the_rate():
+    rates = costs.Rates(cpu_usd_per_h=0.10, gpu_usd_per_h=1.20)
+    assert costs.cost_usd(3600, "cpu", rates) == pytest.approx(0.10)
+    assert costs.cost_usd(1800, "cuda:0", rates) == pytest.approx(0.60)
+    assert costs.Rates().for_device("mps") == costs.Rates().gpu_usd_per_h
+    assert not costs.is_gpu("cpu")
+
+
+def test_enrich_adds_effort_and_impact(enriched):
+    assert enriched["compute_s"].tolist() == pytest.approx([3.05, 0.15, 2.0, 36.0])
+    assert enriched["cost_usd"].tolist() == pytest.approx([3.05e-4, 0.15e-4, 2.0e-4, 36.0e-3])
+    assert enriched["impact_metric"].tolist()[2:] == ["accuracy", "macro_f1"]
+    assert enriched["impact"].tolist()[2:] == [0.70, 0.85]
+    assert enriched["impact"].isna().tolist()[:2] == [True, True]
+    assert enriched["family"].tolist() == ["text"] * 4
+    assert enriched["train_examples"].tolist()[3] == 200
+
+
+def test_training_table_per_approach(enriched):
+    table = costs.training_table(enriched).set_index("approach")
+    assert table.index.tolist() == list(runs.APPROACHES)
+    assert table.loc["use as is", "runs"] == 3
+    assert table.loc["use as is", "median training time (s)"] == 0.0
+    assert table.loc["use as is", "best accuracy"] == 0.70
+    assert table.loc["transfer learning", "median training time (s)"] == 35.0
+    assert table.loc["transfer learning", "median training cost ($)"] == pytest.approx(0.036)
+    assert table.loc["transfer learning", "data needed (examples)"] == 200
+    assert table.loc["transfer learning", "peak memory (MB)"] == 900.0
+    assert table.loc["transfer learning", "best macro-F1"] == 0.85
+    assert table.loc["from scratch", "runs"] == 0
+    assert math.isnan(table.loc["from scratch", "best accuracy"])
+
+
+def test_inference_table_per_model(enriched):
+    table = costs.inference_table(enriched, costs.Rates(cpu_usd_per_h=0.36), calls=1000)
+    assert table.columns.tolist() == ["family", "model", "device", "runs", "median load time (s)",
+                                      "median latency (s)", "peak memory (MB)", "$ per 1,000 calls"]
+    row = table.set_index("model").loc["distilbert-sst2"]
+    assert (row["runs"], row["median load time (s)"], row["peak memory (MB)"]) == (2, 3.0, 420.0)
+    assert row["median latency (s)"] == pytest.approx(0.10)
+    assert row["$ per 1,000 calls"] == pytest.approx(0.01)
+    assert "cuda" not in table["device"].tolist()  # the training run is not an inference
+
+
+def test_inference_table_of_no_runs(enriched):
+    assert costs.inference_table(enriched.iloc[0:0]).empty
+
+
+@pytest.mark.parametrize(("effort", "field"), [("seconds", "compute_s"), ("dollars", "cost_usd")])
+def test_effort_impact_chart(enriched, effort, field):
+    spec = charts.effort_impact_chart(enriched, effort).to_dict()
+    enc = spec["encoding"]
+    assert spec["mark"]["type"] == "point"
+    assert (enc["x"]["field"], enc["x"]["type"], enc["x"]["scale"]["type"]) == (field, "quantitative", "log")
+    assert (enc["y"]["field"], enc["y"]["scale"]["domain"]) == ("impact", [0, 1])
+    assert enc["color"]["field"] == "approach"
+    assert enc["color"]["scale"]["domain"] == list(runs.APPROACHES)
+    assert enc["shape"]["field"] == "kind"
+    tooltips = {t["field"] for t in enc["tooltip"]}
+    assert {"model", "task", "load_s", "wall_s", "compute_s", "peak_mb", "cost_usd"} <= tooltips
+    (rows,) = spec["datasets"].values()
+    assert [r["model"] for r in rows] == ["minilm-l6", "minilm-l6"]  # only runs with a quality figure
+    assert "(s, log scale)" in enc["x"]["title"] or "($, log scale)" in enc["x"]["title"]
+
+
+def test_effort_must_be_known(enriched):
+    with pytest.raises(ValueError, match="seconds, dollars"):
+        charts.effort_impact_chart(enriched, "minutes")
+
+
+def test_latency_chart(enriched):
+    spec = charts.latency_chart(enriched).to_dict()
+    enc = spec["encoding"]
+    assert spec["mark"]["type"] == "circle"
+    assert (enc["x"]["field"], enc["x"]["scale"]["type"]) == ("wall_s", "log")
+    assert enc["y"]["field"] == "model" and enc["color"]["field"] == "family"
+    (rows,) = spec["datasets"].values()
+    assert len(rows) == 3 and {r["model"] for r in rows} == {"distilbert-sst2", "minilm-l6"}
+
+
+def test_charts_of_no_runs(enriched):
+    empty = enriched.iloc[0:0]
+    for chart in (charts.effort_impact_chart(empty), charts.latency_chart(empty)):
+        (rows,) = chart.to_dict()["datasets"].values()
+        assert rows == []
+
+
+def test_charts_keep_the_most_recent_points(enriched, monkeypatch):
+    monkeypatch.setattr(charts, "MAX_POINTS", 2)
+    many = pd.concat([enriched] * 3, ignore_index=True)
+    (rows,) = charts.latency_chart(many).to_dict()["datasets"].values()
+    assert len(rows) == 2
