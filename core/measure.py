@@ -42,16 +42,49 @@ class Measurement:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-class PeakTracker:
-    """Samples process RSS (and CUDA memory when torch uses it) in a thread to find the peak."""
+_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
 
-    def __init__(self, interval_s: float = 0.005) -> None:
+
+def _high_water_mb() -> float | None:
+    """Peak resident memory since the last reset (Linux VmHWM), or None where unavailable."""
+    try:
+        with open(_STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_high_water() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where the kernel does not allow it."""
+    try:
+        with open(_CLEAR_REFS, "w") as f:
+            f.write("5")
+        return _high_water_mb() is not None
+    except OSError:
+        return False
+
+
+class PeakTracker:
+    """Peak process memory during a block (plus CUDA memory when torch uses it).
+
+    On Linux the kernel's own high-water mark is reset at the start and read at the end, which
+    costs nothing while the block runs. Elsewhere a thread samples RSS; a sampling thread competes
+    with torch's worker threads for the cores, so it is only the fallback. The mark is process-wide:
+    with several sessions measuring at once, a reset by one can lower another's reading.
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
         self.peak_mb = rss_mb()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread: threading.Thread | None = None
+        self._kernel_mark = False
 
-    def _run(self) -> None:
+    def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.peak_mb = max(self.peak_mb, rss_mb())
 
@@ -59,13 +92,18 @@ class PeakTracker:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        self._thread.start()
+        self._kernel_mark = _reset_high_water()
+        if not self._kernel_mark:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, rss_mb())
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        mark = _high_water_mb() if self._kernel_mark else None
+        self.peak_mb = max(self.peak_mb, rss_mb(), mark or 0.0)
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             self.peak_mb += torch.cuda.max_memory_allocated() / 2**20
