@@ -1,0 +1,1 @@
+"""Fine-tuning: labelled data in, the four training arms compared on a held-out split."""
