@@ -1,6 +1,8 @@
 """Entry point: routes the seven pages and draws the shared sidebar. Run: streamlit run app.py"""
 import streamlit as st
 
+from core.config import get_settings
+from core.registry import preload_in_background
 from ui.common import sidebar
 
 st.set_page_config(page_title="Use before you train", page_icon=":material/model_training:", layout="wide")
@@ -15,6 +17,7 @@ PAGES = [
     st.Page("pages/summary.py", title="Summary", icon=":material/monitoring:", url_path="summary"),
 ]
 
+preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
 page = st.navigation(PAGES)
 sidebar()
 page.run()

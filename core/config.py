@@ -43,6 +43,7 @@ class Settings:
         threads: torch intra-op threads; 0 means one per core.
         max_text_chars: longer inputs are truncated, with a note.
         max_batch_lines: most lines classified in one go.
+        preload: catalog keys to load in the background when the server starts (empty: none).
     """
 
     memory_budget_mb: int = 1800
@@ -55,6 +56,7 @@ class Settings:
     threads: int = 0
     max_text_chars: int = 5000
     max_batch_lines: int = 200
+    preload: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -73,4 +75,5 @@ def get_settings() -> Settings:
         threads=int(_env("THREADS", "0")),
         max_text_chars=int(_env("MAX_TEXT_CHARS", "5000")),
         max_batch_lines=int(_env("MAX_BATCH_LINES", "200")),
+        preload=tuple(k.strip() for k in _env("PRELOAD", "").split(",") if k.strip()),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import socket
 import threading
@@ -23,6 +24,7 @@ from core.catalog import ASSETS, ModelSpec, get_spec
 from core.config import get_settings
 from core.errors import ModelTooLarge, ModelUnavailable
 
+log = logging.getLogger("ubt.registry")
 REMOTE_HOSTS = {"hf": "huggingface.co", "whisper": "openaipublic.azureedge.net"}
 _PROBE_TTL_S = 300.0
 
@@ -325,3 +327,27 @@ def install(key: str, model: Any, source: str = "test") -> None:
     """Put a ready model under a catalog key (tests use it for tiny models built from configs)."""
     spec = get_spec(key)
     CACHE.put(key, Loaded(model, spec, Resolution(source, "in memory", "built in this process"), None, torch_bytes(model) / 2**20))
+
+
+_preload_started = threading.Event()
+
+
+def preload_in_background(keys: tuple[str, ...]) -> bool:
+    """Load ``keys`` once per process in a daemon thread, so first visitors don't wait for them.
+
+    Returns:
+        True when this call started the thread, False when it already ran or there is nothing to load.
+    """
+    if not keys or _preload_started.is_set():
+        return False
+    _preload_started.set()
+
+    def work() -> None:
+        for key in keys:
+            try:
+                load(key)
+            except Exception as err:  # a missing model must not stop the others
+                log.warning("preloading %s failed: %s", key, err)
+
+    threading.Thread(target=work, name="ubt-preload", daemon=True).start()
+    return True

@@ -140,3 +140,16 @@ def test_load_goes_through_spec_loader_and_cache(fresh_cache):
     second = registry.load("minilm-l6")
     assert first.load_s is not None and second.load_s is None and first.model is second.model
     assert first.resolution.source == "package"
+
+
+def test_preload_runs_once_per_process(monkeypatch):
+    loaded = []
+    monkeypatch.setattr(registry, "load", lambda key: loaded.append(key))
+    monkeypatch.setattr(registry, "_preload_started", threading.Event())
+    assert registry.preload_in_background(()) is False
+    assert registry.preload_in_background(("a", "b")) is True
+    assert registry.preload_in_background(("a", "b")) is False
+    deadline = time.monotonic() + 5
+    while len(loaded) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loaded == ["a", "b"]
