@@ -79,3 +79,34 @@ def device_summary() -> str:
     wanted = get_settings().device
     gpu = cuda_present_without_torch() and wanted != "cpu"
     return f"{'cuda' if gpu else 'cpu'} · {os.cpu_count()} core(s) (torch not loaded yet)"
+
+
+def quantize_int8(bundle):
+    """Dynamic int8 quantisation of every ``torch.nn.Linear`` in ``bundle.model`` (CPU only).
+
+    Weights are stored as int8 and activations quantised on the fly: less memory and faster
+    matrix products on CPUs, at a small cost in accuracy that the caller should measure.
+
+    Args:
+        bundle: a loaded-model dataclass with a ``model`` attribute (others are returned as they are).
+
+    Returns:
+        The same bundle, its ``model`` replaced by the quantised module.
+
+    Raises:
+        InputError: when models run on a GPU, where this kind of quantisation does not apply.
+    """
+    import warnings
+
+    import torch
+
+    from core.errors import InputError
+
+    if choose_device().device != "cpu":
+        raise InputError("int8 dynamic quantisation runs on the CPU only; this server runs models on the GPU.")
+    module = getattr(bundle, "model", None)
+    if isinstance(module, torch.nn.Module):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao eager quantisation is deprecated in favour of torchao
+            bundle.model = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    return bundle

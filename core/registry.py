@@ -305,8 +305,12 @@ def _loader(spec: ModelSpec) -> Callable[[ModelSpec, Resolution], Any]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def load(key: str) -> Loaded:
+def load(key: str, int8: bool = False) -> Loaded:
     """Load a model by catalog key through the shared cache.
+
+    Args:
+        key: catalog key.
+        int8: the dynamically quantised (int8 linear layers) variant, made from the float model.
 
     Returns:
         Loaded, with ``load_s`` None when the model was already loaded.
@@ -315,12 +319,30 @@ def load(key: str) -> Loaded:
         ModelUnavailable: no source here (the message says how to get one).
         ModelTooLarge: it cannot fit the memory budget.
     """
+    if int8:
+        return _load_int8(key)
     spec = get_spec(key)
     hit = CACHE._hit(key)
     if hit is not None:
         return hit
     resolution = resolve(spec)
     return CACHE.get(key, spec, resolution, lambda: _loader(spec)(spec, resolution))
+
+
+def _load_int8(key: str) -> Loaded:
+    import copy
+
+    from core.device import quantize_int8
+
+    variant = f"{key}@int8"
+    hit = CACHE._hit(variant)
+    if hit is not None:
+        return hit
+    base = load(key)
+    loaded = CACHE.get(variant, base.spec, base.resolution, lambda: quantize_int8(copy.deepcopy(base.model)))
+    if base.load_s is not None and loaded.load_s is not None:
+        loaded.load_s += base.load_s
+    return loaded
 
 
 def install(key: str, model: Any, source: str = "test") -> None:

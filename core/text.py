@@ -274,20 +274,21 @@ def _measurement(loaded: registry.Loaded, timing, load_s: float | None = None, *
     )
 
 
-def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64) -> tuple[np.ndarray, registry.Loaded]:
+def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: bool = False) -> tuple[np.ndarray, registry.Loaded]:
     """Sentence embeddings (mean pooled, L2-normalised), shape (len(texts), dim).
 
     Args:
         texts: already prepared texts.
         key: catalog key of a text encoder.
         batch_size: texts per forward pass.
+        int8: use the dynamically quantised encoder.
 
     Returns:
         The embeddings and the Loaded encoder (for its measurement fields).
     """
     import torch
 
-    loaded = registry.load(key)
+    loaded = registry.load(key, int8=int8)
     encoder: TextEncoder = loaded.model
     device = choose_device().device
     chunks = []
@@ -304,13 +305,14 @@ def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64) -> tup
     return np.concatenate(chunks), loaded
 
 
-def classify(texts: list[str], key: str, batch_size: int = 32) -> ClassificationResult:
+def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = False) -> ClassificationResult:
     """Classify prepared texts with a sentiment model from the catalog.
 
     Args:
         texts: output of :func:`prepare_texts`.
         key: ``distilbert-sst2``, ``minilm-sentiment`` or another sentiment spec.
         batch_size: texts per forward pass.
+        int8: run the dynamically quantised (int8 linear layers) variant.
 
     Returns:
         ClassificationResult with one Prediction per text.
@@ -318,12 +320,14 @@ def classify(texts: list[str], key: str, batch_size: int = 32) -> Classification
     import torch
 
     loaded = registry.load(key)
+    if int8 and not isinstance(loaded.model, EmbeddingClassifier):
+        loaded = registry.load(key, int8=True)
     model = loaded.model
     if isinstance(model, EmbeddingClassifier):
-        encoder_loaded = registry.load(model.head.encoder)
+        encoder_loaded = registry.load(model.head.encoder, int8=int8)
         notes = _token_note(encoder_loaded.model.tokenizer, texts, encoder_loaded.model.max_length)
         with measured() as timing:
-            features, _ = embed(texts, model.head.encoder, batch_size)
+            features, _ = embed(texts, model.head.encoder, batch_size, int8)
             probs = model.head.predict_proba(features)
         labels = model.head.labels
         load_s = sum(s for s in (loaded.load_s, encoder_loaded.load_s) if s is not None) or None
@@ -347,7 +351,33 @@ def classify(texts: list[str], key: str, batch_size: int = 32) -> Classification
     best = probs.argmax(axis=1)
     predictions = [Prediction(t, labels[i], float(probs[row, i])) for row, (t, i) in enumerate(zip(texts, best))]
     measurement.extra["texts_per_s"] = len(texts) / max(timing.seconds, 1e-9)
+    if int8:
+        measurement.model += "@int8"
     return ClassificationResult(predictions, notes, measurement)
+
+
+@dataclass
+class Int8Comparison:
+    """The int8 variant next to the float model on the same texts: the speed-up and what it costs."""
+
+    int8: ClassificationResult
+    float32: ClassificationResult
+    agreement: float
+    max_score_change: float  # largest |score difference| among texts given the same label
+
+    @property
+    def speedup(self) -> float:
+        return self.float32.measurement.latency_s / max(self.int8.measurement.latency_s, 1e-9)
+
+
+def compare_int8(texts: list[str], key: str) -> Int8Comparison:
+    """Classify with the int8 variant and the float model, and measure how far their answers differ."""
+    float32 = classify(texts, key)
+    int8 = classify(texts, key, int8=True)
+    pairs = list(zip(int8.predictions, float32.predictions))
+    agreement = sum(a.label == b.label for a, b in pairs) / len(pairs)
+    change = max((abs(a.score - b.score) for a, b in pairs if a.label == b.label), default=0.0)
+    return Int8Comparison(int8, float32, agreement, change)
 
 
 # --- generation -----------------------------------------------------------------------------------

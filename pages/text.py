@@ -46,17 +46,25 @@ with sentiment_tab:
             f"sentences (assets/sentiment.csv); held-out accuracy {record_note.get('held_out_accuracy', 0):.0%}. "
             "English only."
         )
-    many = st.toggle("One text per line (batch)", key="sentiment_many")
+    c1, c2 = st.columns(2)
+    many = c1.toggle("One text per line (batch)", key="sentiment_many")
+    int8 = c2.toggle(
+        "int8 quantised (CPU)", key="sentiment_int8",
+        help="Dynamic int8 quantisation of the linear layers. The float model runs on the same texts too, "
+        "so you see the speed-up and how much the answers move.",
+    )
     _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example")
     st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
     if st.button("Classify", type="primary", key="sentiment_run"):
         st.session_state.pop("sentiment_result", None)
         with friendly_errors("Classification"), st.spinner(f"Running {spec.title} ..."):
             prepared = text.prepare_texts(st.session_state.get("sentiment_text", ""), many=many)
-            result = text.classify(prepared.texts, spec.key)
+            comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
+            result = comparison.int8 if comparison else text.classify(prepared.texts, spec.key)
             result.notes[:0] = prepared.notes
             st.session_state["sentiment_result"] = result
-            record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts)})
+            st.session_state["sentiment_int8_comparison"] = comparison
+            record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
     result = st.session_state.get("sentiment_result")
     if result is not None:
         for note in result.notes:
@@ -70,6 +78,13 @@ with sentiment_tab:
                 use_container_width=True, hide_index=True,
             )
         show_measurement(result.measurement)
+        comparison = st.session_state.get("sentiment_int8_comparison")
+        if comparison is not None:
+            st.caption(
+                f"**int8 against float32 on these texts:** {comparison.speedup:.2f}× the speed "
+                f"({comparison.int8.measurement.latency_s * 1000:.0f} ms vs {comparison.float32.measurement.latency_s * 1000:.0f} ms); "
+                f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
+            )
 
 # --- generation -----------------------------------------------------------------------------------
 with generation_tab:

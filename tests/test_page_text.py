@@ -77,3 +77,12 @@ def test_generation_streams_and_shows_tokens_per_second(page):
     page.button(key="generation_run").click().run()
     assert not _errors(page)
     assert "Tokens/s" in {m.label for m in page.metric}
+
+
+def test_int8_toggle_shows_the_speedup_and_the_quality_change(page):
+    page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
+    page.toggle(key="sentiment_int8").set_value(True)
+    page.text_area(key="sentiment_text").input("I love it")
+    page.button(key="sentiment_run").click().run()
+    assert not _errors(page)
+    assert any("int8 against float32" in c.value and "labels agree on" in c.value for c in page.caption)

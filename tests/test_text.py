@@ -156,3 +156,30 @@ def test_packaged_smollm2_generates_text_that_depends_on_the_seed(fresh_cache):
     assert a.text.strip() and b.text.strip()
     assert a.text != b.text
     assert a.measurement.source == "package" and a.measurement.extra["tokens_per_s"] > 0
+
+
+# --- int8 dynamic quantisation -------------------------------------------------------------------------
+def test_int8_variant_is_made_from_the_float_model_and_compared(tiny_distilbert):
+    import torch
+
+    comparison = text.compare_int8(["I love it", "I hate it"], tiny_distilbert)
+    int8_model = registry.load(tiny_distilbert, int8=True).model.model
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in int8_model.modules())
+    assert registry.load(tiny_distilbert).model.model is not int8_model  # the float model is untouched
+    assert comparison.int8.measurement.model == "distilbert-sst2@int8"
+    assert 0.0 <= comparison.agreement <= 1.0 and comparison.max_score_change < 0.1
+    assert comparison.speedup > 0
+
+
+def test_int8_reaches_the_encoder_behind_an_embedding_head(fresh_cache):
+    import torch
+
+    from core.heads import LinearHead
+
+    registry.install("minilm-l6", tiny.bert_encoder())
+    head = LinearHead(np.ones((1, 32), np.float32), np.zeros(1, np.float32), ["negative", "positive"], "minilm-l6")
+    registry.install("minilm-sentiment", text.EmbeddingClassifier(head))
+    result = text.classify(["fine", "bad"], "minilm-sentiment", int8=True)
+    assert len(result.predictions) == 2
+    encoder = registry.load("minilm-l6", int8=True).model.model
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder.modules())
