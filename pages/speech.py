@@ -1,5 +1,153 @@
-"""Speech page (not built yet)."""
+"""Speech page: transcribe the sample, an upload or a recording with Whisper; compare two backends."""
 import streamlit as st
 
-st.title("Speech")
-st.info("Coming next: Transcribe an upload or a microphone recording with Whisper, comparing openai-whisper and faster-whisper on the same clip. This page does not run any model yet.", icon=":material/construction:")
+from core import audio, speech
+from core.errors import InputError
+from ui.common import friendly_errors, model_picker, record, show_measurement
+
+FORMATS = ["wav", "mp3", "m4a", "ogg", "flac", "webm"]
+BACKEND_NOTES = {
+    speech.OPENAI_WHISPER: "OpenAI's reference implementation in PyTorch (float32 on CPU).",
+    speech.FASTER_WHISPER: "The same Whisper models re-implemented in CTranslate2, weights quantised to int8.",
+}
+
+st.title("Speech: transcribe with Whisper")
+st.caption(
+    "Inference only: a pretrained Whisper model turns speech into text, as it is. Each result shows where the "
+    "weights came from, load time, latency, real-time factor (processing time ÷ audio length) and peak memory."
+)
+
+# --- input: the sample, an upload or the microphone --------------------------------------------------
+source = st.radio("Audio", ["Sample clip", "Upload a file", "Record"], horizontal=True, key="speech_source")
+data, name, reference = None, "", None
+if source == "Sample clip":
+    data, reference = speech.sample_clip()
+    name = "sample.flac"
+    st.audio(data, format="audio/flac")
+    st.caption(f"Known transcript: “{reference}” — synthesised with espeak-ng (assets/audio/sample.json).")
+elif source == "Upload a file":
+    upload = st.file_uploader("Audio file", type=FORMATS, key="speech_upload")
+    if upload is not None:
+        data, name = upload.getvalue(), upload.name
+        st.audio(data)
+else:
+    recording = st.audio_input("Record from your microphone", key="speech_recording")
+    if recording is not None:
+        data, name = recording.getvalue(), "your recording"
+st.caption(f"Audio longer than {audio.max_audio_seconds() / 60:g} minutes is refused (setting UBT_MAX_AUDIO_S).")
+
+
+def decoded_clip() -> audio.Audio:
+    """The chosen audio as 16 kHz mono samples (raises InputError with a message)."""
+    if data is None:
+        raise InputError("There is no audio yet: pick the sample clip, upload a file or record something first.")
+    return audio.decode(data, name)
+
+
+# --- decoding settings, shared by both tabs ---------------------------------------------------------------
+c1, c2, c3 = st.columns(3)
+language = None
+if c1.radio("Language", ["Detect", "Fixed"], horizontal=True, key="speech_language_mode") == "Fixed":
+    names = speech.language_names()
+    language = c1.selectbox("Spoken language", list(names), format_func=lambda c: f"{names[c].title()} ({c})", key="speech_language")
+translate = c2.toggle("Translate into English", key="speech_translate", help="Multilingual models only: the .en models cannot translate.")
+beam = c3.select_slider("Beam size", [1, 2, 5], value=5, key="speech_beam", help="1 is greedy decoding: fastest; 5 is both libraries' default.")
+options = speech.TranscribeOptions(language=language, translate=translate, beam_size=beam)
+params = {"language": language or "detect", "translate": translate, "beam_size": beam}
+
+
+def english_only_note(spec) -> None:
+    if speech.english_only(spec) and (translate or language not in (None, "en")):
+        st.info(f"{spec.title} knows English only: it cannot translate or transcribe other languages. Pick a multilingual model.", icon=":material/translate:")
+
+
+def show_transcript(t: speech.Transcript, reference: str | None, key: str) -> None:
+    """Notes, language, transcript, segment table and downloads of one transcript."""
+    for note in t.notes:
+        st.info(note, icon=":material/info:")
+    cols = st.columns(3)
+    probability = "" if t.language_probability is None else f"p = {t.language_probability:.2f}"
+    cols[0].metric("Language", t.language, probability or "not detected", delta_color="off", delta_arrow="off")
+    cols[1].metric("Segments", len(t.segments))
+    if reference is not None:
+        cols[2].metric("WER vs known text", f"{speech.word_error_rate(reference, t.text):.1%}", help="Word error rate against the sample's known transcript.")
+    st.text_area("Transcript", t.text, height=110, key=f"{key}_text", disabled=not t.text)
+    if t.segments:
+        st.dataframe(
+            [{"start (s)": round(s.start, 2), "end (s)": round(s.end, 2), "text": s.text.strip()} for s in t.segments],
+            hide_index=True, width="stretch",
+        )
+    downloads = st.container(horizontal=True)
+    downloads.download_button("Download .txt", t.text + "\n", file_name="transcript.txt", mime="text/plain", key=f"{key}_txt")
+    downloads.download_button("Download .srt", speech.to_srt(t.segments), file_name="transcript.srt", mime="application/x-subrip", key=f"{key}_srt")
+
+
+def metrics(t: speech.Transcript, reference: str | None) -> dict:
+    wer = {} if reference is None else {"word_error_rate": speech.word_error_rate(reference, t.text)}
+    return {"segments": len(t.segments), **wer}
+
+
+transcribe_tab, compare_tab = st.tabs(["Transcribe", "Compare backends"])
+
+# --- one model, segments streamed as they are decoded ----------------------------------------------------
+with transcribe_tab:
+    backend = st.radio("Backend", speech.BACKENDS, horizontal=True, key="speech_backend")
+    st.caption(BACKEND_NOTES[backend])
+    spec = model_picker("Model", task=backend, key=f"speech_model_{backend}")
+    english_only_note(spec)
+    if st.button("Transcribe", type="primary", key="speech_run"):
+        st.session_state.pop("speech_result", None)
+        with friendly_errors("Transcription"):
+            clip = decoded_clip()
+            stream = speech.TranscriptionStream(spec.key, clip, options)
+            bar = st.progress(0.0, text=f"Loading {spec.title} and reading the first 30 s ...")
+            live, lines = st.empty(), []
+            for segment in stream:
+                lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
+                bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
+                live.markdown("  \n".join(lines[-12:]))
+            bar.empty()
+            live.empty()
+            st.session_state["speech_result"] = (stream.result, reference)
+            record(stream.result.measurement, "speech", "transcription", {"backend": backend, **params}, metrics(stream.result, reference))
+    if (stored := st.session_state.get("speech_result")) is not None:
+        result, result_reference = stored
+        show_transcript(result, result_reference, "speech_result")
+        show_measurement(result.measurement)
+
+# --- both backends on the same clip -------------------------------------------------------------------------
+with compare_tab:
+    st.caption("Runs one model of each backend, one after the other, on the same clip with the same settings.")
+    left, right = st.columns(2)
+    with left:
+        first = model_picker("openai-whisper model", task=speech.OPENAI_WHISPER, key="speech_compare_openai")
+        english_only_note(first)
+    with right:
+        second = model_picker("faster-whisper model", task=speech.FASTER_WHISPER, key="speech_compare_faster")
+        english_only_note(second)
+    if st.button("Compare backends", type="primary", key="speech_compare_run"):
+        st.session_state.pop("speech_comparison", None)
+        with friendly_errors("Comparison"):
+            clip = decoded_clip()
+            bar = st.progress(0.0, text="Starting ...")
+            comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
+            bar.empty()
+            st.session_state["speech_comparison"] = (comparison, reference)
+            for t in comparison.transcripts:
+                record(t.measurement, "speech", "transcription", {"backend": t.backend, "compare": True, **params}, metrics(t, reference))
+    if (stored := st.session_state.get("speech_comparison")) is not None:
+        comparison, comparison_reference = stored
+        a, b = comparison.transcripts
+        fast, slow, ratio = (b, a, comparison.speed_ratio) if comparison.speed_ratio >= 1 else (a, b, 1 / comparison.speed_ratio)
+        st.success(
+            f"{fast.backend} ran {ratio:.1f}× faster than {slow.backend} (real-time factor "
+            f"{fast.real_time_factor:.3f} vs {slow.real_time_factor:.3f}); the two transcripts differ "
+            f"by a word error rate of {comparison.disagreement:.1%}.",
+            icon=":material/compare_arrows:",
+        )
+        for column, t in zip(st.columns(2), comparison.transcripts):
+            with column:
+                st.subheader(t.backend)
+                show_transcript(t, comparison_reference, f"speech_compare_{t.backend}")
+        for t in comparison.transcripts:
+            show_measurement(t.measurement)

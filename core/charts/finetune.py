@@ -1,0 +1,119 @@
+"""Charts of the Fine-tune page: class balance, live training curves, confusion matrices, label efficiency."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.charts.summary import APPROACH_COLOURS
+from core.runs import APPROACHES
+
+
+def class_balance_chart(counts: dict[str, int]) -> alt.Chart:
+    """Examples per class, one horizontal bar each.
+
+    Args:
+        counts: {class name: number of examples}.
+
+    Returns:
+        A bar chart, classes sorted by count.
+    """
+    data = pd.DataFrame({"class": list(counts), "examples": [int(v) for v in counts.values()]})
+    return (
+        alt.Chart(data, title="Examples per class")
+        .mark_bar()
+        .encode(
+            x=alt.X("examples:Q", title="examples"),
+            y=alt.Y("class:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False, labelLimit=140)),
+            tooltip=["class:N", "examples:Q"],
+        )
+        .properties(height=min(60 + 22 * len(counts), 480))
+    )
+
+
+def curve_chart(curve: list[dict], title: str = "Training curve") -> alt.Chart:
+    """Training loss per step (line) and held-out accuracy per epoch (points), on two y axes.
+
+    Args:
+        curve: points ``{step, epoch, loss, accuracy}``; loss or accuracy may be None.
+        title: chart title.
+
+    Returns:
+        A layered chart; an empty curve gives empty layers.
+    """
+    data = pd.DataFrame(curve, columns=["step", "epoch", "loss", "accuracy"])
+    base = alt.Chart(data, title=title).encode(
+        x=alt.X("step:Q", title="optimiser step", axis=alt.Axis(tickMinStep=1, format="d")),
+    )
+    loss = base.transform_filter("isValid(datum.loss)").mark_line(color=APPROACH_COLOURS[2]).encode(
+        y=alt.Y("loss:Q", title="training loss", axis=alt.Axis(titleColor=APPROACH_COLOURS[2])),
+        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("loss:Q", format=".4f")],
+    )
+    accuracy = base.transform_filter("isValid(datum.accuracy)").mark_line(
+        color=APPROACH_COLOURS[0], point=True, strokeDash=[4, 2],
+    ).encode(
+        y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%", titleColor=APPROACH_COLOURS[0])),
+        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("accuracy:Q", format=".1%")],
+    )
+    return alt.layer(loss, accuracy).resolve_scale(y="independent").properties(height=220)
+
+
+def confusion_chart(confusion: np.ndarray, labels: list[str], title: str) -> alt.Chart:
+    """A heatmap of held-out counts: rows the actual class, columns the predicted class.
+
+    Args:
+        confusion: counts, shape (classes, classes).
+        labels: class names in the matrix's order.
+        title: chart title (the arm).
+
+    Returns:
+        Rectangles coloured by count, with the count written in each cell.
+    """
+    matrix = np.asarray(confusion)
+    data = pd.DataFrame(
+        [{"actual": labels[i], "predicted": labels[j], "examples": int(matrix[i, j])}
+         for i in range(len(labels)) for j in range(len(labels))]
+    )
+    size = max(240, min(120 + 28 * len(labels), 480))  # the whole chart, axes included (Streamlit fits it)
+    base = alt.Chart(data, title=title).encode(
+        x=alt.X("predicted:N", sort=labels, title="predicted class",
+                axis=alt.Axis(labelAngle=-35, labelLimit=90, labelOverlap=False)),
+        y=alt.Y("actual:N", sort=labels, title="actual class", axis=alt.Axis(labelLimit=90, labelOverlap=False)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("examples:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        tooltip=["actual:N", "predicted:N", "examples:Q"],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text="examples:Q",
+        color=alt.condition(alt.datum.examples > float(matrix.max()) / 2, alt.value("white"), alt.value("black")),
+    )
+    return (cells + text).properties(width=size, height=size)
+
+
+def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
+    """Held-out accuracy against labelled examples per class (log 2 scale), one line per approach.
+
+    Args:
+        rows: ``{examples_per_class, train_examples, approach, accuracy}`` from ``arms.label_efficiency``.
+
+    Returns:
+        A line chart with points.
+    """
+    data = pd.DataFrame(rows, columns=["examples_per_class", "train_examples", "approach", "accuracy"])
+    present = [a for a in APPROACHES if a in set(data["approach"])]
+    colours = [APPROACH_COLOURS[APPROACHES.index(a)] for a in present]
+    return (
+        alt.Chart(data, title="How many labels does the head need?")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("examples_per_class:Q", title="labelled examples per class (log scale)",
+                    scale=alt.Scale(type="log", base=2),
+                    axis=alt.Axis(values=sorted({int(k) for k in data["examples_per_class"]}), format="d")),
+            y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            color=alt.Color("approach:N", scale=alt.Scale(domain=present, range=colours)),
+            tooltip=["approach:N", "examples_per_class:Q", "train_examples:Q", alt.Tooltip("accuracy:Q", format=".1%")],
+        )
+        .properties(height=260)
+    )

@@ -1,0 +1,258 @@
+"""Training jobs that run in background threads, with one server-wide slot for heavy training.
+
+A :class:`Job` runs a list of :class:`Step` s one after the other in its own thread, so a page
+stays responsive and the job survives reruns (the page keeps the Job in its session state and
+reads :meth:`Job.snapshot`). Heavy steps (fine-tuning, training from scratch) first take
+:data:`SLOT`: at most one heavy step runs in the whole server process at a time, and the others
+wait in first-come-first-served order, each knowing its place. The slot is released in a
+``finally``, so a step that crashes frees it and reports its error as a message.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from core.errors import InputError, ModelTooLarge, ModelUnavailable
+from core.finetune import arms
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+
+class TrainingSlot:
+    """A process-wide slot with a FIFO queue: one holder at a time, the rest wait in order."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: object | None = None
+        self._queue: deque[object] = deque()
+
+    def acquire(self, owner: object, stop: threading.Event | None = None, poll_s: float = 0.1) -> bool:
+        """Wait for the slot in turn.
+
+        Args:
+            owner: who holds it (any object; compared by identity).
+            stop: when set while waiting, give up.
+            poll_s: how often ``stop`` is checked.
+
+        Returns:
+            True once ``owner`` holds the slot; False when ``stop`` was set first.
+        """
+        with self._cond:
+            self._queue.append(owner)
+            try:
+                while self._holder is not None or self._queue[0] is not owner:
+                    if stop is not None and stop.is_set():
+                        return False
+                    self._cond.wait(poll_s)
+                self._holder = owner
+                return True
+            finally:
+                self._queue.remove(owner)
+                self._cond.notify_all()
+
+    def release(self, owner: object) -> None:
+        """Give the slot back (does nothing when ``owner`` does not hold it)."""
+        with self._cond:
+            if self._holder is owner:
+                self._holder = None
+                self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, owner: object, stop: threading.Event | None = None):
+        """Hold the slot for a block; yields False (and holds nothing) when stopped while waiting."""
+        acquired = self.acquire(owner, stop)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self.release(owner)
+
+    def place(self, owner: object) -> int | None:
+        """0 while ``owner`` holds the slot, 1.. its place in the queue, None when neither."""
+        with self._cond:
+            if self._holder is owner:
+                return 0
+            for position, waiting in enumerate(self._queue, start=1):
+                if waiting is owner:
+                    return position
+            return None
+
+    def busy(self) -> bool:
+        """Whether someone holds the slot."""
+        with self._cond:
+            return self._holder is not None
+
+
+SLOT = TrainingSlot()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work in a job.
+
+    Attributes:
+        name: short id (an arm name, ``label-efficiency`` ...).
+        title: shown to people.
+        heavy: takes the server-wide slot while it runs.
+        run: ``run(progress, stop) -> result``; calls ``progress(arms.Progress)`` and checks ``stop``.
+    """
+
+    name: str
+    title: str
+    heavy: bool
+    run: Callable[[Callable[[arms.Progress], None], threading.Event], Any]
+
+
+@dataclass
+class StepState:
+    """Where a step stands: ``waiting``, ``queued``, ``running``, ``done``, ``stopped`` or ``error``."""
+
+    name: str
+    title: str
+    heavy: bool
+    status: str = "waiting"
+    fraction: float = 0.0
+    message: str = ""
+    curve: list[dict] = field(default_factory=list)
+    result: Any = None
+    error: str | None = None
+    place: int | None = None
+
+
+FINISHED = ("done", "stopped", "error")
+
+
+class Job:
+    """Steps run in order in a daemon thread; read its state with :meth:`snapshot`."""
+
+    def __init__(self, steps: list[Step], slot: TrainingSlot = SLOT,
+                 on_result: Callable[[str, Any], None] | None = None) -> None:
+        self.id = next(_ids)
+        self.steps = steps
+        self.slot = slot
+        self.on_result = on_result
+        self.stop_event = threading.Event()
+        self.started = time.time()
+        self._states = [StepState(s.name, s.title, s.heavy) for s in steps]
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"training-job-{self.id}", daemon=True)
+
+    def start(self) -> "Job":
+        """Start the thread; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the running step to stop at its next check, and skip the steps not started."""
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job to end; True when it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        """True when no step is left to run."""
+        return not self._thread.is_alive() and all(s.status in FINISHED for s in self._states)
+
+    def snapshot(self) -> list[StepState]:
+        """Copies of the steps' states (safe to read while the job runs); queued steps carry their place."""
+        with self._lock:
+            states = [replace(s, curve=list(s.curve)) for s in self._states]
+        for state in states:
+            if state.status == "queued":
+                state.place = self.slot.place(self)
+        return states
+
+    def results(self) -> dict[str, Any]:
+        """Results of the steps that finished with one, by step name."""
+        return {s.name: s.result for s in self.snapshot() if s.result is not None}
+
+    def _update(self, state: StepState, **changes) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(state, name, value)
+
+    def _progress(self, state: StepState) -> Callable[[arms.Progress], None]:
+        def report(event: arms.Progress) -> None:
+            with self._lock:
+                state.fraction, state.message = event.fraction, event.message
+                state.curve.append({"step": event.step, "epoch": event.epoch, "loss": event.loss, "accuracy": event.accuracy})
+        return report
+
+    def _run(self) -> None:
+        for step, state in zip(self.steps, self._states):
+            if self.stop_event.is_set():
+                self._update(state, status="stopped", message="Not started: the job was stopped.")
+                continue
+            try:
+                if step.heavy:
+                    self._update(state, status="queued", message="Waiting for the training slot")
+                    with self.slot.hold(self, self.stop_event) as acquired:
+                        if not acquired:
+                            self._update(state, status="stopped", message="Stopped while queued.")
+                            continue
+                        self._update(state, status="running", message="Started")
+                        result = step.run(self._progress(state), self.stop_event)
+                else:
+                    self._update(state, status="running", message="Started")
+                    result = step.run(self._progress(state), self.stop_event)
+                stopped = bool(getattr(result, "stopped", False)) and self.stop_event.is_set()
+                self._update(state, result=result, fraction=1.0, status="stopped" if stopped else "done",
+                             message="Stopped; scored as it was." if stopped else "Finished")
+                if self.on_result is not None:
+                    self.on_result(step.name, result)
+            except (InputError, ModelUnavailable, ModelTooLarge) as err:
+                self._update(state, status="error", error=str(err), message="Could not run")
+            except Exception as err:  # a crash must reach the page as a message, never kill the server
+                log.exception("training step %s failed", step.name)
+                self._update(state, status="error", error=f"{type(err).__name__}: {err}", message="Failed")
+
+
+def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curve: bool = False) -> list[Step]:
+    """Steps for the chosen arms, in the order of :data:`arms.ARMS`, plus the label-efficiency curve.
+
+    Args:
+        data: LabelledData.
+        train_idx: training items of the split.
+        test_idx: held-out items of the split.
+        chosen: {arm name: its settings dataclass}.
+        label_curve: add the label-efficiency step (needs the transfer and zero-shot settings).
+
+    Returns:
+        The steps; arms 3 and 4 are heavy.
+    """
+    steps = []
+    for arm in arms.ARMS:
+        if arm in chosen:
+            steps.append(Step(arm, arms.TITLES[arm], arm in arms.HEAVY,
+                              lambda progress, stop, arm=arm: arms.run_arm(arm, data, train_idx, test_idx, chosen[arm], progress, stop)))
+    if label_curve:
+        transfer = chosen.get("transfer", arms.TransferSettings())
+        zero_shot = chosen.get("zero-shot", arms.ZeroShotSettings())
+        steps.append(Step("label-efficiency", "Label efficiency (head refitted per size)", False,
+                          lambda progress, stop: arms.label_efficiency(data, train_idx, test_idx, transfer, zero_shot)))
+    return steps
+
+
+def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id: str | None = None,
+                   label_curve: bool = False, slot: TrainingSlot = SLOT) -> Job:
+    """Start a job running the chosen arms; every finished arm is recorded in the run store.
+
+    Returns:
+        The started Job.
+    """
+    def record(name: str, result: Any) -> None:
+        if isinstance(result, arms.ArmResult):
+            arms.record(result, data, session_id)
+
+    return Job(training_steps(data, train_idx, test_idx, chosen, label_curve), slot, record).start()

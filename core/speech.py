@@ -1,0 +1,432 @@
+"""Speech to text with Whisper, through two backends: openai-whisper (PyTorch) and faster-whisper
+(CTranslate2, int8).
+
+One shape for both: decoded audio (:mod:`core.audio`, 16 kHz mono float32, never a file path) ->
+segments as they are decoded (:class:`TranscriptionStream`, a generator the page turns into a
+progress bar) -> a :class:`Transcript` that carries its measurement (latency, real-time factor,
+peak memory). :func:`compare` runs two models on one clip; :func:`word_error_rate` scores a
+transcript against a reference (or one backend against the other).
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from core import registry
+from core.audio import SAMPLE_RATE, Audio
+from core.catalog import ASSETS, ModelSpec, get_spec
+from core.device import choose_device
+from core.errors import InputError, ModelUnavailable
+from core.measure import Measurement, PeakTracker
+from core.registry import Resolution
+
+OPENAI_WHISPER = "openai-whisper"
+FASTER_WHISPER = "faster-whisper"
+BACKENDS = (FASTER_WHISPER, OPENAI_WHISPER)  # the first works offline (packaged weights)
+WINDOW_S = 30  # Whisper reads 30 s of audio at a time
+SAMPLE_AUDIO = ASSETS / "audio" / "sample.flac"
+SAMPLE_TRANSCRIPT = ASSETS / "audio" / "sample.txt"
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # both libraries' default
+
+
+# --- loaders (called by the registry) -------------------------------------------------------------
+@dataclass
+class TorchWhisper:
+    """An openai-whisper model. Its decoder keeps a key/value cache in hooks on shared modules,
+    so two decodes on one model must not overlap: ``lock`` serialises them."""
+
+    model: Any
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+@dataclass
+class CT2Whisper:
+    """A faster-whisper model (CTranslate2), running on CPU in int8."""
+
+    model: Any
+    threads: int
+
+
+def backend(spec: ModelSpec) -> str:
+    """``openai-whisper`` or ``faster-whisper``, from the spec."""
+    return spec.options["backend"]
+
+
+def english_only(spec: ModelSpec) -> bool:
+    """Whether the model knows English only (the ``.en`` models: no language choice, no translation)."""
+    return bool(spec.options.get("english_only"))
+
+
+def _openai_checkpoint(spec: ModelSpec, resolution: Resolution) -> str:
+    if resolution.source != "local":
+        return spec.hub_id  # a name openai-whisper finds in its cache, or downloads
+    from pathlib import Path
+
+    location = Path(resolution.location)
+    if location.is_file():
+        return str(location)
+    named = location / f"{spec.hub_id}.pt"
+    found = [named] if named.is_file() else sorted(location.glob("*.pt"))
+    if not found:
+        raise ModelUnavailable(f"{location} holds no openai-whisper checkpoint (a .pt file such as {spec.hub_id}.pt).")
+    return str(found[0])
+
+
+def load_openai_whisper(spec: ModelSpec, resolution: Resolution) -> TorchWhisper:
+    """Load an openai-whisper checkpoint (by name from its cache or download, or a local .pt)."""
+    import whisper
+
+    return TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
+
+
+def load_faster_whisper(spec: ModelSpec, resolution: Resolution) -> CT2Whisper:
+    """Load a faster-whisper model (a CTranslate2 folder, or a Hub id) on CPU in int8."""
+    from faster_whisper import WhisperModel
+
+    threads = choose_device().threads
+    if resolution.source in ("local", "package"):
+        model = WhisperModel(resolution.location, device="cpu", compute_type="int8", cpu_threads=threads)
+    else:
+        model = WhisperModel(
+            spec.hub_id, device="cpu", compute_type="int8", cpu_threads=threads,
+            local_files_only=resolution.local_files_only,
+        )
+    return CT2Whisper(model, threads)
+
+
+# --- options and results ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to decode.
+
+    Attributes:
+        language: a language code (``en``, ``fr`` ...), or None to detect it from the first 30 s.
+        translate: translate into English instead of transcribing (multilingual models only).
+        beam_size: 1 for greedy decoding; 5 is both libraries' command-line default.
+        fallback: decode again at higher temperatures when the output looks wrong (repetitive or
+            unlikely), as both libraries do by default; off means greedy/beam at temperature 0 only.
+        max_tokens: most tokens decoded per 30 s window, or None for the libraries' default (half
+            the text context: 224 for the real models).
+    """
+
+    language: str | None = None
+    translate: bool = False
+    beam_size: int = 5
+    fallback: bool = True
+    max_tokens: int | None = None
+
+    @property
+    def task(self) -> str:
+        return "translate" if self.translate else "transcribe"
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        return FALLBACK_TEMPERATURES if self.fallback else (0.0,)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of speech with its text, times in seconds from the start of the clip."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Transcript:
+    """The text of a clip, its segments, the language, and what it cost.
+
+    Attributes:
+        key: catalog key of the model.
+        backend: ``openai-whisper`` or ``faster-whisper``.
+        segments: in order, with times.
+        language: code of the detected (or fixed) language.
+        language_probability: the detector's probability, None when the language was not detected
+            (fixed by the user, or an English-only model).
+        audio_s: length of the clip.
+        notes: what people should know about the input and the output.
+        measurement: load time, latency, real-time factor, peak memory.
+    """
+
+    key: str
+    backend: str
+    segments: list[Segment]
+    language: str
+    language_probability: float | None
+    audio_s: float
+    notes: list[str]
+    measurement: Measurement
+
+    @property
+    def text(self) -> str:
+        """The whole transcript."""
+        return "".join(s.text for s in self.segments).strip()
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over audio duration (below 1: faster than real time)."""
+        return self.measurement.extra["real_time_factor"]
+
+
+def _check_options(spec: ModelSpec, options: TranscribeOptions) -> None:
+    if not english_only(spec):
+        return
+    if options.translate:
+        raise InputError(f"{spec.title} is English-only: it cannot translate. Pick a multilingual model (one without .en).")
+    if options.language not in (None, "en"):
+        raise InputError(f"{spec.title} is English-only: it cannot transcribe language '{options.language}'. Pick a multilingual model.")
+
+
+# --- the two backends -------------------------------------------------------------------------------
+SegmentSource = tuple[str, float | None, Iterator[Segment]]
+
+
+def _openai_decode(runner: TorchWhisper, clip: Audio, options: TranscribeOptions) -> SegmentSource:
+    """Detect the language from the first 30 s, then decode window by window."""
+    import torch
+    import whisper
+
+    model = runner.model
+    if not model.is_multilingual:
+        return "en", None, _openai_windows(runner, clip, options, "en")
+    if options.language:
+        return options.language, None, _openai_windows(runner, clip, options, options.language)
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(clip.samples), model.dims.n_mels).to(model.device)
+    with runner.lock, torch.inference_mode():
+        _, probs = model.detect_language(mel)
+    language = max(probs, key=probs.get)
+    return language, float(probs[language]), _openai_windows(runner, clip, options, language)
+
+
+def _openai_windows(runner: TorchWhisper, clip: Audio, options: TranscribeOptions, language: str) -> Iterator[Segment]:
+    """openai-whisper's transcribe() returns only at the end, so feed it one 30 s window at a time.
+
+    A window's last segment may be cut by the window's end: unless it is the clip's last window,
+    it is dropped and decoded again at the start of the next window, which begins where the last
+    kept segment ended. Each window is prompted with the previous window's text, as openai-whisper
+    does between its own windows.
+    """
+    import torch
+    import whisper
+
+    fp16 = runner.model.device.type == "cuda"
+    window = WINDOW_S * SAMPLE_RATE
+    samples, position, prompt = clip.samples, 0, None
+    while position < len(samples):
+        chunk = samples[position : position + window]
+        last = position + window >= len(samples)
+        with runner.lock, torch.inference_mode():
+            found = whisper.transcribe(
+                runner.model, chunk, verbose=None, language=language, task=options.task,
+                temperature=options.temperatures, beam_size=options.beam_size if options.beam_size > 1 else None,
+                initial_prompt=prompt, fp16=fp16, sample_len=options.max_tokens,
+            )["segments"]
+        step = len(chunk)
+        if not last and len(found) > 1 and found[-2]["end"] >= 1.0:
+            found = found[:-1]
+            step = int(found[-1]["end"] * SAMPLE_RATE)
+        offset = position / SAMPLE_RATE
+        for s in found:
+            start = min(offset + s["start"], clip.duration_s)
+            yield Segment(start, min(max(offset + s["end"], start), clip.duration_s), s["text"])
+        prompt = "".join(s["text"] for s in found).strip() or None
+        position += step
+
+
+def _faster_decode(runner: CT2Whisper, clip: Audio, options: TranscribeOptions) -> SegmentSource:
+    """faster-whisper detects the language at once and yields segments lazily as it decodes."""
+    segments, info = runner.model.transcribe(
+        clip.samples, language=options.language, task=options.task, beam_size=options.beam_size,
+        temperature=list(options.temperatures), max_new_tokens=options.max_tokens, vad_filter=False,
+    )
+    detected = options.language is None and runner.model.model.is_multilingual
+    probability = float(info.language_probability) if detected else None
+    return info.language, probability, (Segment(s.start, min(s.end, clip.duration_s), s.text) for s in segments)
+
+
+# --- transcription ------------------------------------------------------------------------------------
+class TranscriptionStream:
+    """Transcribe a clip; iterate to get segments as they are decoded.
+
+    ``progress`` (0 to 1) says how much of the clip is done; ``result`` holds the Transcript
+    once the iteration ends.
+
+    Args:
+        key: catalog key of a speech model.
+        clip: output of :func:`core.audio.decode`.
+        options: language, translation, beam size.
+
+    Raises:
+        InputError: at construction, for options the model cannot honour (translation or a
+            language other than English on an English-only model).
+    """
+
+    def __init__(self, key: str, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> None:
+        self.spec = get_spec(key)
+        _check_options(self.spec, options)
+        self.clip, self.options = clip, options
+        self.progress = 0.0
+        self.result: Transcript | None = None
+
+    def __iter__(self) -> Iterator[Segment]:
+        loaded = registry.load(self.spec.key)
+        runner = loaded.model
+        duration = self.clip.duration_s
+        segments: list[Segment] = []
+        with PeakTracker() as tracker:
+            start = time.perf_counter()
+            if isinstance(runner, CT2Whisper):
+                language, probability, source = _faster_decode(runner, self.clip, self.options)
+                device = f"cpu · int8 · {runner.threads} thread(s)"
+            else:
+                language, probability, source = _openai_decode(runner, self.clip, self.options)
+                device = choose_device().label()
+            for segment in source:
+                segments.append(segment)
+                self.progress = min(segment.end / duration, 1.0)
+                yield segment
+            seconds = time.perf_counter() - start
+        self.progress = 1.0
+        measurement = Measurement(
+            model=self.spec.key, model_id=self.spec.hub_id or self.spec.key, source=loaded.resolution.source,
+            device=device, load_s=loaded.load_s, latency_s=seconds, peak_mb=tracker.peak_mb,
+            extra={"real_time_factor": seconds / duration, "audio_s": duration},
+        )
+        self.result = Transcript(
+            self.spec.key, backend(self.spec), segments, language, probability, duration,
+            list(self.clip.notes) + self._notes(segments), measurement,
+        )
+
+    def _notes(self, segments: list[Segment]) -> list[str]:
+        notes = []
+        if english_only(self.spec):
+            notes.append(f"{self.spec.title} is English-only: the language is English, not detected.")
+        if not "".join(s.text for s in segments).strip():
+            notes.append("The model recognised no speech in this audio, so the transcript is empty.")
+        return notes
+
+
+def transcribe(key: str, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
+    """Transcribe without streaming.
+
+    Returns:
+        The finished Transcript.
+    """
+    stream = TranscriptionStream(key, clip, options)
+    for _ in stream:
+        pass
+    return stream.result
+
+
+@dataclass
+class Comparison:
+    """Two transcripts of one clip, and how far apart they are.
+
+    Attributes:
+        transcripts: one per model, in the order asked.
+        disagreement: word error rate of the second transcript measured against the first.
+    """
+
+    transcripts: list[Transcript]
+    disagreement: float
+
+    @property
+    def speed_ratio(self) -> float:
+        """How many times faster the second model ran than the first (ratio of real-time factors)."""
+        first, second = (t.real_time_factor for t in self.transcripts)
+        return first / max(second, 1e-9)
+
+
+def compare(
+    keys: tuple[str, str], clip: Audio, options: TranscribeOptions = TranscribeOptions(),
+    on_progress: Callable[[float, str], None] = lambda fraction, message: None,
+) -> Comparison:
+    """Run two models, one after the other, on the same clip with the same options.
+
+    Args:
+        keys: two catalog keys (typically one per backend).
+        clip: output of :func:`core.audio.decode`.
+        options: used for both.
+        on_progress: called with the overall fraction done and a line of text, at each segment.
+
+    Returns:
+        The Comparison.
+
+    Raises:
+        InputError: when either model cannot honour the options (checked before running anything).
+    """
+    streams = [TranscriptionStream(key, clip, options) for key in keys]
+    for i, stream in enumerate(streams):
+        on_progress(i / len(streams), f"{stream.spec.title}: loading and starting ...")
+        for segment in stream:
+            on_progress((i + stream.progress) / len(streams), f"{stream.spec.title}: {segment.end:.0f} s of {clip.duration_s:.0f} s")
+    first, second = (s.result for s in streams)
+    return Comparison([first, second], word_error_rate(first.text, second.text))
+
+
+# --- scoring and export ----------------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    """Normalise text for scoring: lower case, punctuation dropped, hyphenated words joined."""
+    return re.findall(r"[\w']+", re.sub(r"(?<=\w)-(?=\w)", "", text.lower()))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / words in the reference.
+
+    Args:
+        reference: the correct text.
+        hypothesis: the text to score.
+
+    Returns:
+        0.0 for a perfect match; may exceed 1.0 when the hypothesis has many extra words.
+        With an empty reference: 0.0 if the hypothesis is empty too, else 1.0.
+    """
+    ref, hyp = words(reference), words(hypothesis)
+    if not ref:
+        return float(bool(hyp))
+    # Levenshtein distance over words, one row at a time; an insertion chain within a row is a
+    # running minimum of (cost - column) plus the column.
+    columns = np.arange(len(hyp) + 1)
+    row = columns.copy()
+    hyp_array = np.array(hyp, dtype=object)
+    for i, word in enumerate(ref, start=1):
+        substitute = row[:-1] + (hyp_array != word)
+        candidate = np.concatenate(([i], np.minimum(row[1:] + 1, substitute)))
+        row = np.minimum.accumulate(candidate - columns) + columns
+    return float(row[-1]) / len(ref)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def to_srt(segments: list[Segment]) -> str:
+    """Subtitles in SubRip (.srt) format, one cue per non-empty segment."""
+    cues = [s for s in segments if s.text.strip()]
+    return "\n".join(
+        f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n" for i, s in enumerate(cues, start=1)
+    )
+
+
+def sample_clip() -> tuple[bytes, str]:
+    """The bundled sample clip (FLAC bytes) and its known transcript (see scripts/make_sample_audio.py)."""
+    return SAMPLE_AUDIO.read_bytes(), SAMPLE_TRANSCRIPT.read_text(encoding="utf-8").strip()
+
+
+@lru_cache(maxsize=1)
+def language_names() -> dict[str, str]:
+    """Whisper's languages, code -> name (imports openai-whisper, and so torch: call it only when needed)."""
+    from whisper.tokenizer import LANGUAGES
+
+    return dict(LANGUAGES)

