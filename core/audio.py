@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.config import get_settings
 from core.errors import InputError
 
 SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.3
 SILENCE_DBFS = -60.0
-DEFAULT_MAX_SECONDS = 600.0
 
 
 def max_audio_seconds() -> float:
-    """Longest audio accepted for transcription, from ``UBT_MAX_AUDIO_S`` (default 600 s)."""
-    return float(os.environ.get("UBT_MAX_AUDIO_S", DEFAULT_MAX_SECONDS))
+    """Longest audio accepted for transcription (``UBT_MAX_AUDIO_S``, default 600 s)."""
+    return get_settings().max_audio_s
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,17 @@ def _wav_declared_seconds(data: bytes) -> float | None:
     return None
 
 
+MAX_RATE = 384_000  # the highest sample rate of real recording gear; higher "rates" are damaged headers
+
+
+def _check_rate(rate: int, name: str) -> None:
+    if rate > MAX_RATE:
+        raise InputError(
+            f"{name or 'This file'} declares a sample rate of {rate:,} Hz, above the {MAX_RATE:,} Hz any real "
+            "recording uses; the file is probably damaged."
+        )
+
+
 def decode(data: bytes, name: str = "", max_seconds: float | None = None) -> Audio:
     """Decode audio bytes of any common format to 16 kHz mono float32, and check them.
 
@@ -127,7 +137,11 @@ def decode(data: bytes, name: str = "", max_seconds: float | None = None) -> Aud
         declared_s = _wav_declared_seconds(data) or (container.duration / av.time_base if container.duration else None)
         if declared_s and declared_s > limit:
             raise _too_long(declared_s, limit)
-        rate, channels, codec = stream.rate or 0, stream.channels or 0, stream.codec_context.name
+        try:
+            rate, channels, codec = stream.rate or 0, stream.channels or 0, stream.codec_context.name
+        except AttributeError:  # PyAV found a stream but no decoder for it
+            raise InputError(f"{name or 'This file'} uses an audio codec that cannot be decoded here.") from None
+        _check_rate(rate, name)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks, decoded, damaged, ends_damaged = [], 0, 0, False
         frames = container.decode(stream)
@@ -145,7 +159,17 @@ def decode(data: bytes, name: str = "", max_seconds: float | None = None) -> Aud
             ends_damaged = False
             frame.pts = None  # timestamps of damaged or concatenated files may jump
             rate, channels = frame.sample_rate or rate, frame.layout.nb_channels or channels
-            for out in resampler.resample(frame):
+            _check_rate(rate, name)
+            try:
+                outs = resampler.resample(frame)
+            except ValueError:  # the frames changed format mid-stream: flush, then start a new resampler
+                chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                try:
+                    outs = resampler.resample(frame)
+                except (ValueError, av.error.FFmpegError):
+                    raise InputError(f"{name or 'This file'} could not be decoded: its audio frames are inconsistent.") from None
+            for out in outs:
                 chunks.append(out.to_ndarray()[0])
                 decoded += out.samples
             if decoded > limit * SAMPLE_RATE:

@@ -44,6 +44,8 @@ class Settings:
         max_text_chars: longer inputs are truncated, with a note.
         max_batch_lines: most lines classified in one go.
         preload: catalog keys to load in the background when the server starts (empty: none).
+        max_audio_s: longest audio accepted for transcription.
+        feature_cache_mb: memory for cached encoder features on the Fine-tune page.
     """
 
     memory_budget_mb: int = 1800
@@ -57,6 +59,8 @@ class Settings:
     max_text_chars: int = 5000
     max_batch_lines: int = 200
     preload: tuple[str, ...] = ()
+    max_audio_s: float = 600.0
+    feature_cache_mb: float = 256.0
 
 
 @lru_cache(maxsize=1)
@@ -75,5 +79,7 @@ def get_settings() -> Settings:
         threads=int(_env("THREADS", "0")),
         max_text_chars=int(_env("MAX_TEXT_CHARS", "5000")),
         max_batch_lines=int(_env("MAX_BATCH_LINES", "200")),
+        max_audio_s=float(_env("MAX_AUDIO_S", "600")),
+        feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
         preload=tuple(k.strip() for k in _env("PRELOAD", "").split(",") if k.strip()),
     )

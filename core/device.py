@@ -31,6 +31,12 @@ class DeviceChoice:
 
         return getattr(torch, self.dtype_name)
 
+    @property
+    def training_threads(self) -> int:
+        """Threads for training: half the cores (at least one), leaving the rest to inference.
+        On a small or shared CPU, small training steps also run faster on one thread than on two."""
+        return max(1, self.threads // 2)
+
     def label(self) -> str:
         """Short text for the sidebar and result cards."""
         return f"{self.device} · {self.dtype_name} · {self.threads} thread(s)"

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from core.catalog import ASSETS, ModelSpec, get_spec
 from core.config import get_settings
-from core.errors import ModelTooLarge, ModelUnavailable
+from core.errors import InputError, ModelTooLarge, ModelUnavailable
 
 log = logging.getLogger("ubt.registry")
 REMOTE_HOSTS = {"hf": "huggingface.co", "whisper": "openaipublic.azureedge.net"}
@@ -326,7 +326,23 @@ def load(key: str, int8: bool = False) -> Loaded:
     if hit is not None:
         return hit
     resolution = resolve(spec)
-    return CACHE.get(key, spec, resolution, lambda: _loader(spec)(spec, resolution))
+    return CACHE.get(key, spec, resolution, lambda: _load_from(spec, resolution))
+
+
+def _load_from(spec: ModelSpec, resolution: Resolution) -> Any:
+    """Call the spec's loader; a failure to read the weights becomes a message naming where they were."""
+    try:
+        return _loader(spec)(spec, resolution)
+    except (InputError, ModelUnavailable, ModelTooLarge):
+        raise
+    except Exception as err:
+        detail = str(err).strip().rstrip(".")
+        log.exception("loading %s from %s failed", spec.key, resolution.location)
+        raise ModelUnavailable(
+            f"{spec.title} could not be loaded from {resolution.detail or resolution.location} "
+            f"({type(err).__name__}: {detail[:300]}). The files may be incomplete or damaged: "
+            "download or install them again."
+        ) from err
 
 
 def _load_int8(key: str) -> Loaded:

@@ -26,7 +26,7 @@ def _fill(key: str, value: str) -> None:
 def _examples(examples: dict[str, str], target: str, key: str) -> None:
     cols = st.columns(len(examples))
     for col, (name, value) in zip(cols, examples.items()):
-        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value), use_container_width=True)
+        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value), width="stretch")
 
 
 st.title("Text: use a pretrained model")
@@ -75,7 +75,7 @@ with sentiment_tab:
         else:
             st.dataframe(
                 [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
-                use_container_width=True, hide_index=True,
+                width="stretch", hide_index=True,
             )
         show_measurement(result.measurement)
         comparison = st.session_state.get("sentiment_int8_comparison")

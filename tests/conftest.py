@@ -10,6 +10,8 @@ sys.path.insert(0, str(ROOT))
 _DATA = tempfile.mkdtemp(prefix="ubt-test-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["UBT_OFFLINE"] = "1"
+# One torch thread: tiny models run faster on one, and the suite shares a small machine.
+os.environ.setdefault("UBT_THREADS", "1")
 os.environ.setdefault("UBT_DATA_DIR", _DATA)
 os.environ.setdefault("UBT_RUNS_DB", str(Path(_DATA) / "runs.sqlite"))
 # Converted GGUF weights are worth keeping between test runs on one machine.

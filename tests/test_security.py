@@ -402,13 +402,13 @@ FOUND = [
     ("TIFF whose frame count points at a garbage IFD", lambda: mutate(valid_images()[8], ((8, 8),)), check_image,
      None, "fixed in core/images.py"),
     ("WAV with an unknown format tag (no decoder)", lambda: mutate(valid_audio()[0], ((21, 28),)), check_audio,
-     AttributeError, "core/audio.py:130"),
+     None, "fixed in core/audio.py"),
     ("MP3 whose frames change format mid-stream", lambda: mutate(valid_audio()[3], ((37379, 0),)), check_audio,
-     ValueError, "core/audio.py:148"),
+     None, "fixed in core/audio.py"),
     ("WAV declaring a 2,147,483,647 Hz sample rate", lambda: wav_declaring(0, 2**31 - 1), check_audio,
-     MemoryError, "core/audio.py:148"),
+     None, "fixed in core/audio.py"),
     ("WAV declaring a 136,996,386 Hz sample rate (about 10 s of CPU first)", lambda: wav_declaring(0, 136_996_386),
-     check_audio, MemoryError, "core/audio.py:148"),
+     check_audio, None, "fixed in core/audio.py"),
 ]
 
 

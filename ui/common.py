@@ -90,7 +90,8 @@ def friendly_errors(action: str):
         st.error(str(err), icon=":material/memory:")
     except Exception as err:  # the app must survive anything a model or an input throws
         log.exception("%s failed", action)
-        st.error(f"{action} failed: {type(err).__name__}: {err}. Nothing else was affected; try again or pick another model.")
+        detail = str(err).strip().rstrip(".")
+        st.error(f"{action} failed: {type(err).__name__}: {detail}. Nothing else was affected; try again or pick another model.")
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -112,18 +113,22 @@ def _extra_metric(name: str, value: float) -> tuple[str, str]:
     return words.capitalize(), f"{value:,.3g}"
 
 
+METRICS_PER_ROW = 4
+
+
 def show_measurement(m: Measurement) -> None:
     """Render a result's measurements: model, source, device, load time, latency, memory, extras."""
     with st.container(border=True):
         st.caption(
             f"**Model** `{m.model_id}` · **weights** {SOURCE_LABELS.get(m.source, m.source)} · **device** {m.device}"
         )
-        cols = st.columns(3 + len(m.extra))
-        cols[0].metric("Load (first use)", _fmt_seconds(m.load_s))
-        cols[1].metric("Latency", _fmt_seconds(m.latency_s))
-        cols[2].metric("Peak memory", f"{m.peak_mb:,.0f} MB")
-        for col, (name, value) in zip(cols[3:], m.extra.items()):
-            col.metric(*_extra_metric(name, value))
+        metrics = [("Load (first use)", _fmt_seconds(m.load_s)), ("Latency", _fmt_seconds(m.latency_s)),
+                   ("Peak memory", f"{m.peak_mb:,.0f} MB")]
+        metrics += [_extra_metric(name, value) for name, value in m.extra.items()]
+        for start in range(0, len(metrics), METRICS_PER_ROW):
+            cols = st.columns(METRICS_PER_ROW)
+            for col, (label, value) in zip(cols, metrics[start : start + METRICS_PER_ROW]):
+                col.metric(label, value)
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:

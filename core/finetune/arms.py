@@ -353,11 +353,8 @@ class _Loop:
 
 
 def training_threads() -> int:
-    """Torch threads for training: half the cores (at least one), leaving the rest to other users' inference.
-
-    On a small or shared CPU, small training steps also run faster on one thread than on two.
-    """
-    return max(1, choose_device().threads // 2)
+    """Torch threads for training (see DeviceChoice.training_threads)."""
+    return choose_device().training_threads
 
 
 def training_device() -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +23,7 @@ import numpy as np
 
 from core import registry
 from core.catalog import get_spec, specs
+from core.config import get_settings
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 
@@ -34,7 +34,7 @@ DEFAULT_ENCODER = {"text": "minilm-l6", "image": "clip-vit-b-32"}
 
 def cache_budget_mb() -> float:
     """The feature cache's memory budget: ``UBT_FEATURE_CACHE_MB`` (default 256)."""
-    return float(os.environ.get("UBT_FEATURE_CACHE_MB", "256"))
+    return get_settings().feature_cache_mb
 
 
 def encoder_kind(key: str) -> str:
