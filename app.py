@@ -8,13 +8,13 @@ from ui.common import sidebar
 st.set_page_config(page_title="Use before you train", page_icon=":material/model_training:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/text.py", title="Text", icon=":material/article:", url_path="text"),
-    st.Page("pages/image_text.py", title="Image-text", icon=":material/image_search:", url_path="image-text"),
-    st.Page("pages/speech.py", title="Speech", icon=":material/mic:", url_path="speech"),
-    st.Page("pages/image_generation.py", title="Image generation", icon=":material/palette:", url_path="image-generation"),
-    st.Page("pages/fine_tune.py", title="Fine-tune", icon=":material/tune:", url_path="fine-tune"),
-    st.Page("pages/summary.py", title="Summary", icon=":material/monitoring:", url_path="summary"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/text.py", title="Text", icon=":material/article:", url_path="text"),
+    st.Page("app_pages/image_text.py", title="Image-text", icon=":material/image_search:", url_path="image-text"),
+    st.Page("app_pages/speech.py", title="Speech", icon=":material/mic:", url_path="speech"),
+    st.Page("app_pages/image_generation.py", title="Image generation", icon=":material/palette:", url_path="image-generation"),
+    st.Page("app_pages/fine_tune.py", title="Fine-tune", icon=":material/tune:", url_path="fine-tune"),
+    st.Page("app_pages/summary.py", title="Summary", icon=":material/monitoring:", url_path="summary"),
 ]
 
 preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process

@@ -123,14 +123,6 @@ def png_bytes(image, parameters: dict) -> bytes:
     return buffer.getvalue()
 
 
-def availability(key: str) -> registry.Availability:
-    """Whether a model can run here: already loaded (any source), or resolvable by the registry."""
-    for loaded in registry.CACHE.snapshot():
-        if loaded.spec.key == key:
-            return registry.Availability(loaded.spec, loaded.resolution)
-    return registry.availability(get_spec(key))
-
-
 def budget_note(key: str) -> str:
     """A warning for people when a model not loaded yet is larger than the whole memory budget, else ""."""
     spec, budget = get_spec(key), get_settings().memory_budget_mb

@@ -172,7 +172,10 @@ def resolve(spec: ModelSpec) -> Resolution:
 
 
 def availability(spec: ModelSpec) -> Availability:
-    """Resolve without raising: the resolution, or the reason there is none."""
+    """Resolve without raising: the loaded model's resolution, a source found here, or why there is none."""
+    for loaded in CACHE.snapshot():
+        if loaded.spec.key == spec.key:
+            return Availability(spec, loaded.resolution)
     try:
         return Availability(spec, resolve(spec))
     except ModelUnavailable as err:

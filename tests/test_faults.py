@@ -19,7 +19,8 @@ from core import registry, runs
 from core.catalog import get_spec
 from core.config import get_settings
 from tests import tiny
-from tests.serve_tiny import APP, TINY_CHECKPOINTS, page_script
+from tests.apptest import app_at
+from tests.serve_tiny import TINY_CHECKPOINTS, page_script
 
 SENTIMENT = "distilbert-sst2"
 TEXT = "I love this movie, the cast is wonderful."
@@ -59,8 +60,7 @@ def checkpoint(model_dir: Path, key: str = SENTIMENT) -> Path:
 
 
 def open_page(url_path: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.switch_page(page_script(url_path))
+    at = app_at(page_script(url_path), 90)
     return at.run()
 
 
@@ -212,8 +212,7 @@ def test_training_that_raises_half_way_releases_the_slot(fresh_cache, run_store,
     record_property("fault", "training job raising half-way (optimiser step 3 of a real fine-tune)")
     import torch
 
-    from core.finetune import arms, data, jobs
-    from core.finetune import features
+    from core.finetune import arms, data, features, jobs
 
     registry.install("minilm-l6", tiny.bert_encoder())
     features.FEATURES.clear()

@@ -275,10 +275,6 @@ def server(tmp_path_factory):
     assert "Traceback" not in log, log[-4000:]
 
 
-@pytest.mark.xfail((ROOT / "pages").is_dir(), strict=False, reason=(
-    "a top-level pages/ folder makes a fresh server treat the app as an old-style multipage app: /text runs "
-    "pages/text.py without app.py (no sidebar) and /image-text is not found until someone opens the home page; "
-    "the scripts move to app_pages/"))
 def test_deep_links_render_through_app_py_on_a_fresh_server(server):
     for page in ("image-text", "text"):
         with Session(server.url, page) as session:

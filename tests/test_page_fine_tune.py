@@ -1,15 +1,13 @@
 """The Fine-tune page through streamlit AppTest, with the tiny BERT installed as "minilm-l6"."""
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import registry, runs
 from core.errors import ModelUnavailable
 from core.finetune import features as feats
 from tests import tiny
+from tests.apptest import app_at
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 JOB_WAIT_S = 120  # an upper bound for a background job on a busy machine, not a speed assertion
 
 
@@ -17,8 +15,7 @@ JOB_WAIT_S = 120  # an upper bound for a background job on a busy machine, not a
 def page(fresh_cache):
     registry.install("minilm-l6", tiny.bert_encoder())
     feats.FEATURES.clear()
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.switch_page("pages/fine_tune.py")
+    at = app_at("app_pages/fine_tune.py", 90)
     yield at.run()
     job = at.session_state["ft_job"] if "ft_job" in at.session_state else None
     if job is not None:

@@ -1,5 +1,4 @@
 """The Image generation page through streamlit's AppTest: offline hub message, tiny pipeline, bundled digits."""
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -7,15 +6,14 @@ from streamlit.testing.v1 import AppTest
 from core import registry
 from core.catalog import ASSETS
 from tests import tiny_generation as tiny
+from tests.apptest import app_at
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGE = "pages/image_generation.py"
+PAGE = "app_pages/image_generation.py"
 DIGITS_MODE = "Digits (trained by this project, offline)"
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.switch_page(PAGE)
+    at = app_at(PAGE, 120)
     return at.run()
 
 

@@ -10,9 +10,10 @@ from streamlit.testing.v1 import AppTest
 
 from core import images, registry, vision
 from tests import tiny_vision
+from tests.apptest import app_at
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "image_text.py")
+PAGE = "app_pages/image_text.py"
 
 
 def png(colour=(200, 30, 30), size=(40, 30)) -> bytes:
@@ -34,8 +35,7 @@ def installed(fresh_cache, tiny_models):
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.switch_page(PAGE)
+    at = app_at(PAGE, 90)
     return at.run()
 
 

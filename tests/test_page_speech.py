@@ -1,6 +1,5 @@
 """The Speech page through streamlit AppTest: a tiny random openai-whisper model in the shared
 cache, and the packaged faster-whisper tiny.en for the real paths."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +8,11 @@ from streamlit.testing.v1 import AppTest
 from core import audio, registry
 from core.catalog import get_spec
 from tests import tiny_speech
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from tests.apptest import app_at
 
 
 def _open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.switch_page("pages/speech.py")
+    at = app_at("app_pages/speech.py", 120)
     return at.run()
 
 

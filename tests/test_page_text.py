@@ -1,21 +1,17 @@
 """The Text page through streamlit AppTest, with tiny models installed in the shared cache."""
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import registry
 from tests import tiny
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from tests.apptest import app_at
 
 
 @pytest.fixture
 def page(fresh_cache):
     registry.install("distilbert-sst2", tiny.distilbert_classifier())
     registry.install("smollm2-135m", tiny.llama_lm())
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("pages/text.py")
+    at = app_at("app_pages/text.py", 60)
     return at.run()
 
 

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 from core import runs
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY = str(ROOT / "pages" / "summary.py")
-HOME = str(ROOT / "pages" / "home.py")
+SUMMARY = str(ROOT / "app_pages" / "summary.py")
+HOME = str(ROOT / "app_pages" / "home.py")
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_home_guide_follows_the_task(store):
 
 def test_home_links_resolve_inside_the_app(store, tmp_path):
     """Under st.navigation (as app.py routes it) the guide's answer is a real page link."""
-    pages = tmp_path / "pages"
+    pages = tmp_path / "app_pages"
     pages.mkdir()
     shutil.copy(HOME, pages / "home.py")
     names = ["text", "image_text", "speech", "image_generation", "fine_tune", "summary"]
@@ -174,8 +174,8 @@ def test_home_links_resolve_inside_the_app(store, tmp_path):
         (pages / f"{name}.py").write_text("import streamlit as st\nst.write('stub')\n")
     (tmp_path / "app.py").write_text(
         "import streamlit as st\n"
-        "pages = [st.Page('pages/home.py', default=True)]\n"
-        f"pages += [st.Page(f'pages/{{n}}.py', url_path=n.replace('_', '-')) for n in {names!r}]\n"
+        "pages = [st.Page('app_pages/home.py', default=True)]\n"
+        f"pages += [st.Page(f'app_pages/{{n}}.py', url_path=n.replace('_', '-')) for n in {names!r}]\n"
         "st.navigation(pages).run()\n"
     )
     at = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=30).run()

@@ -6,6 +6,7 @@ import uuid
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from core import registry
 from core.catalog import FAMILIES, ModelSpec, specs
@@ -75,6 +76,14 @@ def model_picker(label: str, task: str, key: str, family: str | None = None) -> 
         format_func=lambda s: f"{s.title} — {rows.get(s.key, '?')}",
     )
     return chosen
+
+
+def page_link(page: str, label: str, icon: str) -> None:
+    """A link to another page; plain text when this script runs outside the app's navigation."""
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"{icon} **{label}** (open it from the app's navigation)")
 
 
 @contextmanager

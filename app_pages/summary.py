@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from core import costs, runs
 from core.charts import summary as charts
-from ui.common import session_id
+from ui.common import page_link, session_id
 
 SCOPES = ("this session", "everyone on this server")
 ALL_TASKS = "all tasks"
-
-
-def page_link(page: str, label: str, icon: str) -> None:
-    """A link to another page; plain text when this script runs outside the app's navigation."""
-    try:
-        st.page_link(page, label=label, icon=icon)
-    except StreamlitPageNotFoundError:
-        st.markdown(f"{icon} **{label}** (open it from the app's navigation)")
 
 
 st.title("Summary: effort against impact")
@@ -40,8 +31,8 @@ if stored.empty:
         "recorded here: classify or generate some text, caption an image or transcribe a clip to "
         "measure *using* a model; compare the four approaches on labelled data to measure *training* one."
     )
-    page_link("pages/text.py", "Text: use a pretrained model", ":material/text_fields:")
-    page_link("pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")
+    page_link("app_pages/text.py", "Text: use a pretrained model", ":material/text_fields:")
+    page_link("app_pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")
     st.stop()
 
 tasks = right.selectbox("Task", [ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
@@ -85,7 +76,7 @@ else:
         "None of these runs has a quality figure yet: quality is measured on the Fine-tune page, "
         "which scores every approach on the same held-out split."
     )
-    page_link("pages/fine_tune.py", "Fine-tune: measure quality per approach", ":material/model_training:")
+    page_link("app_pages/fine_tune.py", "Fine-tune: measure quality per approach", ":material/model_training:")
 
 if (enriched["kind"] == "inference").any():
     st.altair_chart(charts.latency_chart(enriched), width="stretch")

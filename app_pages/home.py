@@ -4,16 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
+
+from ui.common import page_link
 
 # What people want to do -> the page that tries pretrained models for it, and its title.
 TASKS = {
-    "Classify or generate text": ("pages/text.py", "Text"),
-    "Label or caption images": ("pages/image_text.py", "Image-text"),
-    "Transcribe speech": ("pages/speech.py", "Speech"),
-    "Generate images from text": ("pages/image_generation.py", "Image generation"),
+    "Classify or generate text": ("app_pages/text.py", "Text"),
+    "Label or caption images": ("app_pages/image_text.py", "Image-text"),
+    "Transcribe speech": ("app_pages/speech.py", "Speech"),
+    "Generate images from text": ("app_pages/image_generation.py", "Image generation"),
 }
-FINE_TUNE = ("pages/fine_tune.py", "Fine-tune")
+FINE_TUNE = ("app_pages/fine_tune.py", "Fine-tune")
 YES, NO, UNSURE, UNTESTED = "Yes", "No", "Not sure", "Not tested yet"
 
 
@@ -77,14 +78,6 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
     return None
 
 
-def page_link(page: str, label: str, icon: str) -> None:
-    """A link to another page; plain text when this script runs outside the app's navigation."""
-    try:
-        st.page_link(page, label=label, icon=icon)
-    except StreamlitPageNotFoundError:
-        st.markdown(f"{icon} **{label}** (open it from the app's navigation)")
-
-
 # --- the idea -----------------------------------------------------------------------------------
 st.title("Use before you train")
 st.markdown(
@@ -106,7 +99,7 @@ with train.container(border=True):
     st.markdown("#### :material/model_training: Train")
     st.caption("Fine-tune it or train from scratch. More examples, minutes to hours, more memory: "
                "worth it when using and adapting fall short.")
-page_link("pages/summary.py", "Summary: effort against impact for every run measured here", ":material/monitoring:")
+page_link("app_pages/summary.py", "Summary: effort against impact for every run measured here", ":material/monitoring:")
 
 # --- the guide ----------------------------------------------------------------------------------
 st.subheader("Before you train: three questions")

@@ -1,7 +1,7 @@
 """Image generation page: text-to-image with a pretrained diffusion model, or digits from a model this project trained."""
 import streamlit as st
 
-from core import generation
+from core import generation, registry
 from core.charts.generation import loss_curve_chart
 from core.config import get_settings
 from ui.common import friendly_errors, model_picker, record, show_measurement
@@ -88,7 +88,7 @@ mode = st.radio("Generator", MODES, key="imagegen_mode", horizontal=True)
 # --- text to image --------------------------------------------------------------------------------
 if mode == MODES[0]:
     spec = model_picker("Model", task="text-to-image", key="imagegen_model", family="image-generation")
-    answer = generation.availability(spec.key)
+    answer = registry.availability(spec)
     if answer.resolution is None:
         _unavailable(spec)
     else:
