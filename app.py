@@ -19,5 +19,7 @@ PAGES = [
 
 preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
 page = st.navigation(PAGES)
-sidebar()
-page.run()
+try:
+    page.run()
+finally:
+    sidebar()  # drawn after the page, so its memory figures include what the page just loaded

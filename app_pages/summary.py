@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import costs, runs
+from core import costs, generation, runs
 from core.charts import summary as charts
 from ui.common import page_link, session_id
 
@@ -97,6 +97,14 @@ st.dataframe(
     },
     key="summary_training_table",
 )
+if scratch := generation.digits_training_record():
+    st.caption(
+        f"**Train-from-scratch reference:** the digits generator on the Image generation page "
+        f"({scratch['parameters']:,} parameters) was trained by this project for {scratch['train_seconds']:.0f} s "
+        f"({scratch['steps']} steps, {scratch['hardware']}), "
+        f"${costs.cost_usd(scratch['train_seconds'], 'cpu', rates):.4f} at the CPU rate; "
+        f"{scratch['sample_accuracy']:.0%} of its samples are read as the requested digit."
+    )
 
 st.subheader("Inference considerations")
 st.caption("Per family, model and device. Load time is the median over cold starts; cost prices the median latency.")

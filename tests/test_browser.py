@@ -103,7 +103,7 @@ def _click(driver, text, timeout=30):
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for button in driver.find_elements(By.CSS_SELECTOR, "button"):
+        for button in driver.find_elements(By.CSS_SELECTOR, "button, [role='tab']"):
             if button.text.strip() == text:
                 button.click()
                 return

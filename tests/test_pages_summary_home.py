@@ -75,6 +75,8 @@ def test_summary_with_runs(seeded):
     assert set(inference["model"]) == {"distilbert-sst2", "smollm2-135m", "minilm-l6"}
     assert at.download_button(key="summary_download")
     assert not at.info  # the store is fine: no note
+    reference = next(c.value for c in at.caption if "Train-from-scratch reference" in c.value)
+    assert "377 s" in reference and "800 steps" in reference  # read from assets/digits_diffusion/training.json
 
 
 def test_summary_rates_change_the_costs(seeded):
