@@ -70,14 +70,15 @@ def browser():
     driver.quit()
 
 
-def _wait_for_page(driver, timeout=60):
+def _wait_for_page(driver, timeout=90):
+    """Wait until the script run has finished: app.py draws the sidebar after the page itself."""
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         titles = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMainBlockContainer'] h1")
-        running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
-        if titles and not running:
+        sidebar = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar']")
+        if titles and sidebar and "Device:" in sidebar[0].text:
             return titles[0].text
         time.sleep(0.25)
     raise AssertionError(f"page did not finish rendering in {timeout} s")

@@ -423,6 +423,36 @@ def _train_loop(*, n_train: int, batch_size: int, epochs: int, budget_s: float, 
     return _Loop(curve, done, stopped_by)
 
 
+def _train_and_score(data, train_idx, test_idx, labels: list[str], settings, loss_of, optimiser,
+                     predict: Callable[[], np.ndarray], progress: ProgressFn, stop: Event):
+    """Arms 3 and 4: train with ``optimiser`` on ``loss_of(rows)``, then score ``predict()`` on the held-out split.
+
+    Returns:
+        (loop, training seconds, inference seconds per held-out example, Timing of the whole, (accuracy, macro-F1, confusion)).
+    """
+
+    def evaluate() -> float:
+        return float(np.mean([labels[i] == data.labels[j] for i, j in zip(predict(), test_idx)]))
+
+    def step(rows: list[int]) -> float:
+        loss = loss_of(rows)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        return float(loss.detach())
+
+    with measured() as timing:
+        start = time.perf_counter()
+        loop = _train_loop(n_train=len(train_idx), batch_size=settings.batch_size, epochs=settings.epochs,
+                           budget_s=settings.time_budget_s, seed=settings.seed, step=step, evaluate=evaluate,
+                           progress=progress, stop=stop)
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        predicted = [labels[i] for i in predict()]
+        latency_s = (time.perf_counter() - start) / len(test_idx)
+    return loop, train_s, latency_s, timing, score(_labels_of(data, test_idx), predicted, labels)
+
+
 def _stop_note(loop: _Loop, budget_s: float) -> list[str]:
     if loop.stopped_by == "stop":
         return [f"Stopped by the user after {loop.steps} steps; the scores are for the model at that point."]
@@ -554,27 +584,12 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, progres
         with torch.inference_mode():
             return torch.cat([head(tunable.features(b)).argmax(-1).cpu() for b in tunable.test_inputs()]).numpy()
 
-    def evaluate() -> float:
-        return float(np.mean([labels[i] == data.labels[j] for i, j in zip(predict(), test_idx)]))
-
-    def step(rows: list[int]) -> float:
+    def loss_of(rows: list[int]):
         encoder.train(), head.train()
-        loss = torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        return float(loss.detach())
+        return torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
 
-    with measured() as timing:
-        start = time.perf_counter()
-        loop = _train_loop(n_train=len(train_idx), batch_size=settings.batch_size, epochs=settings.epochs,
-                           budget_s=settings.time_budget_s, seed=settings.seed, step=step, evaluate=evaluate,
-                           progress=progress, stop=stop)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = [labels[i] for i in predict()]
-        latency_s = (time.perf_counter() - start) / len(test_idx)
-    accuracy, macro_f1, confusion = score(_labels_of(data, test_idx), predicted, labels)
+    loop, train_s, latency_s, timing, (accuracy, macro_f1, confusion) = _train_and_score(
+        data, train_idx, test_idx, labels, settings, loss_of, optimiser, predict, progress, stop)
     notes = [f"Unfroze the top {top} of {len(blocks)} {tunable.what} and trained them with a linear head; the rest "
              "of the encoder stays frozen. Held-out accuracy after every epoch is for the curve only; nothing is "
              "chosen with it."]
@@ -663,27 +678,12 @@ def _scratch_images(data, train_idx, test_idx, settings: ScratchSettings, progre
         with torch.inference_mode():
             return torch.cat([model(x_test[s : s + 256]).argmax(-1).cpu() for s in range(0, len(x_test), 256)]).numpy()
 
-    def evaluate() -> float:
-        return float(np.mean([labels[i] == data.labels[j] for i, j in zip(predict(), test_idx)]))
-
-    def step(rows: list[int]) -> float:
+    def loss_of(rows: list[int]):
         model.train()
-        loss = torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        return float(loss.detach())
+        return torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
 
-    with measured() as timing:
-        start = time.perf_counter()
-        loop = _train_loop(n_train=len(train_idx), batch_size=settings.batch_size, epochs=settings.epochs,
-                           budget_s=settings.time_budget_s, seed=settings.seed, step=step, evaluate=evaluate,
-                           progress=progress, stop=stop)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = [labels[i] for i in predict()]
-        latency_s = (time.perf_counter() - start) / len(test_idx)
-    accuracy, macro_f1, confusion = score(_labels_of(data, test_idx), predicted, labels)
+    loop, train_s, latency_s, timing, (accuracy, macro_f1, confusion) = _train_and_score(
+        data, train_idx, test_idx, labels, settings, loss_of, optimiser, predict, progress, stop)
     notes = [f"A small CNN trained from random weights on {size}×{size} {'grey' if channels == 1 else 'colour'} "
              f"pixels (images were {native} px at most). Held-out accuracy after every epoch is for the curve only."]
     return ArmResult(
