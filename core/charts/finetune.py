@@ -27,7 +27,7 @@ def class_balance_chart(counts: dict[str, int]) -> alt.Chart:
             y=alt.Y("class:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False, labelLimit=140)),
             tooltip=["class:N", "examples:Q"],
         )
-        .properties(height=min(60 + 22 * len(counts), 480))
+        .properties(height=alt.Step(24))
     )
 
 
