@@ -19,7 +19,7 @@ PAGES = [
 
 preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
 page = st.navigation(PAGES)
-try:
-    page.run()
-finally:
-    sidebar()  # drawn after the page, so its memory figures include what the page just loaded
+slot = st.sidebar.empty()
+sidebar(slot.container())
+page.run()
+sidebar(slot.container())  # again after the page, so memory includes what it just loaded (skipped after st.stop)

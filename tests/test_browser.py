@@ -70,15 +70,19 @@ def browser():
     driver.quit()
 
 
-def _wait_for_page(driver, timeout=90):
-    """Wait until the script run has finished: app.py draws the sidebar after the page itself."""
+def _wait_for_page(driver, timeout=90, quiet_s=1.5):
+    """Wait until the page has a title and its content has stopped changing for ``quiet_s``."""
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         titles = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMainBlockContainer'] h1")
-        sidebar = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar']")
-        if titles and sidebar and "Device:" in sidebar[0].text:
+        running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+        snapshot = driver.find_element(By.TAG_NAME, "body").text
+        if snapshot != last or running or not titles:
+            last, since = snapshot, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
             return titles[0].text
         time.sleep(0.25)
     raise AssertionError(f"page did not finish rendering in {timeout} s")

@@ -44,10 +44,14 @@ def _availability_table() -> list[dict]:
     return rows
 
 
-def sidebar() -> None:
-    """Device, memory in use against the budget, and which families are available from where."""
+def sidebar(where=None) -> None:
+    """Device, memory in use against the budget, and which families are available from where.
+
+    Args:
+        where: a container to draw into (default: the sidebar).
+    """
     settings = get_settings()
-    with st.sidebar:
+    with where if where is not None else st.sidebar:
         st.caption(f"**Device:** {device_summary()}")
         used, process = registry.CACHE.used_mb(), rss_mb()
         st.caption(
