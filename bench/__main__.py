@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from bench.common import OUT, ROOT
 
-FAMILIES = ("text", "vision", "speech", "generation", "finetune")
+FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory")
 COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "floor", "vs_floor", "target", "note")
 
 
