@@ -89,19 +89,6 @@ class _Previews:
         return self.latest
 
 
-def _measurement(loaded: registry.Loaded, timing, load_s: float | None, **extra: float) -> Measurement:
-    return Measurement(
-        model=loaded.spec.key,
-        model_id=loaded.spec.hub_id or loaded.spec.key,
-        source=loaded.resolution.source,
-        device=choose_device().label(),
-        load_s=load_s,
-        latency_s=timing.seconds,
-        peak_mb=timing.peak_mb,
-        extra=dict(extra),
-    )
-
-
 def png_bytes(image, parameters: dict) -> bytes:
     """Encode an image as PNG with the parameters that made it in its text metadata.
 
@@ -526,7 +513,7 @@ def generate_image(key: str, request: ImageRequest, on_step: OnStep | None = Non
         "negative_prompt": request.negative_prompt, "steps": request.steps, "guidance_scale": guidance,
         "width": request.width, "height": request.height, "seed": request.seed,
     }
-    measurement = _measurement(loaded, timing, load_s, step_s=step_s, decode_s=decode_s, image_s=timing.seconds)
+    measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s, step_s=step_s, decode_s=decode_s, image_s=timing.seconds)
     return ImageResult(image, previews.latest, request, parameters, len(step_ends), cancelled[0], notes, measurement)
 
 
@@ -720,7 +707,7 @@ def generate_digits(digit: int, count: int = 8, steps: int = 20, guidance: float
     array = images.float().cpu().numpy()
     parameters = {"model": key, "digit": int(digit), "images": count, "steps": steps, "guidance_scale": float(guidance),
                   "seed": int(seed), "scheduler": type(model.scheduler).__name__, "size": model.unet.config.sample_size}
-    measurement = _measurement(loaded, timing, loaded.load_s, step_s=timing.seconds / max(done, 1),
+    measurement = loaded.measurement(timing.seconds, timing.peak_mb, step_s=timing.seconds / max(done, 1),
                                image_s=timing.seconds / count)
     return DigitsResult(
         None if cancelled else digits_grid(array), None if cancelled else (array[:, 0] + 1) / 2, previews.latest,

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from core.catalog import ASSETS, ModelSpec, get_spec
 from core.config import get_settings
 from core.errors import InputError, ModelTooLarge, ModelUnavailable
+from core.measure import Measurement
 
 log = logging.getLogger("ubt.registry")
 REMOTE_HOSTS = {"hf": "huggingface.co", "whisper": "openaipublic.azureedge.net"}
@@ -75,6 +76,25 @@ class Loaded:
     resolution: Resolution
     load_s: float | None
     size_mb: float
+
+    def measurement(self, seconds: float, peak_mb: float, load_s: float | None = None, device: str | None = None,
+                    **extra: float) -> Measurement:
+        """The Measurement of one call on this model.
+
+        Args:
+            seconds: the call's latency, load excluded.
+            peak_mb: peak process memory during the call.
+            load_s: load time to report when it differs from this model's own (e.g. two models loaded).
+            device: device label when the model does not run where choose_device() says (e.g. CTranslate2).
+            extra: task figures (``*_per_s`` rates, ``*_s`` durations ...).
+        """
+        from core.device import choose_device
+
+        return Measurement(
+            model=self.spec.key, model_id=self.spec.hub_id or self.spec.key, source=self.resolution.source,
+            device=device or choose_device().label(), load_s=load_s if load_s is not None else self.load_s,
+            latency_s=seconds, peak_mb=peak_mb, extra=dict(extra),
+        )
 
 
 # --- network probe --------------------------------------------------------------------------------

@@ -294,10 +294,8 @@ class TranscriptionStream:
                 yield segment
             seconds = time.perf_counter() - start
         self.progress = 1.0
-        measurement = Measurement(
-            model=self.spec.key, model_id=self.spec.hub_id or self.spec.key, source=loaded.resolution.source,
-            device=device, load_s=loaded.load_s, latency_s=seconds, peak_mb=tracker.peak_mb,
-            extra={"real_time_factor": seconds / duration, "audio_s": duration},
+        measurement = loaded.measurement(
+            seconds, tracker.peak_mb, device=device, real_time_factor=seconds / duration, audio_s=duration,
         )
         self.result = Transcript(
             self.spec.key, backend(self.spec), segments, language, probability, duration,

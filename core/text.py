@@ -18,7 +18,7 @@ from core.config import get_settings
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.heads import LinearHead
-from core.measure import Measurement, PeakTracker, Timing, measured
+from core.measure import Measurement, PeakTracker, measured
 from core.registry import Resolution
 
 GGUF_MARKER = "converted.json"
@@ -261,19 +261,6 @@ class ClassificationResult:
     measurement: Measurement
 
 
-def _measurement(loaded: registry.Loaded, timing, load_s: float | None = None, **extra: float) -> Measurement:
-    return Measurement(
-        model=loaded.spec.key,
-        model_id=loaded.spec.hub_id or loaded.spec.key,
-        source=loaded.resolution.source,
-        device=choose_device().label(),
-        load_s=load_s if load_s is not None else loaded.load_s,
-        latency_s=timing.seconds,
-        peak_mb=timing.peak_mb,
-        extra=dict(extra),
-    )
-
-
 def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: bool = False) -> tuple[np.ndarray, registry.Loaded]:
     """Sentence embeddings (mean pooled, L2-normalised), shape (len(texts), dim).
 
@@ -331,7 +318,7 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
             probs = model.head.predict_proba(features)
         labels = model.head.labels
         load_s = sum(s for s in (loaded.load_s, encoder_loaded.load_s) if s is not None) or None
-        measurement = _measurement(loaded, timing, load_s)
+        measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s)
         measurement.source = encoder_loaded.resolution.source
         measurement.model_id = encoder_loaded.spec.hub_id or encoder_loaded.spec.key
     else:
@@ -347,7 +334,7 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
                 parts.append(torch.softmax(model.model(**batch).logits.float(), dim=-1).cpu().numpy())
             probs = np.concatenate(parts)
         labels = model.labels
-        measurement = _measurement(loaded, timing)
+        measurement = loaded.measurement(timing.seconds, timing.peak_mb)
     best = probs.argmax(axis=1)
     predictions = [Prediction(t, labels[i], float(probs[row, i])) for row, (t, i) in enumerate(zip(texts, best))]
     measurement.extra["texts_per_s"] = len(texts) / max(timing.seconds, 1e-9)
@@ -470,9 +457,8 @@ class TextStream:
         final = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown):]
-        timing = Timing(seconds, tracker.peak_mb)
-        measurement = _measurement(
-            loaded, timing, tokens=len(new_ids), tokens_per_s=len(new_ids) / max(seconds, 1e-9),
+        measurement = loaded.measurement(
+            seconds, tracker.peak_mb, tokens=len(new_ids), tokens_per_s=len(new_ids) / max(seconds, 1e-9),
             time_to_first_token_s=first_token_s,
         )
         self.result = GenerationResult(final, len(new_ids), notes, measurement)

@@ -166,19 +166,6 @@ def _as_list(images) -> list:
     return images
 
 
-def _measurement(loaded: registry.Loaded, seconds: float, peak_mb: float, **extra: float) -> Measurement:
-    return Measurement(
-        model=loaded.spec.key,
-        model_id=loaded.spec.hub_id or loaded.spec.key,
-        source=loaded.resolution.source,
-        device=choose_device().label(),
-        load_s=loaded.load_s,
-        latency_s=seconds,
-        peak_mb=peak_mb,
-        extra=dict(extra),
-    )
-
-
 # --- CLIP ------------------------------------------------------------------------------------------
 def _placement(module) -> tuple[Any, Any]:
     param = next(module.parameters())
@@ -300,8 +287,8 @@ def zero_shot(
         scale = float(clip.model.logit_scale.detach().exp())
         probabilities = _softmax(scale * image_vectors.astype(np.float64) @ text_vectors.astype(np.float64).T)
     top = [(labels[int(row.argmax())], float(row.max())) for row in probabilities]
-    measurement = _measurement(
-        loaded, timing.seconds, timing.peak_mb,
+    measurement = loaded.measurement(
+        timing.seconds, timing.peak_mb,
         images_per_s=len(images) / max(timing.seconds, 1e-9), preprocess_s=preprocess_s,
     )
     return ZeroShotResult(labels, prompts, probabilities, top, measurement)
@@ -405,8 +392,8 @@ def caption(
             captions.extend(c.strip() for c in captioner.processor.batch_decode(output, skip_special_tokens=True))
             if progress:
                 progress(len(captions), len(images))
-    measurement = _measurement(
-        loaded, timing.seconds, timing.peak_mb,
+    measurement = loaded.measurement(
+        timing.seconds, timing.peak_mb,
         images_per_s=len(images) / max(timing.seconds, 1e-9), preprocess_s=preprocess_s,
         tokens_per_s=new_tokens / max(timing.seconds, 1e-9),
     )
