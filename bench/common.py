@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: timing with warm-up, and a JSON + markdown report."""
+"""Shared benchmark plumbing: paired timing with its spread and peak memory, verdicts, and the report rows."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,15 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
+
+MET, NOISE, NOT_MET = "met", "within noise", "not met"
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -33,11 +36,94 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+@dataclass
+class Paired:
+    """Ours against a reference, timed in back-to-back pairs.
+
+    Attributes:
+        ours_s: median seconds of ours.
+        reference_s: median seconds of the reference.
+        ratio: median over pairs of reference / ours (> 1: ours is faster). Pairs share the machine's
+            load at that moment, so drift on this shared machine cancels.
+        low, high: the lower and upper quartile of the per-pair ratios: the run-to-run spread.
+        peak_mb: the highest peak resident memory of the process during one of our runs.
+    """
+
+    ours_s: float
+    reference_s: float
+    ratio: float
+    low: float
+    high: float
+    peak_mb: float
+
+    @property
+    def spread(self) -> str:
+        return f"{self.low:.3f}–{self.high:.3f}"
+
+
+def paired(ours: Callable[[], object], reference: Callable[[], object], repeats: int, warmup: int = 1,
+           self_timed: bool = False) -> Paired:
+    """Time ``ours`` and ``reference`` alternately, swapping which goes first in every pair.
+
+    Args:
+        ours, reference: the two workloads; each warms up ``warmup`` times first.
+        repeats: pairs timed.
+        self_timed: the callables return the seconds that count (e.g. training time without setup).
+    """
+    from core.measure import PeakTracker
+
+    for _ in range(warmup):
+        ours(), reference()
+
+    def timed(fn) -> tuple[float, float]:
+        with PeakTracker() as tracker:
+            start = time.perf_counter()
+            value = fn()
+            seconds = time.perf_counter() - start
+        return (float(value) if self_timed else seconds), tracker.peak_mb
+
+    pairs, peak = [], 0.0
+    for i in range(repeats):
+        if i % 2 == 0:
+            (mine, mb), (theirs, _) = timed(ours), timed(reference)
+        else:
+            (theirs, _), (mine, mb) = timed(reference), timed(ours)
+        pairs.append((mine, theirs))
+        peak = max(peak, mb)
+    ratios = sorted(theirs / mine for mine, theirs in pairs)
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return Paired(statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs),
+                  statistics.median(ratios), low, high, peak)
+
+
+def verdict(value: float | None, need: float, spread: tuple[float, float] | None = None, at_most: bool = False) -> str:
+    """``met`` when value reaches need (>=, or <= with ``at_most``); ``within noise`` when it does not but
+    the run-to-run spread of the ratio reaches it; otherwise ``not met``."""
+    if value is None:
+        return ""
+    if (value <= need) if at_most else (value >= need):
+        return MET
+    if spread is not None and (spread[0] <= need if at_most else spread[1] >= need):
+        return NOISE
+    return NOT_MET
+
+
+def compared(workload: str, result: Paired, unit: str = "s", scale: float = 1.0, need: float = 1.0,
+             target: str | None = None, note: str = "", **extra) -> dict:
+    """A report row for a paired comparison: times (multiplied by ``scale``), ratio, spread, verdict, memory."""
+    return {
+        "workload": workload, "ours": result.ours_s * scale, "reference": result.reference_s * scale, "unit": unit,
+        "ratio": result.ratio, "spread": result.spread, "peak_mb": result.peak_mb,
+        "target": target or f"ratio >= {need:g}",
+        "status": verdict(result.ratio, need, (result.low, result.high)), "note": note, **extra,
+    }
+
+
 def report(name: str, rows: list[dict]) -> None:
     """Print rows as JSON and as a markdown table, and write bench/out/<name>.json.
 
-    Each row is one workload: ``workload``, ``ours``, ``reference``, ``unit``, ``ratio``,
-    ``target`` and ``note`` are the usual keys; any other keys are printed too.
+    Each row is one workload: ``workload``, ``ours``, ``reference``, ``unit``, ``ratio``, ``spread``,
+    ``peak_mb``, ``target``, ``status`` and ``note`` are the usual keys; any other keys are printed too.
     """
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")

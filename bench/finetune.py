@@ -2,7 +2,8 @@
 one from-scratch CNN epoch, each against a plain loop doing the same work in the same run.
 
 "ratio" is reference / ours: above 1 ours is faster, below 1 our plumbing costs that much. Ours and the
-reference run alternately (medians of 2 pairs with --quick, 5 without), so a busy machine hurts both alike.
+reference run alternately in pairs (bench.common.paired), so a busy machine hurts both alike. The plain
+training loops use torch's default AdamW; ours uses the fused AdamW kernel (core/finetune/arms.adamw).
 
 Usage: python -m bench.finetune [--quick]
 """
@@ -12,28 +13,11 @@ import copy
 import os
 import time
 
-from bench.common import median_time, parse_args, report
+from bench.common import compared, median_time, paired, parse_args, report, verdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ITEMS = 500
 TEST_ITEMS = 50
-
-
-def _interleaved(ours, reference, repeats: int) -> tuple[float, float]:
-    """Median seconds of ours() and reference(), run alternately so a busy machine hurts both alike.
-
-    Each callable returns the seconds it measured itself.
-    """
-    import statistics
-
-    pairs = [(ours(), reference()) for _ in range(repeats)]
-    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _texts() -> tuple:
@@ -81,14 +65,15 @@ def bench_text_features(repeats: int) -> list[dict]:
         feats.FEATURES.clear()
         feats.features_for(labelled, train, "minilm-l6")
 
-    ours, ref = _interleaved(lambda: _timed(cold), lambda: _timed(
-        lambda: _plain_text_features(tokenizer, model, [labelled.items[i] for i in train])), repeats)
+    result = paired(cold, lambda: _plain_text_features(tokenizer, model, [labelled.items[i] for i in train]), repeats,
+                    warmup=0)
     warm = median_time(lambda: feats.features_for(labelled, train, "minilm-l6"), repeats, warmup=0)
     return [
-        {"workload": f"features, {ITEMS} texts, MiniLM (cache empty)", "ours": ours, "reference": ref, "unit": "s",
-         "ratio": ref / ours, "target": "ratio >= 0.95", "note": "reference: plain transformers loop, batch 32"},
-        {"workload": f"features, {ITEMS} texts, MiniLM (from the feature cache)", "ours": warm, "reference": ref,
-         "unit": "s", "ratio": ref / warm, "target": "< 0.01 s", "note": "retraining a head re-embeds nothing"},
+        compared(f"features, {ITEMS} texts, MiniLM (cache empty)", result,
+                 note="reference: plain transformers loop, batch 32; ours sorts texts by length before batching"),
+        {"workload": f"features, {ITEMS} texts, MiniLM (from the feature cache)", "ours": warm,
+         "reference": result.reference_s, "unit": "s", "ratio": result.reference_s / warm, "target": "< 0.01 s",
+         "status": verdict(warm, 0.01, at_most=True), "note": "retraining a head re-embeds nothing"},
     ]
 
 
@@ -118,10 +103,8 @@ def bench_image_features(repeats: int) -> list[dict]:
         feats.FEATURES.clear()
         feats.features_for(digits, indices, "clip-vit-b-32")
 
-    plain()  # warm both
-    ours, ref = _interleaved(lambda: _timed(cold), lambda: _timed(plain), repeats)
-    return [{"workload": f"features, {len(indices)} images, CLIP ViT-B/32", "ours": ours, "reference": ref, "unit": "s",
-             "ratio": ref / ours, "target": "ratio >= 0.95", "note": "reference: plain open_clip loop, batch 16"}]
+    result = paired(cold, plain, repeats)
+    return [compared(f"features, {len(indices)} images, CLIP ViT-B/32", result, note="reference: plain open_clip loop, batch 16")]
 
 
 def bench_head(repeats: int) -> list[dict]:
@@ -134,10 +117,10 @@ def bench_head(repeats: int) -> list[dict]:
     labelled, train, _ = _texts()
     values = feats.features_for(labelled, train, "minilm-l6").values
     y = [labelled.labels[i] for i in train]
-    ours = median_time(lambda: arms.fit_head(values, y, 1.0, "minilm-l6"), repeats, warmup=1)
-    ref = median_time(lambda: LogisticRegression(max_iter=2000).fit(values, y), repeats, warmup=1)
-    return [{"workload": f"head training, {ITEMS} x 384 features", "ours": ours, "reference": ref, "unit": "s",
-             "ratio": ref / ours, "target": "ratio >= 0.9", "note": "reference: sklearn LogisticRegression.fit"}]
+    result = paired(lambda: arms.fit_head(values, y, 1.0, "minilm-l6"), lambda: LogisticRegression(max_iter=2000).fit(values, y),
+                    repeats)
+    return [compared(f"head training, {ITEMS} x 384 features", result,
+                     note="reference: sklearn LogisticRegression.fit; ours is that call plus copying coef_ into a LinearHead")]
 
 
 def _plain_epoch(step_batches, train_step, evaluate, threads: int) -> float:
@@ -201,10 +184,10 @@ def bench_fine_tune_epoch(repeats: int) -> list[dict]:
 
         return _plain_epoch([order[s : s + 16] for s in range(0, len(order), 16)], train_step, evaluate, threads)
 
-    ours, ref = _interleaved(lambda: arms.run_fine_tune(labelled, train, test, settings).train_s, plain, repeats)
-    return [{"workload": f"fine-tune epoch, {ITEMS} texts, MiniLM top 2 layers, batch 16", "ours": ours,
-             "reference": ref, "unit": "s", "ratio": ref / ours, "target": "ratio >= 0.9",
-             "note": f"reference: plain torch loop; both on {threads} thread(s), held-out pass before and after"}]
+    result = paired(lambda: arms.run_fine_tune(labelled, train, test, settings).train_s, plain, repeats, warmup=0,
+                    self_timed=True)
+    return [compared(f"fine-tune epoch, {ITEMS} texts, MiniLM top 2 layers, batch 16", result,
+                     note=f"reference: plain torch loop; both on {threads} thread(s), held-out pass before and after")]
 
 
 def bench_cnn_epoch(repeats: int) -> list[dict]:
@@ -244,15 +227,14 @@ def bench_cnn_epoch(repeats: int) -> list[dict]:
 
         return _plain_epoch([order[s : s + 32] for s in range(0, len(order), 32)], train_step, evaluate, threads)
 
-    ours, ref = _interleaved(lambda: arms.run_from_scratch(digits, train, test, settings).train_s, plain, repeats)
-    return [{"workload": f"from-scratch CNN epoch, {len(train)} digits 16 px, batch 32", "ours": ours,
-             "reference": ref, "unit": "s", "ratio": ref / ours, "target": "ratio >= 0.9",
-             "note": f"reference: plain torch loop; both on {threads} thread(s), held-out pass before and after"}]
+    result = paired(lambda: arms.run_from_scratch(digits, train, test, settings).train_s, plain, repeats, self_timed=True)
+    return [compared(f"from-scratch CNN epoch, {len(train)} digits 16 px, batch 32", result,
+                     note=f"reference: plain torch loop; both on {threads} thread(s), held-out pass before and after")]
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    repeats = 2 if args.quick else 5
+    repeats = 3 if args.quick else 7
     rows = bench_text_features(repeats) + bench_image_features(repeats) + bench_head(repeats * 5)
     rows += bench_fine_tune_epoch(repeats) + bench_cnn_epoch(repeats)
     report("finetune", rows)

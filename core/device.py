@@ -90,7 +90,7 @@ def device_summary() -> str:
 def quantize_int8(bundle):
     """Dynamic int8 quantisation of every ``torch.nn.Linear`` in ``bundle.model`` (CPU only).
 
-    Weights are stored as int8 and activations quantised on the fly: less memory and faster
+    Weights are stored as int8 with one scale per output channel, and activations quantised on the fly: less memory and faster
     matrix products on CPUs, at a small cost in accuracy that the caller should measure.
 
     Args:
@@ -114,5 +114,8 @@ def quantize_int8(bundle):
     if isinstance(module, torch.nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao eager quantisation is deprecated in favour of torchao
-            bundle.model = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+            # One scale per output channel: on the MiniLM sentiment head this flips fewer labels than one
+            # scale per tensor (7 against 8 of 266) and moves scores less (p95 0.12 against 0.17), as fast.
+            qconfig = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+            bundle.model = torch.ao.quantization.quantize_dynamic(module, qconfig)
     return bundle

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -261,6 +261,19 @@ class ClassificationResult:
     measurement: Measurement
 
 
+def in_length_order(texts: Sequence[str], batch_size: int, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """``encode`` applied to batches of texts of similar length, its rows returned in the order of ``texts``.
+
+    Sorting by length first means a batch pads its texts to a similar length, so little compute goes to
+    padding; the results are the same as in input order (padding is masked out).
+    """
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    merged = np.concatenate([encode([texts[i] for i in order[s : s + batch_size]]) for s in range(0, len(texts), batch_size)])
+    rows = np.empty_like(merged)
+    rows[order] = merged
+    return rows
+
+
 def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: bool = False) -> tuple[np.ndarray, registry.Loaded]:
     """Sentence embeddings (mean pooled, L2-normalised), shape (len(texts), dim).
 
@@ -278,18 +291,17 @@ def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: 
     loaded = registry.load(key, int8=int8)
     encoder: TextEncoder = loaded.model
     device = choose_device().device
-    chunks = []
+
+    def encode(chunk: list[str]) -> np.ndarray:
+        batch = encoder.tokenizer(chunk, padding=True, truncation=True, max_length=encoder.max_length,
+                                  return_tensors="pt").to(device)
+        hidden = encoder.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = encoder.tokenizer(
-                texts[start : start + batch_size], padding=True, truncation=True,
-                max_length=encoder.max_length, return_tensors="pt",
-            ).to(device)
-            hidden = encoder.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
-    return np.concatenate(chunks), loaded
+        return in_length_order(texts, batch_size, encode), loaded
 
 
 def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = False) -> ClassificationResult:
@@ -324,15 +336,14 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
     else:
         notes = _token_note(model.tokenizer, texts, model.max_length)
         device = choose_device().device
-        parts = []
+
+        def scores(chunk: list[str]) -> np.ndarray:
+            batch = model.tokenizer(chunk, padding=True, truncation=True, max_length=model.max_length,
+                                    return_tensors="pt").to(device)
+            return torch.softmax(model.model(**batch).logits.float(), dim=-1).cpu().numpy()
+
         with measured() as timing, torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = model.tokenizer(
-                    texts[start : start + batch_size], padding=True, truncation=True,
-                    max_length=model.max_length, return_tensors="pt",
-                ).to(device)
-                parts.append(torch.softmax(model.model(**batch).logits.float(), dim=-1).cpu().numpy())
-            probs = np.concatenate(parts)
+            probs = in_length_order(texts, batch_size, scores)
         labels = model.labels
         measurement = loaded.measurement(timing.seconds, timing.peak_mb)
     best = probs.argmax(axis=1)

@@ -58,6 +58,28 @@ def test_classify_batches_give_the_same_scores_as_one_by_one(tiny_distilbert):
     np.testing.assert_allclose(together, apart, atol=1e-5)
 
 
+def test_length_ordered_batches_return_rows_in_input_order():
+    texts = ["a much longer text here", "hi", "medium text", "x", "another long text, longer still"]
+    batches = []
+
+    def encode(chunk):
+        batches.append([len(t) for t in chunk])
+        return np.array([[len(t)] for t in chunk], dtype=np.float32)
+
+    rows = text.in_length_order(texts, 2, encode)
+    assert rows[:, 0].tolist() == [len(t) for t in texts]
+    assert batches == [[1, 2], [11, 23], [31]]  # each batch holds texts of neighbouring lengths
+
+
+def test_mixed_length_texts_classify_as_they_do_one_by_one(tiny_distilbert):
+    texts = ["great", "this one is a great deal longer than the others, " * 3, "bad", "fine, I suppose, but slow"]
+    together = text.classify(texts, tiny_distilbert, batch_size=2).predictions
+    alone = [text.classify([t], tiny_distilbert).predictions[0] for t in texts]
+    assert [p.text for p in together] == texts
+    assert [p.label for p in together] == [p.label for p in alone]
+    assert np.allclose([p.score for p in together], [p.score for p in alone], atol=1e-5)
+
+
 def test_text_longer_than_the_model_reads_gets_a_note(tiny_distilbert):
     result = text.classify(["word " * 200], tiny_distilbert)
     assert "only the first 64" in result.notes[0]

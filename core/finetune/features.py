@@ -26,6 +26,7 @@ from core.catalog import get_spec, specs
 from core.config import get_settings
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
+from core.text import in_length_order
 
 TEXT_ENCODERS = ("minilm-l6", "distilbert-sst2")  # a sentence encoder, and a classifier's base model
 IMAGE_ENCODERS = tuple(s.key for s in specs(family="image-text", task="zero-shot")) or ("clip-vit-b-32",)
@@ -157,12 +158,9 @@ def encode_texts(key: str, texts: Sequence[str], batch_size: int = 32) -> tuple[
     loaded = registry.load(key)
     backbone = text_backbone(loaded)
     device = choose_device().device
-    chunks = []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenize(backbone, texts[start : start + batch_size], device)
-            chunks.append(pooled(backbone.model, batch).float().cpu().numpy())
-    return np.concatenate(chunks).astype(np.float32), loaded
+        values = in_length_order(list(texts), batch_size, lambda chunk: pooled(backbone.model, tokenize(backbone, chunk, device)).float().cpu().numpy())
+    return values.astype(np.float32), loaded
 
 
 def encode_images(key: str, images: Sequence) -> tuple[np.ndarray, registry.Loaded]:
