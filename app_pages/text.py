@@ -19,14 +19,16 @@ PROMPT_EXAMPLES = {
 }
 
 
-def _fill(key: str, value: str) -> None:
+def _fill(key: str, value: str, lines_key: str | None) -> None:
     st.session_state[key] = value
+    if lines_key:  # an example of several lines is meant one text per line
+        st.session_state[lines_key] = "\n" in value
 
 
-def _examples(examples: dict[str, str], target: str, key: str) -> None:
+def _examples(examples: dict[str, str], target: str, key: str, lines_key: str | None = None) -> None:
     cols = st.columns(len(examples))
     for col, (name, value) in zip(cols, examples.items()):
-        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value), width="stretch")
+        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value, lines_key), width="stretch")
 
 
 st.title("Text: use a pretrained model")
@@ -53,7 +55,7 @@ with sentiment_tab:
         help="Dynamic int8 quantisation of the linear layers. The float model runs on the same texts too, "
         "so you see the speed-up and how much the answers move.",
     )
-    _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example")
+    _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example", lines_key="sentiment_many")
     st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
     if st.button("Classify", type="primary", key="sentiment_run"):
         st.session_state.pop("sentiment_result", None)

@@ -3,7 +3,7 @@
 Each family runs in its own process (so one family's memory does not weigh on the next) and writes
 bench/out/<family>.json; this script collects them.
 
-Usage: python -m bench [--quick] [--only text,vision,...]
+Usage: python -m bench [--quick] [--only text,vision,...]  (--only keeps the other families' last results)
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from bench.common import OUT, ROOT
+from bench.common import MET, NOISE, NOT_MET, OUT, ROOT
 
 FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory")
-COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "floor", "vs_floor", "target", "note")
+COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "spread", "floor", "vs_floor", "peak_mb", "target", "status", "note")
 
 
 def _cell(value) -> str:
@@ -31,11 +31,16 @@ def _markdown(results: dict, meta: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {meta['when']} on {meta['machine']} ({meta['cores']} cores), mode: {meta['mode']}. "
+        f"Measured {meta['when']} on {meta['machine']} ({meta['cores']} cores), mode: {meta['mode']}, "
+        f"families run then: {meta.get('families_run', 'all')} (the others keep their previous results). "
         "Each row's reference is a plain-library call of the same model and input, measured in the same run. "
-        "`ratio` > 1 means the project is faster; `vs_floor` is ours divided by the FLOP floor from DESIGN.md.",
+        "`ratio` > 1 means the project is faster; `spread` is the lower and upper quartile of the ratio over the "
+        "back-to-back pairs (this machine is shared, so that is the noise); `vs_floor` is ours divided by the FLOP "
+        "floor from DESIGN.md; `peak_mb` is the process's peak resident memory during our run. `status`: `met`; "
+        "`within noise` when the median misses the target but the spread reaches it; `not met`.",
         "",
     ]
+    lines += _targets(results)
     for family, rows in results.items():
         lines += [f"## {family}", ""]
         if isinstance(rows, str):
@@ -50,11 +55,31 @@ def _markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _targets(results: dict) -> list[str]:
+    """The verdicts first: how many rows meet their target, and every row that does not, with its note."""
+    rows = [(family, r) for family, rs in results.items() if isinstance(rs, list) for r in rs if r.get("status")]
+    counts = {status: sum(r["status"] == status for _, r in rows) for status in (MET, NOISE, NOT_MET)}
+    lines = ["## Targets", "", f"{counts[MET]} rows meet their target, {counts[NOISE]} are within noise of it, "
+             f"{counts[NOT_MET]} do not.", ""]
+    misses = [(family, r) for family, r in rows if r["status"] != MET]
+    if misses:
+        lines += ["| family | workload | ratio or vs_floor | spread | target | status | note |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {family} | {_cell(r['workload'])} | {_cell(r.get('ratio', r.get('vs_floor')))} | {_cell(r.get('spread'))} "
+                  f"| {_cell(r['target'])} | {r['status']} | {_cell(r.get('note'))} |" for family, r in misses]
+        lines.append("")
+    skipped = [f"{family}: {r['workload']} ({r['note']})" for family, rs in results.items() if isinstance(rs, list)
+               for r in rs if str(r.get("note", "")).startswith("skipped")]
+    lines += [f"Not measured here: {'; '.join(skipped)}.", ""] if skipped else []
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(FAMILIES))
     args = parser.parse_args()
+    combined = ROOT / "bench" / "results.json"
+    earlier = json.loads(combined.read_text())["results"] if combined.exists() and args.only != ",".join(FAMILIES) else {}
     results: dict[str, list | str] = {}
     for family in args.only.split(","):
         out = OUT / f"{family}.json"
@@ -67,11 +92,13 @@ def main() -> None:
             results[family] = json.loads(out.read_text())
         else:
             results[family] = f"bench.{family} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:] or ''}"
+    results = {family: results.get(family, earlier.get(family)) for family in FAMILIES if family in results or family in earlier}
     meta = {
         "when": datetime.now(timezone.utc).isoformat(timespec="minutes"),
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "cores": __import__("os").cpu_count(),
         "mode": "quick" if args.quick else "full",
+        "families_run": args.only,
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     (ROOT / "bench" / "results.md").write_text(_markdown(results, meta) + "\n")

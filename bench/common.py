@@ -47,6 +47,7 @@ class Paired:
             load at that moment, so drift on this shared machine cancels.
         low, high: the lower and upper quartile of the per-pair ratios: the run-to-run spread.
         peak_mb: the highest peak resident memory of the process during one of our runs.
+        pairs: every pair's (ours, reference) seconds.
     """
 
     ours_s: float
@@ -55,6 +56,7 @@ class Paired:
     low: float
     high: float
     peak_mb: float
+    pairs: list[tuple[float, float]]
 
     @property
     def spread(self) -> str:
@@ -90,10 +92,15 @@ def paired(ours: Callable[[], object], reference: Callable[[], object], repeats:
             (theirs, _), (mine, mb) = timed(reference), timed(ours)
         pairs.append((mine, theirs))
         peak = max(peak, mb)
-    ratios = sorted(theirs / mine for mine, theirs in pairs)
+    return summarise(pairs, peak)
+
+
+def summarise(pairs: list[tuple[float, float]], peak_mb: float) -> Paired:
+    """Medians, the median per-pair ratio and its quartiles, from (ours, reference) pairs of seconds."""
+    ratios = sorted(theirs / max(mine, 1e-12) for mine, theirs in pairs)
     low, _, high = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
     return Paired(statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs),
-                  statistics.median(ratios), low, high, peak)
+                  statistics.median(ratios), low, high, peak_mb, pairs)
 
 
 def verdict(value: float | None, need: float, spread: tuple[float, float] | None = None, at_most: bool = False) -> str:
@@ -133,3 +140,32 @@ def report(name: str, rows: list[dict]) -> None:
     for row in rows:
         cells = [f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
         print("| " + " | ".join(cells) + " |")
+
+
+def own_overhead_s(ours: Callable[[], object], owner: object, name: str, runs: int = 3) -> float:
+    """Median seconds ``ours()`` spends outside the library call ``owner.name`` it wraps: our own overhead.
+
+    The call is wrapped for the duration of the measurement only. Where a row is slower than its
+    plain-library reference, this tells our code's share of the gap from the machine's noise.
+    """
+    original = getattr(owner, name)
+    inside = [0.0]
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    setattr(owner, name, timed_call)
+    try:
+        outside = []
+        for _ in range(runs):
+            inside[0] = 0.0
+            start = time.perf_counter()
+            ours()
+            outside.append(time.perf_counter() - start - inside[0])
+    finally:
+        setattr(owner, name, original)
+    return statistics.median(outside)

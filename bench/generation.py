@@ -5,42 +5,26 @@ with its step callback, preview and own decode; reference: a plain ``pipe(prompt
 bundled digits model at its native 16 px (ours: core.generation.generate_digits; reference: a plain
 diffusers loop over the same UNet and DDIM scheduler). Seconds per step are measured as the difference
 between runs of 20 and 2 steps (load, prompt encoding and decoding cancel out); ours and the reference
-alternate, so load on the shared machine hits both alike. Ratio = reference / ours (>= 1.0: no slower).
+alternate, so load on the shared machine hits both alike. Ratio = reference / ours (>= 1.0: no slower);
+the spread is that of the ratio over the pairs of 20-step runs.
 
 Usage: .venv/bin/python -m bench.generation [--quick]
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import parse_args, report
+from bench.common import Paired, compared, own_overhead_s, paired, parse_args, report, summarise
 
 FEW, MANY = 2, 20
 
 
-def _paired(ours, reference, repeats: int) -> tuple[float, float]:
-    """Seconds per step of two callables ``f(steps)``: difference of median run times, the two interleaved."""
-    ours(FEW), reference(FEW)
-    seconds: dict[tuple[str, int], list[float]] = {}
-    for _ in range(repeats):
-        for steps in (FEW, MANY):
-            for name, fn in (("ours", ours), ("reference", reference)):
-                start = time.perf_counter()
-                fn(steps)
-                seconds.setdefault((name, steps), []).append(time.perf_counter() - start)
-
-    def per_step(name: str) -> float:
-        return max(statistics.median(seconds[name, MANY]) - statistics.median(seconds[name, FEW]), 1e-9) / (MANY - FEW)
-
-    return per_step("ours"), per_step("reference")
-
-
-def _row(workload: str, ours: float, reference: float, note: str) -> dict:
-    return {"workload": workload, "ours": ours, "reference": reference, "unit": "s/step",
-            "ratio": reference / ours, "target": ">= 1.0", "note": note}
+def _per_step(ours, reference, repeats: int) -> Paired:
+    """Seconds per step of two callables ``f(steps)``: pair i of MANY-step runs minus pair i of FEW-step runs."""
+    few, many = (paired(lambda n=n: ours(n), lambda n=n: reference(n), repeats) for n in (FEW, MANY))
+    steps = [((m[0] - f[0]) / (MANY - FEW), (m[1] - f[1]) / (MANY - FEW)) for f, m in zip(few.pairs, many.pairs)]
+    return summarise(steps, many.peak_mb)
 
 
 def tiny_pipeline_rows(repeats: int) -> list[dict]:
@@ -62,8 +46,10 @@ def tiny_pipeline_rows(repeats: int) -> list[dict]:
                 model.pipe("a red fox in the snow", num_inference_steps=steps, guidance_scale=0.0, width=size, height=size,
                            generator=torch.Generator("cpu").manual_seed(0))
 
-        rows.append(_row(f"tiny SD pipeline {size} px", *_paired(ours, plain, repeats),
-                         "ours adds a step callback with a latent preview, and decodes itself"))
+        own = own_overhead_s(lambda: ours(MANY), type(model.pipe), "__call__")
+        rows.append(compared(f"tiny SD pipeline {size} px", _per_step(ours, plain, repeats), unit="s/step",
+                             note=f"ours adds a step callback with a latent preview, and decodes itself; "
+                                  f"ours spends {own * 1000:.1f} ms per {MANY}-step run outside the pipeline call"))
     return rows
 
 
@@ -89,8 +75,8 @@ def digits_rows(repeats: int) -> list[dict]:
                 cond, uncond = both.chunk(2)
                 x = scheduler.step(uncond + guidance * (cond - uncond), t, x).prev_sample
 
-    return [_row(f"bundled digits, {count} images at 16 px (its native size)", *_paired(ours, plain, repeats),
-                 "reference: plain diffusers loop over the same UNet2DModel + DDIMScheduler")]
+    return [compared(f"bundled digits, {count} images at 16 px (its native size)", _per_step(ours, plain, repeats),
+                     unit="s/step", note="reference: plain diffusers loop over the same UNet2DModel + DDIMScheduler")]
 
 
 def main() -> None:

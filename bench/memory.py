@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from bench.common import parse_args, report
+from bench.common import parse_args, report, verdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -29,8 +29,10 @@ def main() -> None:
     ]
     for name, run in steps:
         run()
-        rows.append({"workload": f"after {name}", "ours": rss_mb(), "unit": "MB", "cache_mb": registry.CACHE.used_mb(),
-                     "target": f"RSS <= {budget} MB budget", "note": "RSS includes torch, libraries and Python"})
+        rss = rss_mb()
+        rows.append({"workload": f"after {name}", "ours": rss, "unit": "MB", "cache_mb": registry.CACHE.used_mb(),
+                     "target": f"RSS <= {budget} MB budget", "status": verdict(rss, budget, at_most=True),
+                     "note": "RSS includes torch, libraries and Python"})
     rows.append({"workload": "not loaded here (no offline weights)", "note": "CLIP, BLIP, DistilBERT-SST2, GPT-2, openai-whisper, text-to-image"})
     report("memory", rows)
 

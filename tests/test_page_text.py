@@ -36,6 +36,16 @@ def test_example_button_fills_the_text_and_classify_shows_label_and_measurements
     assert {"Load (first use)", "Latency", "Peak memory", "Texts/s"} <= {m.label for m in page.metric}
 
 
+def test_example_of_several_lines_switches_to_one_text_per_line_and_back(page):
+    page.button(key="sentiment_example_Several lines").click().run()
+    assert page.toggle(key="sentiment_many").value is True
+    page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
+    page.button(key="sentiment_run").click().run()
+    assert not _errors(page) and len(page.dataframe) == 1 and len(page.dataframe[0].value) == 4
+    page.button(key="sentiment_example_Happy").click().run()
+    assert page.toggle(key="sentiment_many").value is False
+
+
 def test_empty_text_gets_a_message_not_a_traceback(page):
     page.selectbox(key="sentiment_model").select(registry.CACHE.snapshot()[0].spec).run()
     page.button(key="sentiment_run").click().run()
