@@ -121,7 +121,7 @@ def compared(workload: str, result: Paired, unit: str = "s", scale: float = 1.0,
     return {
         "workload": workload, "ours": result.ours_s * scale, "reference": result.reference_s * scale, "unit": unit,
         "ratio": result.ratio, "spread": result.spread, "peak_mb": result.peak_mb,
-        "target": target or f"ratio >= {need:g}",
+        "target": f"ratio >= {need:g}" if target is None else target,
         "status": verdict(result.ratio, need, (result.low, result.high)), "note": note, **extra,
     }
 
