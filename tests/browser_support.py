@@ -1,0 +1,110 @@
+"""Browser-test support: `streamlit run app.py` on loopback and headless Chromium, with page helpers.
+
+Test modules import the fixtures (``from tests.browser_support import server, browser``) and the helpers.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("UBT_SCREENSHOT_DIR", "/tmp/ubt-screenshots"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        log.seek(0)
+        pytest.fail("streamlit did not start:\n" + log.read())
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.seek(0)
+    assert "Traceback" not in log.read(), "the server logged a traceback"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("Debian chromium + chromium-driver are not installed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for_page(driver, timeout=90, quiet_s=1.5):
+    """Wait until the page has a title and its content has stopped changing for ``quiet_s``."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        titles = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMainBlockContainer'] h1")
+        running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+        snapshot = driver.find_element(By.TAG_NAME, "body").text
+        if snapshot != last or running or not titles:
+            last, since = snapshot, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return titles[0].text
+        time.sleep(0.25)
+    raise AssertionError(f"page did not finish rendering in {timeout} s")
+
+
+def click(driver, text, timeout=30):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for button in driver.find_elements(By.CSS_SELECTOR, "button, [role='tab']"):
+            if button.text.strip() == text:
+                button.click()
+                return
+        time.sleep(0.25)
+    raise AssertionError(f"no button {text!r} appeared in {timeout} s")
+
+
+def wait_text(driver, needle, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in driver.find_element("tag name", "body").text:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{needle!r} did not appear in {timeout} s")
