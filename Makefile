@@ -7,9 +7,13 @@ PORT   ?= 8501
 
 .PHONY: run test bench browser clean
 
+# requirements.txt is Community Cloud's file: torch and torchvision from PyTorch's CPU wheel index, which
+# this project's machines cannot reach (pip would wait on it). Here the same pins come from PyPI: the index
+# line and the +cpu labels are dropped (tests/test_requirements.py checks the versions installed here match).
 $(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -r requirements.txt -r requirements-dev.txt
+	sed -e '/^--extra-index-url/d' -e 's/+cpu$$//' requirements.txt > $(VENV)/requirements-local.txt
+	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt
 	$(BIN)/pip install --no-deps --require-hashes -r requirements-offline.txt
 	touch $@
 

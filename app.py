@@ -3,7 +3,8 @@ import streamlit as st
 
 from core.config import get_settings
 from core.registry import preload_in_background
-from ui.common import sidebar
+from ui.downloads import download_progress
+from ui.sidebar import show_memory, sidebar
 
 st.set_page_config(page_title="Use before you train", page_icon=":material/model_training:", layout="wide")
 
@@ -19,7 +20,7 @@ PAGES = [
 
 preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
 page = st.navigation(PAGES)
-slot = st.sidebar.empty()
-sidebar(slot.container())
-page.run()
-sidebar(slot.container())  # again after the page, so memory includes what it just loaded (skipped after st.stop)
+memory = sidebar()
+with download_progress():  # a model download anywhere on the page shows a progress bar there
+    page.run()
+show_memory(memory)  # again after the page, so it includes what the page just loaded (skipped after st.stop)

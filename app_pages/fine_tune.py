@@ -1,8 +1,10 @@
 """Fine-tune page: should I train this, or just use it? Four arms measured on the user's own labelled data."""
+from itertools import count
+
 import pandas as pd
 import streamlit as st
 
-from core import runs
+from core import registry, runs
 from core.catalog import get_spec
 from core.charts import finetune as charts
 from core.finetune import arms, export, jobs
@@ -19,6 +21,12 @@ STATUS = {"waiting": ":material/hourglass_empty: waiting", "queued": ":material/
           "running": ":material/play_circle: running", "done": ":material/check_circle: done",
           "stopped": ":material/stop_circle: stopped", "error": ":material/error: could not run"}
 MEMO_SIZE = 3
+SECTIONS = count(1)  # the page script runs afresh on every rerun, so numbering restarts at 1
+
+
+def _section(title: str) -> None:
+    """A numbered subheader; numbers follow the sections shown, so none is skipped."""
+    st.subheader(f"{next(SECTIONS)} · {title}")
 
 
 def _memo(key: str, make):
@@ -70,6 +78,22 @@ def _load_data():
         table, text_col, label_col, f"upload: {upload.name}", fingerprint))
 
 
+def _show_notes(notes: list[str]) -> None:
+    for note in notes:
+        st.info(note, icon=":material/info:")
+
+
+def _forget_results_of_other_data(data) -> None:
+    """Drop this session's training job when the data on the page is not the data it trained on."""
+    job = st.session_state.get("ft_job")
+    current = data.fingerprint if data is not None else None
+    if job is None or st.session_state.get("ft_job_fingerprint") == current:
+        return
+    job.stop()  # a job still running on the earlier data stops at its next check
+    for key in ("ft_job", "ft_job_source", "ft_job_fingerprint", "ft_drawn"):
+        st.session_state.pop(key, None)
+
+
 def _preview(data) -> None:
     left, right = st.columns([3, 2])
     with left:
@@ -80,8 +104,7 @@ def _preview(data) -> None:
         st.caption(f"{len(data.labels):,} {data.kind}s · {len(data.classes())} classes · {data.source}")
     with right:
         st.altair_chart(charts.class_balance_chart(data.class_counts()), width="stretch")
-    for note in data.notes:
-        st.info(note, icon=":material/info:")
+    _show_notes(data.notes)
 
 
 ARM_HELP = {
@@ -92,50 +115,98 @@ ARM_HELP = {
 }
 
 
-def _arm_checkbox(arm: str, key: str) -> bool:
-    return st.checkbox(arms.TITLES[arm].split(" (")[0], value=True, key=key, help=ARM_HELP[arm])
+ENCODER_ARMS = ("zero-shot", "transfer", "fine-tune")  # the arms built on a pretrained encoder
+
+
+def _short(arm: str) -> str:
+    return arms.TITLES[arm].split(" (")[0]
+
+
+def _no_encoder_note(kind: str) -> str | None:
+    """Why the encoder arms are off: no pretrained encoder for ``kind`` can load here (None when one can)."""
+    options = feats.TEXT_ENCODERS if kind == "text" else feats.IMAGE_ENCODERS
+    if not all(feats.unavailable_reason(key) for key in options):
+        return None
+    why = registry.availability(get_spec(feats.DEFAULT_ENCODER[kind])).reason
+    names = [_short(arm) for arm in ENCODER_ARMS]
+    return (f"{', '.join(names[:-1])} and {names[-1]} are turned off: they need a pretrained {kind} encoder, "
+            f"and none is available here. {why} {_short('scratch')} needs none.")
+
+
+def _arm_checkbox(arm: str, key: str, off: bool = False) -> bool:
+    """The arm's checkbox, ticked by default; when ``off``, an unticked disabled one under its own key
+    (a widget's key keeps its value whatever ``value=`` says, and the arm is ticked again when it can run)."""
+    if off:
+        return st.checkbox(_short(arm), value=False, disabled=True, key=f"{key}_off", help=ARM_HELP[arm])
+    return st.checkbox(_short(arm), value=True, key=key, help=ARM_HELP[arm])
+
+
+def _zero_shot_settings(kind: str) -> arms.ZeroShotSettings:
+    encoder = _encoder_picker("Encoder", kind, "ft_zs_encoder")
+    template = st.text_input("Label sentence ({label} is replaced)", arms.DEFAULT_TEMPLATE[kind],
+                             key=f"ft_zs_template_{kind}")
+    return arms.ZeroShotSettings(encoder, template)
+
+
+def _transfer_settings(kind: str) -> arms.TransferSettings:
+    encoder = _encoder_picker("Encoder (frozen)", kind, "ft_tr_encoder")
+    left, right = st.columns(2)
+    c = left.select_slider("Regularisation C (smaller = stronger)", [0.1, 0.3, 1.0, 3.0, 10.0], 1.0, key="ft_tr_c")
+    per_class = right.number_input("Examples per class (0 = all)", 0, 10_000, 0, key="ft_tr_per_class")
+    return arms.TransferSettings(encoder, c, int(per_class) or None)
+
+
+def _fine_tune_settings(kind: str) -> arms.FineTuneSettings:
+    encoder = _encoder_picker("Encoder", kind, "ft_ft_encoder")
+    columns = st.columns(4)
+    layers = columns[0].slider("Top layers unfrozen", 0, 12, 2, key="ft_ft_layers")
+    epochs = columns[1].slider("Epochs", 1, 10, 3, key="ft_ft_epochs")
+    budget = columns[2].slider("Time budget (s)", 10, 900, 120, 10, key="ft_ft_budget")
+    rate = columns[3].select_slider("Learning rate (encoder)", [1e-5, 3e-5, 5e-5, 1e-4, 3e-4], 5e-5, key="ft_ft_lr",
+                                    format_func=lambda v: f"{v:.0e}")
+    return arms.FineTuneSettings(encoder, layers, epochs, float(budget), learning_rate=rate)
+
+
+def _scratch_settings(kind: str) -> arms.ScratchSettings:
+    if kind == "text":
+        st.caption("TF-IDF of character n-grams + logistic regression: trains in about a second.")
+        return arms.ScratchSettings()
+    columns = st.columns(3)
+    epochs = columns[0].slider("Epochs (at most)", 1, 500, arms.ScratchSettings.epochs, key="ft_sc_epochs",
+                               help="Training ends sooner when the validation loss, on training images set aside, "
+                                    "stops falling (early stopping), or at the time budget.")
+    budget = columns[1].slider("Time budget (s)", 10, 600, 60, 10, key="ft_sc_budget")
+    size = columns[2].selectbox("Image size", ["auto", 8, 16, 32, 64], key="ft_sc_size")
+    return arms.ScratchSettings(epochs, float(budget), image_size=None if size == "auto" else int(size))
+
+
+ARM_SETTINGS = {"zero-shot": _zero_shot_settings, "transfer": _transfer_settings,
+                "fine-tune": _fine_tune_settings, "scratch": _scratch_settings}
+ARM_KEYS = {arm: "ft_use_" + arm.replace("-", "_") for arm in arms.ARMS}
 
 
 def _arm_settings(kind: str) -> dict:
-    """Checkboxes and settings of the four arms; returns {arm: settings} for the chosen ones."""
-    chosen = {}
-    columns = st.columns(4)
-    with columns[0]:
-        if _arm_checkbox("zero-shot", "ft_use_zero_shot"):
-            with st.expander("Settings"):
-                encoder = _encoder_picker("Encoder", kind, "ft_zs_encoder")
-                template = st.text_input("Label sentence ({label} is replaced)", arms.DEFAULT_TEMPLATE[kind],
-                                         key=f"ft_zs_template_{kind}")
-            chosen["zero-shot"] = arms.ZeroShotSettings(encoder, template)
-    with columns[1]:
-        if _arm_checkbox("transfer", "ft_use_transfer"):
-            with st.expander("Settings"):
-                encoder = _encoder_picker("Encoder (frozen)", kind, "ft_tr_encoder")
-                c = st.select_slider("Regularisation C (smaller = stronger)", [0.1, 0.3, 1.0, 3.0, 10.0], 1.0, key="ft_tr_c")
-                per_class = st.number_input("Examples per class (0 = all)", 0, 10_000, 0, key="ft_tr_per_class")
-            chosen["transfer"] = arms.TransferSettings(encoder, c, int(per_class) or None)
-    with columns[2]:
-        if _arm_checkbox("fine-tune", "ft_use_fine_tune"):
-            with st.expander("Settings"):
-                encoder = _encoder_picker("Encoder", kind, "ft_ft_encoder")
-                layers = st.slider("Top layers unfrozen", 0, 12, 2, key="ft_ft_layers")
-                epochs = st.slider("Epochs", 1, 10, 3, key="ft_ft_epochs")
-                budget = st.slider("Time budget (s)", 10, 900, 120, 10, key="ft_ft_budget")
-                rate = st.select_slider("Learning rate (encoder)", [1e-5, 3e-5, 5e-5, 1e-4, 3e-4], 5e-5, key="ft_ft_lr",
-                                        format_func=lambda v: f"{v:.0e}")
-            chosen["fine-tune"] = arms.FineTuneSettings(encoder, layers, epochs, float(budget), learning_rate=rate)
-    with columns[3]:
-        if _arm_checkbox("scratch", "ft_use_scratch"):
-            with st.expander("Settings"):
-                if kind == "text":
-                    st.caption("TF-IDF of character n-grams + logistic regression: trains in about a second.")
-                    chosen["scratch"] = arms.ScratchSettings()
-                else:
-                    epochs = st.slider("Epochs", 1, 50, 15, key="ft_sc_epochs")
-                    budget = st.slider("Time budget (s)", 10, 600, 60, 10, key="ft_sc_budget")
-                    size = st.selectbox("Image size", ["auto", 8, 16, 32, 64], key="ft_sc_size")
-                    chosen["scratch"] = arms.ScratchSettings(epochs, float(budget),
-                                                             image_size=None if size == "auto" else int(size))
+    """A checkbox per arm, then the chosen arms' settings, one full-width tab each (long model names fit);
+    returns {arm: settings} for the chosen ones.
+
+    When no pretrained encoder can load here, the arms that need one are unticked and disabled, with one note.
+    """
+    no_encoder = _no_encoder_note(kind)
+    if no_encoder:
+        st.info(no_encoder, icon=":material/cloud_off:")
+    ticked = []
+    for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), border=True)):
+        with column:
+            if _arm_checkbox(arm, ARM_KEYS[arm], no_encoder is not None and arm in ENCODER_ARMS):
+                ticked.append(arm)
+    if not ticked:
+        return {}
+    with st.expander("Settings of the chosen arms"):
+        tabs = st.tabs([_short(arm) for arm in ticked])
+        chosen = {}
+        for arm, tab in zip(ticked, tabs):
+            with tab:
+                chosen[arm] = ARM_SETTINGS[arm](kind)
     return chosen
 
 
@@ -172,7 +243,7 @@ def _results(job) -> None:
     results = {arm: everything[arm] for arm in arms.ARMS if isinstance(everything.get(arm), arms.ArmResult)}
     if not results:
         return
-    st.subheader("4 · Results on the held-out split")
+    _section("Results on the held-out split")
     st.caption(f"Data: {st.session_state.get('ft_job_source', '')}")
     st.success(arms.verdict(results), icon=":material/balance:")
     st.dataframe(
@@ -202,7 +273,7 @@ def _results(job) -> None:
 
 
 def _export_and_import(job) -> None:
-    st.subheader("5 · Export a trained head, or use one")
+    _section("Export a trained head, or use one")
     trained = job.results().get("transfer") if job is not None else None
     heads = {}
     if isinstance(trained, arms.ArmResult) and trained.head is not None:
@@ -250,11 +321,16 @@ st.caption(
     "layers, or train from scratch. Training runs in the background: you can keep using the app."
 )
 
-# 1 · data
-st.subheader("1 · Data")
+# 1 · data (notes on what was skipped or refused are shown with any error that follows them)
+_section("Data")
 data = None
 with friendly_errors("Reading the data"):
-    data = _load_data()
+    try:
+        data = _load_data()
+    except labelled_data.DataError as err:
+        st.warning(str(err), icon=":material/edit_note:")
+        _show_notes(err.notes)
+_forget_results_of_other_data(data)
 split = None
 if data is not None:
     _preview(data)
@@ -270,7 +346,7 @@ if data is not None:
 job = st.session_state.get("ft_job")
 running = job is not None and not job.finished
 if data is not None and split is not None:
-    st.subheader("2 · Arms")
+    _section("Arms")
     chosen = _arm_settings(data.kind)
     for encoder in sorted({s.encoder for s in chosen.values() if getattr(s, "encoder", None)}):
         _availability_warning(encoder)
@@ -281,11 +357,12 @@ if data is not None and split is not None:
         with friendly_errors("Starting the training"):
             job = jobs.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen)
             st.session_state["ft_job"], st.session_state["ft_job_source"] = job, data.source
+            st.session_state["ft_job_fingerprint"] = data.fingerprint
             running = True
 
 # 3 · live progress (polls every second while the job runs)
 if job is not None:
-    st.subheader("3 · Progress")
+    _section("Progress")
     if job.finished:
         st.session_state["ft_drawn"] = job.id
     st.fragment(_live, run_every=1.0 if running else None)()

@@ -59,15 +59,19 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
     if has_model != YES or works is None:
         return None
     if works == YES:
-        return Advice("Use it as is", f"It exists and it works: no training needed. Measure its load time, "
-                      f"latency and memory on the {title} page to size the machine it needs.", page, title)
+        return Advice("Use it as is: call an API, or run it yourself", f"It exists and it works: no training "
+                      "needed. Either call it (a hosted API: no machine to size, a price per call) or run it (load "
+                      f"time, latency and memory on your machine). The {title} page measures both on your input, "
+                      "and Summary prices them per 1,000 calls.", page, title)
     if works == UNTESTED:
         return Advice("Test it on your input first", f"Run it on a few of your own inputs on the {title} page "
                       "before deciding anything: most gaps show in the first ten examples.", page, title)
     if fixable == YES:
         return Advice("Use it, with a prompt, wrapper or UI", "Change what goes in (a prompt, zero-shot labels, "
                       "pre-processing) or what comes out (a threshold, post-processing, a person checking in "
-                      f"the UI): minutes of work, no training run. Try it on the {title} page.", page, title)
+                      f"the UI): minutes of work, no training run. Try it on the {title} page; for labels of your own, "
+                      "the Fine-tune page's \"call an API\" arm scores a hosted model prompted with your label "
+                      "names against training.", page, title)
     if fixable == UNSURE:
         return Advice("Try a prompt or wrapper first", f"It is the cheapest fix to test, on the {title} page. If "
                       "the gap stays, measure what training buys on the Fine-tune page.", page, title)

@@ -4,7 +4,8 @@ import streamlit as st
 from core import generation, registry
 from core.charts.generation import loss_curve_chart
 from core.config import get_settings
-from ui.common import friendly_errors, model_picker, record, show_measurement
+from ui.common import friendly_errors, record, show_measurement
+from ui.sidebar import model_picker
 
 MODES = ("Text to image (pretrained)", "Digits (trained by this project, offline)")
 PROMPT_EXAMPLES = {

@@ -3,7 +3,8 @@ import streamlit as st
 
 from core import images, vision
 from core.charts.vision import label_probabilities_chart, probability_heatmap
-from ui.common import friendly_errors, model_picker, record, show_measurement
+from ui.common import friendly_errors, record, show_measurement
+from ui.sidebar import model_picker
 
 LABEL_EXAMPLES = {
     "Sample subjects": "cat, cup of coffee, rocket, astronaut, temple, flower, house",

@@ -1,9 +1,10 @@
 """Speech page: transcribe the sample, an upload or a recording with Whisper; compare two backends."""
 import streamlit as st
 
-from core import audio, speech
+from core import audio, registry, speech
 from core.errors import InputError
-from ui.common import friendly_errors, model_picker, record, show_measurement
+from ui.common import friendly_errors, record, show_measurement
+from ui.sidebar import model_picker
 
 FORMATS = ["wav", "mp3", "m4a", "ogg", "flac", "webm"]
 BACKEND_NOTES = {
@@ -56,38 +57,50 @@ options = speech.TranscribeOptions(language=language, translate=translate, beam_
 params = {"language": language or "detect", "translate": translate, "beam_size": beam}
 
 
+def unavailable(*chosen) -> str:
+    """Why the chosen models cannot run here, in one line ('' when they all can)."""
+    return " ".join(answer.reason for answer in map(registry.availability, chosen) if answer.resolution is None)
+
+
 def english_only_note(spec) -> None:
     if speech.english_only(spec) and (translate or language not in (None, "en")):
         st.info(f"{spec.title} knows English only: it cannot translate or transcribe other languages. Pick a multilingual model.", icon=":material/translate:")
 
 
-def show_transcript(t: speech.Transcript, reference: str | None, key: str) -> None:
-    """Notes, language, transcript, segment table and downloads of one transcript."""
+def show_transcript(t: speech.Transcript, reference: str | None, key: str, name: str = "") -> None:
+    """Notes, warnings, language, transcript, coverage, segment table and downloads of one transcript;
+    ``name`` tells its controls apart from another transcript's on the page."""
     for note in t.notes:
         st.info(note, icon=":material/info:")
+    for warning in t.warnings:
+        st.warning(warning, icon=":material/warning:")
     cols = st.columns(3)
     probability = "" if t.language_probability is None else f"p = {t.language_probability:.2f}"
     cols[0].metric("Language", t.language, probability or "not detected", delta_color="off", delta_arrow="off")
     cols[1].metric("Segments", len(t.segments))
     if reference is not None:
         cols[2].metric("WER vs known text", f"{speech.word_error_rate(reference, t.text):.1%}", help="Word error rate against the sample's known transcript.")
-    st.text_area("Transcript", t.text, height=110, key=f"{key}_text", disabled=not t.text)
+    st.session_state[f"{key}_text"] = t.text  # a keyed text area keeps its old value unless told
+    st.text_area(f"Transcript{name}", height=110, key=f"{key}_text", disabled=not t.text)
+    windows = " · ".join(f"{w.label} {w.status}" for w in t.windows)
+    st.caption(f"Segments cover {t.coverage:.0%} of the speech (non-silent audio). Windows: {windows}.")
     if t.segments:
         st.dataframe(
             [{"start (s)": round(s.start, 2), "end (s)": round(s.end, 2), "text": s.text.strip()} for s in t.segments],
             hide_index=True, width="stretch",
         )
     downloads = st.container(horizontal=True)
-    downloads.download_button("Download .txt", t.text + "\n", file_name="transcript.txt", mime="text/plain", key=f"{key}_txt")
-    downloads.download_button("Download .srt", speech.to_srt(t.segments), file_name="transcript.srt", mime="application/x-subrip", key=f"{key}_srt")
+    stem = f"transcript-{t.backend}" if name else "transcript"
+    downloads.download_button(f"Download .txt{name}", t.text + "\n", file_name=f"{stem}.txt", mime="text/plain", key=f"{key}_txt")
+    downloads.download_button(f"Download .srt{name}", speech.to_srt(t.segments), file_name=f"{stem}.srt", mime="application/x-subrip", key=f"{key}_srt")
 
 
 def metrics(t: speech.Transcript, reference: str | None) -> dict:
     wer = {} if reference is None else {"word_error_rate": speech.word_error_rate(reference, t.text)}
-    return {"segments": len(t.segments), **wer}
+    return {"segments": len(t.segments), "speech_coverage": t.coverage, **wer}
 
 
-transcribe_tab, compare_tab = st.tabs(["Transcribe", "Compare backends"])
+transcribe_tab, compare_tab = st.tabs(["One model", "Side by side"])
 
 # --- one model, segments streamed as they are decoded ----------------------------------------------------
 with transcribe_tab:
@@ -95,19 +108,23 @@ with transcribe_tab:
     st.caption(BACKEND_NOTES[backend])
     spec = model_picker("Model", task=backend, key=f"speech_model_{backend}")
     english_only_note(spec)
-    if st.button("Transcribe", type="primary", key="speech_run"):
+    if reason := unavailable(spec):
+        st.caption(f"Cannot transcribe: {reason}")
+    if st.button("Transcribe", type="primary", key="speech_run", disabled=bool(reason)):
         st.session_state.pop("speech_result", None)
         with friendly_errors("Transcription"):
             clip = decoded_clip()
             stream = speech.TranscriptionStream(spec.key, clip, options)
             bar = st.progress(0.0, text=f"Loading {spec.title} and reading the first 30 s ...")
             live, lines = st.empty(), []
-            for segment in stream:
-                lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
-                bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
-                live.markdown("  \n".join(lines[-12:]))
-            bar.empty()
-            live.empty()
+            try:
+                for segment in stream:
+                    lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
+                    bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
+                    live.markdown("  \n".join(lines[-12:]))
+            finally:  # no progress bar left behind when it fails
+                bar.empty()
+                live.empty()
             st.session_state["speech_result"] = (stream.result, reference)
             record(stream.result.measurement, "speech", "transcription", {"backend": backend, **params}, metrics(stream.result, reference))
     if (stored := st.session_state.get("speech_result")) is not None:
@@ -125,13 +142,17 @@ with compare_tab:
     with right:
         second = model_picker("faster-whisper model", task=speech.FASTER_WHISPER, key="speech_compare_faster")
         english_only_note(second)
-    if st.button("Compare backends", type="primary", key="speech_compare_run"):
+    if reason := unavailable(first, second):
+        st.caption(f"Cannot compare: {reason}")
+    if st.button("Compare backends", type="primary", key="speech_compare_run", disabled=bool(reason)):
         st.session_state.pop("speech_comparison", None)
         with friendly_errors("Comparison"):
             clip = decoded_clip()
             bar = st.progress(0.0, text="Starting ...")
-            comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
-            bar.empty()
+            try:
+                comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
+            finally:
+                bar.empty()
             st.session_state["speech_comparison"] = (comparison, reference)
             for t in comparison.transcripts:
                 record(t.measurement, "speech", "transcription", {"backend": t.backend, "compare": True, **params}, metrics(t, reference))
@@ -148,6 +169,6 @@ with compare_tab:
         for column, t in zip(st.columns(2), comparison.transcripts):
             with column:
                 st.subheader(t.backend)
-                show_transcript(t, comparison_reference, f"speech_compare_{t.backend}")
+                show_transcript(t, comparison_reference, f"speech_compare_{t.backend}", f" ({t.backend})")
         for t in comparison.transcripts:
             show_measurement(t.measurement)

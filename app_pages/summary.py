@@ -9,13 +9,25 @@ from ui.common import page_link, session_id
 
 SCOPES = ("this session", "everyone on this server")
 ALL_TASKS = "all tasks"
+ALL_DATA = "all data"
+MEMORY_NOTE = (
+    "**Memory added**: the most one run added, i.e. its peak minus what the server held before it, plus the "
+    "model's own size when the run loaded it. **Process peak**: the whole server at its highest during a run, "
+    "with every model other runs left loaded: not what the approach needs. A dash: not measured (runs recorded "
+    "before this figure existed)."
+)
+
+
+def show_table(frame, formats: dict[str, str]) -> None:
+    """A static table: its columns wrap to the page width instead of scrolling out of sight."""
+    st.table(frame.style.format(formats, na_rep="—"), hide_index=True)
 
 
 st.title("Summary: effort against impact")
 st.caption("Every figure below was measured on this server, by the runs people made on the other pages.")
 
 # --- filters ------------------------------------------------------------------------------------
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 scope = left.segmented_control(
     "Runs from", SCOPES, default=SCOPES[1], required=True, key="summary_scope"
 )
@@ -35,7 +47,7 @@ if stored.empty:
     page_link("app_pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")
     st.stop()
 
-tasks = right.selectbox("Task", [ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
+tasks = middle.selectbox("Task", [ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
 if tasks != ALL_TASKS:
     stored = stored[stored["task"] == tasks]
 
@@ -58,6 +70,14 @@ with st.expander("Cost model (assumptions you can edit)", icon=":material/paymen
         ),
     )
 enriched = costs.enrich(stored, rates)
+data = right.selectbox(
+    "Data", [ALL_DATA, *sorted(enriched["data"].unique())], key="summary_data",
+    help="Each run's data by name and the first characters of its SHA-256 fingerprint. "
+    f"“{costs.PAGE_INPUT}”: text, images or audio given on a page, which are never stored.",
+)
+if data != ALL_DATA:
+    enriched = enriched[enriched["data"] == data]
+    stored = stored.loc[enriched.index]
 
 # --- effort against impact ----------------------------------------------------------------------
 st.subheader("Effort against impact")
@@ -84,19 +104,11 @@ if (enriched["kind"] == "inference").any():
 # --- the chapter's two tables, measured ---------------------------------------------------------
 st.subheader("Training considerations")
 st.caption("Per approach. Using a model as is needs no training: its time, cost and data are 0.")
-st.dataframe(
-    costs.training_table(enriched),
-    hide_index=True,
-    column_config={
-        "median training time (s)": st.column_config.NumberColumn(format="%.2f"),
-        "median training cost ($)": st.column_config.NumberColumn(format="%.5f"),
-        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
-        "data needed (examples)": st.column_config.NumberColumn(format="%.0f"),
-        "best accuracy": st.column_config.NumberColumn(format="%.3f"),
-        "best macro-F1": st.column_config.NumberColumn(format="%.3f"),
-    },
-    key="summary_training_table",
-)
+show_table(costs.training_table(enriched), {
+    "median training time (s)": "{:.2f}", "median training cost ($)": "{:.5f}", "memory added (MB)": "{:,.0f}",
+    "process peak (MB)": "{:,.0f}", "data needed (examples)": "{:,.0f}", "best accuracy": "{:.3f}",
+    "best macro-F1": "{:.3f}",
+})
 if scratch := generation.digits_training_record():
     st.caption(
         f"**Train-from-scratch reference:** the digits generator on the Image generation page "
@@ -108,17 +120,11 @@ if scratch := generation.digits_training_record():
 
 st.subheader("Inference considerations")
 st.caption("Per family, model and device. Load time is the median over cold starts; cost prices the median latency.")
-st.dataframe(
-    costs.inference_table(enriched, rates),
-    hide_index=True,
-    column_config={
-        "median load time (s)": st.column_config.NumberColumn(format="%.2f"),
-        "median latency (s)": st.column_config.NumberColumn(format="%.3f"),
-        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
-        "$ per 1,000 calls": st.column_config.NumberColumn(format="%.4f"),
-    },
-    key="summary_inference_table",
-)
+show_table(costs.inference_table(enriched, rates), {
+    "median load time (s)": "{:.2f}", "median latency (s)": "{:.3f}", "memory added (MB)": "{:,.0f}",
+    "process peak (MB)": "{:,.0f}", "$ per 1,000 calls": "{:.4f}",
+})
+st.caption(MEMORY_NOTE)
 
 # --- download -----------------------------------------------------------------------------------
 st.download_button(

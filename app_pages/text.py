@@ -3,7 +3,8 @@ import streamlit as st
 
 from core import text
 from core.catalog import get_spec
-from ui.common import friendly_errors, model_picker, record, show_measurement
+from ui.common import friendly_errors, record, show_measurement
+from ui.sidebar import model_picker, refresh_after_load
 
 SENTIMENT_EXAMPLES = {
     "Happy": "I love this movie, the cast is wonderful.",
@@ -11,11 +12,6 @@ SENTIMENT_EXAMPLES = {
     "Mixed": "The food was cold but the staff were lovely.",
     "Several lines": "Great battery life!\nThe screen scratches far too easily.\nDelivery was on time.\nNever buying from them again.",
     "Emoji & other scripts": "Best concert ever 🎉🔥\nこの映画は素晴らしかった\nОбслуживание было ужасным",
-}
-PROMPT_EXAMPLES = {
-    "Haiku": "Write a haiku about autumn rain.",
-    "Explain": "Explain in two sentences what a neural network is.",
-    "Story": "Once upon a time, in a city made of glass,",
 }
 
 
@@ -38,8 +34,10 @@ st.caption(
 )
 sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
 
-# --- sentiment ------------------------------------------------------------------------------------
-with sentiment_tab:
+
+# --- sentiment (a fragment: its clicks rerun this section only, not the page and its sidebar) -------
+@st.fragment
+def sentiment_section() -> None:
     spec = model_picker("Sentiment model", task="sentiment", key="sentiment_model")
     if spec.key == "minilm-sentiment":
         record_note = text.sentiment_head_record()
@@ -67,6 +65,7 @@ with sentiment_tab:
             st.session_state["sentiment_result"] = result
             st.session_state["sentiment_int8_comparison"] = comparison
             record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
+            refresh_after_load(result.measurement)
     result = st.session_state.get("sentiment_result")
     if result is not None:
         for note in result.notes:
@@ -88,17 +87,28 @@ with sentiment_tab:
                 f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
             )
 
-# --- generation -----------------------------------------------------------------------------------
-with generation_tab:
+
+# --- generation (a fragment too) ------------------------------------------------------------------
+@st.fragment
+def generation_section() -> None:
     spec = model_picker("Generation model", task="generation", key="generation_model")
-    _examples(PROMPT_EXAMPLES, "generation_prompt", "generation_example")
+    _examples(text.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
     st.text_area("Prompt", key="generation_prompt", height=110, placeholder="Type a prompt, or pick an example above.")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3 = st.columns(3)
+    c4, c5, c6 = st.columns(3)
     settings = text.GenerationSettings(
         max_new_tokens=c1.slider("Max new tokens", 1, 256, 64, key="generation_max_new_tokens"),
         temperature=c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.7, 0.05, key="generation_temperature"),
         top_p=c3.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key="generation_top_p"),
-        seed=int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
+        repetition_penalty=c4.slider(
+            "Repetition penalty (1 = off)", 1.0, 2.0, text.REPETITION_PENALTY, 0.05, key="generation_repetition_penalty",
+            help="Makes every token already in the prompt or the answer less likely again.",
+        ),
+        no_repeat_ngram_size=c5.slider(
+            "No repeated run of n tokens (0 = off)", 0, 10, text.NO_REPEAT_NGRAM_SIZE, key="generation_no_repeat_ngram",
+            help="Forbids any run of this many tokens from appearing twice, so a phrase cannot loop.",
+        ),
+        seed=int(c6.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
     )
     clicked = st.button("Generate", type="primary", key="generation_run")
     output = st.container()
@@ -107,11 +117,11 @@ with generation_tab:
         st.session_state.pop("generation_result", None)
         with friendly_errors("Generation"):
             prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
+            stream = text.TextStream(spec.key, prepared.texts[0], settings)  # the wait is counted from here
             if text.needs_conversion(spec.key):
                 with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
-                    text.convert_packaged_weights(spec.key, progress=st.write)
+                    stream.prepare(progress=st.write)
                     status.update(label="Converted the packaged weights", state="complete", expanded=False)
-            stream = text.TextStream(spec.key, prepared.texts[0], settings)
             with output, st.spinner(f"Loading {get_spec(spec.key).title} ..."):
                 st.write_stream(stream)
             streamed = True
@@ -119,8 +129,10 @@ with generation_tab:
             st.session_state["generation_result"] = stream.result
             record(stream.result.measurement, "text", "generation", {
                 "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-                "top_p": settings.top_p, "seed": settings.seed,
+                "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
+                "no_repeat_ngram_size": settings.no_repeat_ngram_size,
             })
+            refresh_after_load(stream.result.measurement)
     result = st.session_state.get("generation_result")
     if result is not None:
         for note in result.notes:
@@ -128,3 +140,9 @@ with generation_tab:
         if not streamed:
             output.markdown(result.text or "_(the model stopped at once: no new text)_")
         show_measurement(result.measurement)
+
+
+with sentiment_tab:
+    sentiment_section()
+with generation_tab:
+    generation_section()

@@ -169,3 +169,43 @@ def own_overhead_s(ours: Callable[[], object], owner: object, name: str, runs: i
     finally:
         setattr(owner, name, original)
     return statistics.median(outside)
+
+
+def _median_for(fn: Callable[[], object], seconds: float) -> float:
+    """Median wall seconds of ``fn()``, run (after two warm-ups) for about ``seconds``, at least 3 times."""
+    fn(), fn()
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < 3 or time.perf_counter() < end:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine_rates(threads: int, seconds: float = 1.0) -> dict[str, float]:
+    """This machine's sustained rates, measured now, for floors computed in the same run.
+
+    Args:
+        threads: torch threads to measure with (the app's count).
+        seconds: about how long each rate is measured.
+
+    Returns:
+        ``gemm_gflops``: float32 ``torch.mm`` of two 2048x2048 matrices, in GFLOP/s (median over runs);
+        ``copy_gbs``: bytes copied per second between two 256 MB buffers, in GB/s (the rate a decode step reads
+        weights at, at best).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        n = 2048
+        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        gemm = _median_for(lambda: torch.mm(a, b, out=out), seconds)
+        src = torch.ones(64 * 2**20)  # 256 MB of float32, far past the caches
+        dst = torch.empty_like(src)
+        copy = _median_for(lambda: dst.copy_(src), seconds)
+    finally:
+        torch.set_num_threads(before)
+    return {"gemm_gflops": 2 * n**3 / gemm / 1e9, "copy_gbs": src.numel() * 4 / copy / 1e9}

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from bench.common import NOT_MET, ROOT, compared, paired, parse_args, report, verdict
+from bench.common import MET, NOT_MET, ROOT, compared, paired, parse_args, report, verdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DISTILBERT_FLOOR_S = 0.047  # DESIGN.md: DistilBERT, 32 tokens, on this 2-core machine
@@ -272,14 +273,55 @@ def bench_generation(new_tokens: int, repeats: int) -> list[dict]:
 
     def plain() -> None:
         with torch.inference_mode():
-            lm.model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            lm.model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                              repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size)
 
     result = paired(ours, plain, repeats)
     row = compared(f"generation, SmolLM2-135M (packaged), {new_tokens} new tokens", result, unit="tokens/s",
-                   note="reference: model.generate, greedy, same model and tokens; ours is a Python loop over "
-                        "the KV cache that also detokenises every token to stream it to the page")
+                   note="reference: model.generate, greedy, same model, tokens and repetition controls (the page's "
+                        "defaults); ours is a Python loop over the KV cache that also detokenises every token to "
+                        "stream it to the page")
     row["ours"], row["reference"] = new_tokens / result.ours_s, new_tokens / result.reference_s
     return [row]
+
+
+def _repetition_figures(generated: str) -> tuple[float, int]:
+    """distinct-2 (distinct word pairs / word pairs, 1 = no pair repeats) and the number of repeated word 3-grams."""
+    import re
+
+    words = re.findall(r"[\w']+", generated.lower())
+    pairs, triples = list(zip(words, words[1:])), list(zip(words, words[1:], words[2:]))
+    return (len(set(pairs)) / len(pairs) if pairs else 1.0), len(triples) - len(set(triples))
+
+
+def bench_repetition(seeds: list[int]) -> list[dict]:
+    """The repetition controls' defaults on the Text page's example prompts, SmolLM2-135M (packaged): the
+    page's default settings with the controls off (before) and at their defaults (after), same seeds."""
+    from core import text
+
+    after = text.GenerationSettings()
+    before = text.GenerationSettings(repetition_penalty=1.0, no_repeat_ngram_size=0)
+    defaults = f"penalty {after.repetition_penalty:g}, no repeated {after.no_repeat_ngram_size}-token runs"
+    rows = []
+    for name, prompt in text.PROMPT_EXAMPLES.items():
+        figures = {"before": [], "after": []}
+        for seed in seeds:
+            for label, settings in (("before", before), ("after", after)):
+                result = text.generate("smollm2-135m", prompt, replace(settings, seed=seed))
+                figures[label].append((*_repetition_figures(result.text), result.new_tokens))
+        (d_before, r_before, n_before), (d_after, r_after, n_after) = (
+            [sum(column) / len(seeds) for column in zip(*figures[label])] for label in ("before", "after"))
+        rows.append({
+            "workload": f"generation, SmolLM2-135M (packaged), '{name}' example: repetition controls at their defaults vs off",
+            "ours": d_after, "reference": d_before, "unit": "distinct-2", "ratio": d_after / max(d_before, 1e-9),
+            "target": "distinct-2 >= off and repeated 3-grams <= off",
+            "status": MET if d_after >= d_before and r_after <= r_before else NOT_MET,
+            "repeated_3grams_before": r_before, "repeated_3grams_after": r_after,
+            "note": f"defaults: {defaults}; page settings otherwise (temperature {after.temperature:g}, top-p "
+                    f"{after.top_p:g}, {after.max_new_tokens} new tokens, stop at end of answer); seeds {seeds}, mean; "
+                    f"new tokens {n_before:.0f} -> {n_after:.0f}; distinct-2 = distinct word pairs / word pairs",
+        })
+    return rows
 
 
 def main() -> None:
@@ -292,6 +334,7 @@ def main() -> None:
     rows += bench_threads_attention_grad(repeats)
     rows += bench_warm_up_and_preload()
     rows += bench_generation(16 if args.quick else 64, 3 if args.quick else 7)
+    rows += bench_repetition([0] if args.quick else [0, 1, 2, 3, 4])
     report("text", rows)
 
 

@@ -31,8 +31,9 @@ class Settings:
     """All configuration of the app.
 
     Attributes:
-        memory_budget_mb: memory the model cache may hold, shared by all pages and sessions.
-            The default leaves room for Streamlit itself inside Community Cloud's 2.7 GB.
+        memory_budget_mb: memory the model cache may hold, shared by all pages and sessions. The default,
+            1600, holds the Image-text page's CLIP ViT-B/32 and BLIP base together and leaves room for
+            Python, torch and Streamlit inside Community Cloud's 2.7 GB (measured: README, Deploy).
         model_dir: a folder holding downloaded weights, one sub-folder per Hub id
             (``<model_dir>/openai-community/gpt2``); checked before anything else.
         offline: never contact the Hub (also set by ``HF_HUB_OFFLINE=1``).
@@ -40,7 +41,7 @@ class Settings:
         data_dir: where the run store lives, by default.
         converted_dir: where weights converted once (e.g. GGUF to safetensors) are kept.
         device: ``auto``, ``cpu`` or ``cuda``.
-        threads: torch intra-op threads; 0 means one per core.
+        threads: torch intra-op threads; 0 means the CPU share of this process (cgroup quota, affinity).
         max_text_chars: longer inputs are truncated, with a note.
         max_batch_lines: most lines classified in one go.
         preload: catalog keys to load in the background when the server starts (empty: none).
@@ -48,7 +49,7 @@ class Settings:
         feature_cache_mb: memory for cached encoder features on the Fine-tune page.
     """
 
-    memory_budget_mb: int = 1800
+    memory_budget_mb: int = 1600
     model_dir: Path | None = None
     offline: bool = False
     hub_timeout_s: float = 2.0
@@ -69,7 +70,7 @@ def get_settings() -> Settings:
     model_dir = _env("MODEL_DIR", "")
     data_dir = Path(_env("DATA_DIR", str(_default_data_dir()))).expanduser()
     return Settings(
-        memory_budget_mb=int(_env("MEMORY_BUDGET_MB", "1800")),
+        memory_budget_mb=int(_env("MEMORY_BUDGET_MB", "1600")),
         model_dir=Path(model_dir).expanduser() if model_dir else None,
         offline=_flag(_env("OFFLINE", "0")) or _flag(os.environ.get("HF_HUB_OFFLINE", "0")),
         hub_timeout_s=float(_env("HUB_TIMEOUT_S", "2")),

@@ -7,6 +7,12 @@ idle time, storage and network are not counted.
 
 Impact is a quality fraction in [0, 1]: ``metrics["macro_f1"]`` when a run has it, else
 ``metrics["accuracy"]``; runs with neither have no impact figure.
+
+Memory is reported twice (see :mod:`core.measure`): what a run added, and the whole process's
+peak during it, which includes every model other runs left loaded.
+
+A run's data is named by its source and a short fingerprint; runs on a page's own input (typed
+text, an uploaded clip), whose inputs are never stored, are named :data:`PAGE_INPUT`.
 """
 from __future__ import annotations
 
@@ -15,13 +21,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.catalog import CATALOG
-from core.runs import APPROACHES
+from core.runs import APPROACHES, UNTRAINED
 
 if TYPE_CHECKING:
     import pandas
 
 GPU_DEVICE_PREFIXES = ("cuda", "gpu", "mps")
 IMPACT_METRICS = ("macro_f1", "accuracy")
+PAGE_INPUT = "page input (not stored)"
+UNNAMED_DATA = "unnamed data"
+SHORT_FINGERPRINT = 8  # hex characters shown of a data fingerprint
 
 
 @dataclass(frozen=True)
@@ -74,19 +83,31 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
         rates: hourly prices.
 
     Returns:
-        A copy with ``compute_s`` (s, load + wall), ``cost_usd`` ($), ``impact`` (0-1, NaN when
-        not measured), ``impact_metric`` (its metrics key, or None), ``family`` and
-        ``train_examples`` (NaN when not given).
+        A copy with ``compute_s`` (s, load + wall), ``cost_usd`` ($: what an API charged for a hosted
+        call, else compute time priced by the host), ``impact`` (0-1, NaN when
+        not measured), ``impact_metric`` (its metrics key, or None), ``family``,
+        ``train_examples`` (NaN when not given), ``data_name`` (the data's source; else
+        :data:`UNNAMED_DATA` when only a fingerprint was recorded, else :data:`PAGE_INPUT`),
+        ``data_short`` (the fingerprint's first characters, empty when none) and ``data`` (name
+        and short fingerprint, e.g. ``upload: a.csv · 3fa2c1d9``).
     """
     out = runs.copy()
     out["compute_s"] = out["wall_s"] + out["load_s"].fillna(0.0)
-    out["cost_usd"] = [cost_usd(s, d, rates) for s, d in zip(out["compute_s"], out["device"])]
+    # a hosted call costs what the provider charged; a local run costs its host's time
+    out["cost_usd"] = [api if not math.isnan(api) else cost_usd(s, d, rates)
+                       for api, s, d in zip(out.get("api_cost_usd", [math.nan] * len(out)), out["compute_s"], out["device"])]
     names = [next((k for k in IMPACT_METRICS if _number(m.get(k)) is not None), None) for m in out["metrics"]]
     out["impact_metric"] = names
     out["impact"] = [math.nan if k is None else float(m[k]) for k, m in zip(names, out["metrics"])]
     out["family"] = [family_of(m, p) for m, p in zip(out["model"], out["page"])]
     out["train_examples"] = [_number(p.get("train_examples")) for p in out["params"]]
     out["train_examples"] = out["train_examples"].astype("float64")
+    out["data_short"] = [f[:SHORT_FINGERPRINT] if isinstance(f, str) else "" for f in out["data_fingerprint"]]
+    out["data_name"] = [
+        source if isinstance(source, str) and source else UNNAMED_DATA if short else PAGE_INPUT
+        for source, short in zip(out["data_source"], out["data_short"])
+    ]
+    out["data"] = [f"{name} · {short}" if short else name for name, short in zip(out["data_name"], out["data_short"])]
     return out
 
 
@@ -101,8 +122,9 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
 
     Returns:
         Columns ``approach``, ``runs``, ``median training time (s)``, ``median training cost ($)``,
-        ``peak memory (MB)``, ``data needed (examples)``, ``best accuracy``, ``best macro-F1``;
-        all four approaches in order, NaN where nothing was measured.
+        ``memory added (MB)`` (the most any run added), ``process peak (MB)``, ``data needed
+        (examples)``, ``best accuracy``, ``best macro-F1``; all four approaches in order, NaN where
+        nothing was measured.
     """
     import pandas as pd
 
@@ -110,13 +132,14 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
     for approach in APPROACHES:
         group = enriched[enriched["approach"] == approach]
         trained = group[group["kind"] == "training"]
-        untrained = approach == "use as is"
+        untrained = approach in UNTRAINED
         rows.append({
             "approach": approach,
             "runs": len(group),
             "median training time (s)": 0.0 if untrained else trained["wall_s"].median(),
             "median training cost ($)": 0.0 if untrained else trained["cost_usd"].median(),
-            "peak memory (MB)": group["peak_mb"].max(),
+            "memory added (MB)": group["added_mb"].max(),
+            "process peak (MB)": group["peak_mb"].max(),
             "data needed (examples)": 0.0 if untrained else trained["train_examples"].median(),
             "best accuracy": _best(group, "accuracy"),
             "best macro-F1": _best(group, "macro_f1"),
@@ -134,22 +157,25 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
 
     Returns:
         Columns ``family``, ``model``, ``device``, ``runs``, ``median load time (s)`` (over cold
-        starts), ``median latency (s)``, ``peak memory (MB)`` and ``$ per <calls> calls``
-        (median latency priced by the device's host).
+        starts), ``median latency (s)``, ``memory added (MB)`` (the most any run added, its load
+        included), ``process peak (MB)`` and ``$ per <calls> calls`` (median latency priced by the
+        device's host).
     """
     import pandas as pd
 
     inference = enriched[enriched["kind"] == "inference"]
     columns = ["family", "model", "device", "runs", "median load time (s)", "median latency (s)",
-               "peak memory (MB)", f"$ per {calls:,} calls"]
+               "memory added (MB)", "process peak (MB)", f"$ per {calls:,} calls"]
     if inference.empty:
         return pd.DataFrame(columns=columns)
     table = (
         inference.groupby(["family", "model", "device"], sort=True)
-        .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"), peak=("peak_mb", "max"))
+        .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"),
+             added=("added_mb", "max"), peak=("peak_mb", "max"), api=("api_cost_usd", "median"))
         .reset_index()
     )
-    table["cost"] = [cost_usd(s * calls, d, rates) for s, d in zip(table["latency"], table["device"])]
+    table["cost"] = [api * calls if not math.isnan(api) else cost_usd(s * calls, d, rates)
+                     for api, s, d in zip(table.pop("api"), table["latency"], table["device"])]
     table.columns = columns
     return table
 

@@ -1,4 +1,13 @@
-"""Measurements that travel with every result: wall time and peak memory of one call."""
+"""Measurements that travel with every result: wall time and memory of one call.
+
+Two memory figures, because they answer different questions:
+
+* the **process peak** is the whole server process's resident memory at its highest during the
+  call: every model loaded, Streamlit and other sessions' work included;
+* the memory a call **added** is that peak minus the resident memory when the call began (plus the
+  model's own footprint when the model was loaded for the call, counted by
+  :meth:`core.registry.Loaded.measurement`): what this call needed.
+"""
 from __future__ import annotations
 
 import sys
@@ -28,8 +37,10 @@ class Measurement:
         device: device label.
         load_s: seconds spent loading the model for this call, None when it was already loaded.
         latency_s: seconds of the inference itself, load excluded.
-        peak_mb: peak resident memory of the process during the call.
+        peak_mb: peak resident memory of the whole process during the call.
         extra: task-specific figures (tokens/s, real-time factor, s/step, items/s ...).
+        added_mb: memory the call added: its peak minus resident memory before it, plus the model's
+            footprint when it was loaded for the call; None when not measured.
     """
 
     model: str
@@ -40,6 +51,36 @@ class Measurement:
     latency_s: float
     peak_mb: float
     extra: dict[str, float] = field(default_factory=dict)
+    added_mb: float | None = None
+
+
+class PeakMB(float):
+    """A peak in MB that also remembers the resident memory when its block began.
+
+    It is a float everywhere, so code that passes ``timing.peak_mb`` along carries the baseline
+    with it, and :func:`added_mb` reads it back.
+    """
+
+    def __new__(cls, peak_mb: float, start_mb: float) -> "PeakMB":
+        value = super().__new__(cls, peak_mb)
+        value.start_mb = float(start_mb)
+        return value
+
+    def __reduce__(self):
+        return PeakMB, (float(self), self.start_mb)
+
+
+def added_mb(peak_mb: float) -> float | None:
+    """Memory a measured block added: its peak minus the resident memory when it began.
+
+    Args:
+        peak_mb: a peak from :class:`PeakTracker` or :func:`measured`.
+
+    Returns:
+        MB, never negative; None when ``peak_mb`` is a plain number (no baseline known).
+    """
+    start = getattr(peak_mb, "start_mb", None)
+    return None if start is None else max(float(peak_mb) - start, 0.0)
 
 
 _STATUS = "/proc/self/status"
@@ -71,6 +112,8 @@ def _reset_high_water() -> bool:
 class PeakTracker:
     """Peak process memory during a block (plus CUDA memory when torch uses it).
 
+    ``peak_mb`` is a :class:`PeakMB`: it also holds the memory in use when the block began.
+
     On Linux the kernel's own high-water mark is reset at the start and read at the end, which
     costs nothing while the block runs. Elsewhere a thread samples RSS; a sampling thread competes
     with torch's worker threads for the cores, so it is only the fallback. The mark is process-wide:
@@ -79,7 +122,8 @@ class PeakTracker:
 
     def __init__(self, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
-        self.peak_mb = rss_mb()
+        self.start_mb = self.peak_mb = 0.0  # set when the block begins
+        self._cuda_start_mb = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._kernel_mark = False
@@ -92,7 +136,9 @@ class PeakTracker:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+            self._cuda_start_mb = torch.cuda.memory_allocated() / 2**20
         self._kernel_mark = _reset_high_water()
+        self.start_mb = self.peak_mb = rss_mb()
         if not self._kernel_mark:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -103,15 +149,17 @@ class PeakTracker:
             self._stop.set()
             self._thread.join()
         mark = _high_water_mb() if self._kernel_mark else None
-        self.peak_mb = max(self.peak_mb, rss_mb(), mark or 0.0)
+        peak, start = max(self.peak_mb, rss_mb(), mark or 0.0), self.start_mb
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
-            self.peak_mb += torch.cuda.max_memory_allocated() / 2**20
+            peak += torch.cuda.max_memory_allocated() / 2**20
+            start += self._cuda_start_mb
+        self.peak_mb = PeakMB(peak, start)
 
 
 @dataclass
 class Timing:
-    """Wall time and peak memory filled in by :func:`measured`."""
+    """Wall time and peak memory (a :class:`PeakMB`) filled in by :func:`measured`."""
 
     seconds: float = 0.0
     peak_mb: float = 0.0

@@ -2,9 +2,13 @@
 
 Privacy: a run holds settings and measurements only. ``params`` holds settings such as
 ``max_new_tokens``, ``steps`` or ``train_examples``, never prompts, texts, images, audio or
-uploads; to tell runs on the same data apart, pass ``data_fingerprint=fingerprint(data)``. As a
-safety net, string values longer than ``MAX_SETTING_CHARS`` in ``params`` and ``metrics`` are
-dropped before anything is stored.
+uploads; to tell runs on the same data apart, pass ``data_fingerprint=fingerprint(data)`` and
+``data_source``, the data's name (``upload: reviews.csv``). As a safety net, string values longer
+than ``MAX_SETTING_CHARS`` in ``params`` and ``metrics`` are dropped before anything is stored.
+
+Memory comes in two figures (see :mod:`core.measure`): ``peak_mb`` is the whole process's peak
+during the run, ``added_mb`` what the run itself added. Runs stored before ``added_mb`` existed
+have none (NaN).
 
 Conventions read by the Summary page: ``metrics["accuracy"]`` and ``metrics["macro_f1"]`` are
 fractions in [0, 1]; ``params["train_examples"]`` is the number of labelled examples a training
@@ -47,11 +51,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNS_DB_ENV = "UBT_RUNS_DB"
-APPROACHES = ("use as is", "transfer learning", "fine-tune", "from scratch")
+APPROACHES = ("call an API", "use as is", "transfer learning", "fine-tune", "from scratch")
+UNTRAINED = ("call an API", "use as is")  # approaches that train nothing
 KINDS = ("inference", "training")
 COLUMNS = (
     "id", "time_utc", "session_id", "page", "task", "model", "source", "device", "approach",
-    "kind", "params", "load_s", "wall_s", "peak_mb", "metrics", "data_fingerprint",
+    "kind", "params", "load_s", "wall_s", "peak_mb", "added_mb", "metrics", "data_fingerprint", "data_source",
+    "api_cost_usd",
 )
 MAX_SETTING_CHARS = 120
 BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked store
@@ -91,8 +97,20 @@ def _index_session_and_task(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_task ON runs (task)")
 
 
+def _add_added_memory_and_data_source(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE runs ADD COLUMN added_mb REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN data_source TEXT")
+
+
+def _add_api_cost(conn: sqlite3.Connection) -> None:
+    """The fifth approach, "call an API": what a hosted call was charged, in US dollars."""
+    conn.execute("ALTER TABLE runs ADD COLUMN api_cost_usd REAL")
+
+
 # Schema version N is reached by applying MIGRATIONS[:N]; append, never edit or reorder.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_runs, _index_session_and_task)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_runs, _index_session_and_task, _add_added_memory_and_data_source, _add_api_cost,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -177,6 +195,9 @@ def record_run(
     data_fingerprint: str | None = None,
     session_id: str | None = None,
     kind: str = "inference",
+    added_mb: float | None = None,
+    data_source: str | None = None,
+    api_cost_usd: float | None = None,
 ) -> None:
     """Store one run; never raises (problems are logged and reported by :func:`store_status`).
 
@@ -190,11 +211,16 @@ def record_run(
         params: settings only (``max_new_tokens``, ``train_examples`` ...), never inputs.
         load_s: seconds spent loading the model, None when it was already loaded.
         wall_s: seconds of the run itself (inference latency, or training time).
-        peak_mb: peak memory during the run, in MB.
+        peak_mb: peak memory of the whole process during the run, in MB.
         metrics: figures of the result (``accuracy``, ``macro_f1``, ``tokens_per_s`` ...).
         data_fingerprint: :func:`fingerprint` of the input or data set.
         session_id: the Streamlit session that ran it.
         kind: one of :data:`KINDS`.
+        added_mb: memory the run added, in MB; when None, read from ``peak_mb`` if that came from
+            a :class:`core.measure.PeakTracker` (see :func:`core.measure.added_mb`).
+        data_source: the data's name (``upload: reviews.csv``, ``example: digits``), never the data;
+            cut to ``MAX_SETTING_CHARS``.
+        api_cost_usd: what a hosted call ("call an API") was charged, at the prices the user set.
     """
     try:
         if approach not in APPROACHES:
@@ -215,8 +241,11 @@ def record_run(
             "load_s": None if load_s is None else float(load_s),
             "wall_s": float(wall_s),
             "peak_mb": None if peak_mb is None else float(peak_mb),
+            "added_mb": _added_mb(added_mb, peak_mb),
             "metrics": _to_json(metrics),
             "data_fingerprint": data_fingerprint,
+            "data_source": None if data_source is None else str(data_source)[:MAX_SETTING_CHARS],
+            "api_cost_usd": None if api_cost_usd is None else float(api_cost_usd),
         }
         store = _store()
         with store.lock:
@@ -241,7 +270,8 @@ def fetch_runs(session_id: str | None = None, task: str | None = None) -> "panda
 
     Returns:
         A DataFrame with :data:`COLUMNS`: ``time_utc`` as UTC datetimes, ``params`` and
-        ``metrics`` as dicts, times in seconds and memory in MB (NaN when not measured).
+        ``metrics`` as dicts, times in seconds and memory in MB (NaN when not measured),
+        ``data_fingerprint`` and ``data_source`` missing (NaN) when not given.
     """
     import pandas as pd
 
@@ -260,7 +290,7 @@ def fetch_runs(session_id: str | None = None, task: str | None = None) -> "panda
         log.exception("runs not read")
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["time_utc"] = pd.to_datetime(frame["time_utc"], utc=True, format="ISO8601")
-    for column in ("load_s", "wall_s", "peak_mb"):
+    for column in ("load_s", "wall_s", "peak_mb", "added_mb", "api_cost_usd"):
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     for column in ("params", "metrics"):
         frame[column] = [json.loads(text) if text else {} for text in frame[column]]
@@ -307,6 +337,15 @@ def _store() -> _Store:
     path = db_path()
     with _stores_lock:
         return _stores.setdefault(path, _Store(path))
+
+
+def _added_mb(added_mb: float | None, peak_mb: float | None) -> float | None:
+    """The memory a run added: as given, else read from a tracked peak; None when neither says."""
+    from core.measure import added_mb as tracked
+
+    if added_mb is None and peak_mb is not None:
+        added_mb = tracked(peak_mb)
+    return None if added_mb is None else float(added_mb)
 
 
 def _to_json(values: dict | None) -> str:
@@ -374,7 +413,6 @@ def _write(store: _Store, rows: list[dict[str, Any]]) -> bool:
 
 def _read(store: _Store, session_id: str | None, task: str | None) -> list[dict[str, Any]]:
     where = [f"{column} = ?" for column, value in (("session_id", session_id), ("task", task)) if value is not None]
-    sql = f"SELECT {', '.join(COLUMNS)} FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
     args = [value for value in (session_id, task) if value is not None]
     try:
         if store.read_only:
@@ -385,6 +423,12 @@ def _read(store: _Store, session_id: str | None, task: str | None) -> list[dict[
             conn = _connect(store)
         try:
             conn.row_factory = sqlite3.Row
+            # a store opened read-only is never migrated: columns it lacks read as NULL
+            found = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            if not found:
+                return []
+            chosen = ", ".join(column if column in found else f"NULL AS {column}" for column in COLUMNS)
+            sql = f"SELECT {chosen} FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
             rows = [dict(row) for row in conn.execute(sql, args)]
         finally:
             conn.close()

@@ -19,9 +19,10 @@ from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.heads import LinearHead
 from core.measure import Measurement, PeakTracker, measured
+from core.prepare import prepare_once
 from core.registry import Resolution
 
-GGUF_MARKER = "converted.json"
+GGUF_MARKER = "converted.json"  # inside a converted folder: where from, how long it took
 
 
 # --- input preparation -----------------------------------------------------------------------------
@@ -72,11 +73,13 @@ def prepare_texts(raw: str, many: bool = False) -> PreparedText:
 
 
 def _token_note(tokenizer, texts: list[str], max_length: int) -> list[str]:
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    over = [n for n in lengths if n > max_length]
+    """A note when texts are longer than the model reads. Each text is tokenised only up to one token past
+    ``max_length``: a long text costs no more, and the tokenizer logs no "sequence length" warning."""
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length + 1)["input_ids"]]
+    over = sum(n > max_length for n in lengths)
     if not over:
         return []
-    return [f"{len(over)} text(s) have more than {max_length} tokens (longest {max(over)}); the model reads only the first {max_length}."]
+    return [f"{over} text(s) have more than {max_length} tokens; the model reads only the first {max_length}."]
 
 
 def _from_pretrained(cls, resolution: Resolution, **kwargs):
@@ -163,16 +166,17 @@ def gguf_cache_folder(spec: ModelSpec) -> Path:
 
 def needs_conversion(key: str) -> bool:
     """True when loading ``key`` would first convert packaged GGUF weights (tens of seconds)."""
-    spec = get_spec(key)
-    try:
-        resolution = registry.resolve(spec)
-    except ModelUnavailable:
-        return False
-    return resolution.source == "package" and resolution.location.endswith(".gguf") and not (gguf_cache_folder(spec) / GGUF_MARKER).exists()
+    answer = registry.availability(get_spec(key))  # a model already loaded answers with its own source
+    resolution = answer.resolution
+    return (resolution is not None and resolution.source == "package" and resolution.location.endswith(".gguf")
+            and not gguf_cache_folder(answer.spec).exists())
 
 
 def convert_gguf(spec: ModelSpec, gguf_path: Path, progress: Callable[[str], None] = lambda _: None) -> Path:
-    """Dequantise a GGUF file into a safetensors folder in the cache (done once per machine).
+    """Dequantise a GGUF file into a safetensors folder in the cache, once per machine.
+
+    Concurrent callers (sessions, server processes) share one conversion through
+    :func:`core.prepare.prepare_once`: the others wait and are told so through ``progress``.
 
     Args:
         spec: the model's spec.
@@ -182,35 +186,28 @@ def convert_gguf(spec: ModelSpec, gguf_path: Path, progress: Callable[[str], Non
     Returns:
         The converted folder.
     """
-    import json
+    def build(folder: Path) -> None:
+        import json
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = gguf_cache_folder(spec)
-    if (folder / GGUF_MARKER).exists():
-        return folder
-    start = time.perf_counter()
-    progress(f"Reading the tokenizer from {gguf_path.name} ...")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    progress("Dequantising the GGUF weights to float32 (tens of seconds, once per machine) ...")
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, attn_implementation="eager")
-    # The tensors are already float32; drop the GGUF quantizer marks so transformers saves them.
-    model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    progress(f"Saving safetensors to {folder} ...")
-    tmp = folder.with_name(folder.name + ".partial")
-    tokenizer.save_pretrained(tmp)
-    model.save_pretrained(tmp)
-    record = {"from": str(gguf_path), "seconds": round(time.perf_counter() - start, 1)}
-    (tmp / GGUF_MARKER).write_text(json.dumps(record) + "\n")
-    if folder.exists():
-        import shutil
+        start = time.perf_counter()
+        progress(f"Reading the tokenizer from {gguf_path.name} ...")
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        progress("Dequantising the GGUF weights to float32 (tens of seconds, once per machine) ...")
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, attn_implementation="eager")
+        # The tensors are already float32; drop the GGUF quantizer marks so transformers saves them.
+        model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        progress("Saving safetensors ...")
+        tokenizer.save_pretrained(folder)
+        model.save_pretrained(folder)
+        record = {"from": str(gguf_path), "seconds": round(time.perf_counter() - start, 1)}
+        (folder / GGUF_MARKER).write_text(json.dumps(record) + "\n")
+        progress(f"Converted in {record['seconds']} s.")
 
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    progress(f"Converted in {record['seconds']} s.")
-    return folder
+    return prepare_once(gguf_cache_folder(spec), build, progress)
 
 
 def convert_packaged_weights(key: str, progress: Callable[[str], None] = lambda _: None) -> Path:
@@ -379,14 +376,30 @@ def compare_int8(texts: list[str], key: str) -> Int8Comparison:
 
 
 # --- generation -----------------------------------------------------------------------------------
+PROMPT_EXAMPLES = {
+    "Haiku": "Write a haiku about autumn rain.",
+    "Explain": "Explain in two sentences what a neural network is.",
+    "Story": "Once upon a time, in a city made of glass,",
+}
+# Defaults of the repetition controls; their effect on PROMPT_EXAMPLES is a row of bench/text.py.
+REPETITION_PENALTY, NO_REPEAT_NGRAM_SIZE = 1.1, 4
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampling controls. ``temperature`` 0 means greedy decoding."""
+    """Decoding controls. ``temperature`` 0 means greedy decoding.
+
+    ``repetition_penalty`` (1 = off) divides the positive scores (multiplies the negative ones) of every
+    token already in the prompt or the text so far; ``no_repeat_ngram_size`` (0 = off) forbids any
+    sequence of that many tokens from occurring twice. Both follow transformers' ``generate``.
+    """
 
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.9
     seed: int = 0
+    repetition_penalty: float = REPETITION_PENALTY
+    no_repeat_ngram_size: int = NO_REPEAT_NGRAM_SIZE
 
 
 @dataclass
@@ -397,6 +410,42 @@ class GenerationResult:
     new_tokens: int
     notes: list[str]
     measurement: Measurement
+
+
+class RepetitionControl:
+    """The repetition penalty and the no-repeat n-gram ban of :class:`GenerationSettings`, over the
+    prompt and the tokens generated so far, with the semantics of transformers' logits processors."""
+
+    def __init__(self, settings: GenerationSettings, prompt_ids: Sequence[int]) -> None:
+        self.penalty, self.n = settings.repetition_penalty, settings.no_repeat_ngram_size
+        self.ids: list[int] = []
+        self.seen: set[int] = set()
+        self.followers: dict[tuple[int, ...], set[int]] = {}  # (n-1) tokens -> tokens that followed them
+        for token in prompt_ids:
+            self.add(token)
+
+    def add(self, token: int) -> None:
+        """Record the next token of the sequence."""
+        self.ids.append(token)
+        self.seen.add(token)
+        if self.n > 0 and len(self.ids) >= self.n:
+            gram = self.ids[-self.n:]
+            self.followers.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def apply(self, logits):
+        """Scores for the next token, shape (1, vocab), with the penalty and the ban applied."""
+        import torch
+
+        logits = logits.float().clone()
+        if self.penalty != 1.0 and self.seen:
+            index = torch.tensor(sorted(self.seen), device=logits.device).unsqueeze(0)
+            scores = logits.gather(-1, index)
+            logits.scatter_(-1, index, torch.where(scores < 0, scores * self.penalty, scores / self.penalty))
+        if self.n > 0 and len(self.ids) >= self.n - 1:
+            banned = self.followers.get(tuple(self.ids[len(self.ids) - self.n + 1:]), ())
+            if banned:
+                logits[0, sorted(banned)] = float("-inf")
+        return logits
 
 
 def _pick_next(logits, settings: GenerationSettings, generator):
@@ -414,28 +463,64 @@ def _pick_next(logits, settings: GenerationSettings, generator):
 
 
 class TextStream:
-    """Iterate to receive generated text piece by piece; ``result`` is set when iteration ends."""
+    """Iterate to receive generated text piece by piece; ``result`` is set when iteration ends.
+
+    The person's wait is counted from when the stream is made (make it on the click): a one-time
+    conversion of the weights (:meth:`prepare`) and the model's load are part of the time to the first token.
+    """
 
     def __init__(self, key: str, prompt: str, settings: GenerationSettings, stop_at_eos: bool = True) -> None:
         self.key, self.prompt, self.settings, self.stop_at_eos = key, prompt, settings, stop_at_eos
         self.result: GenerationResult | None = None
+        self.started = time.perf_counter()
+        self.conversion_s: float | None = None
+
+    def prepare(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Convert the model's packaged weights if they need it (once per machine), timing the wait.
+
+        Args:
+            progress: called with a line of text at each stage of the conversion.
+        """
+        if self.conversion_s is None and needs_conversion(self.key):
+            start = time.perf_counter()
+            convert_packaged_weights(self.key, progress)
+            self.conversion_s = time.perf_counter() - start
 
     def _encode(self, lm: CausalLM, notes: list[str]):
+        # verbose=False: a prompt longer than the tokenizer's maximum is cut below, keeping its end (truncation
+        # would keep its start), so transformers' "sequence length is longer" warning would only be log noise.
         if lm.chat:
             ids = lm.tokenizer.apply_chat_template(
                 [{"role": "user", "content": self.prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True,
+                tokenizer_kwargs={"verbose": False},
             )["input_ids"]
         else:
-            ids = lm.tokenizer(self.prompt, return_tensors="pt")["input_ids"]
+            ids = lm.tokenizer(self.prompt, return_tensors="pt", verbose=False)["input_ids"]
         room = lm.context - self.settings.max_new_tokens
         if ids.shape[1] > room:
             notes.append(f"The prompt has {ids.shape[1]} tokens; only its last {room} fit the model's context with the requested new tokens.")
             ids = ids[:, -room:]
         return ids
 
+    def _measurement(self, loaded: registry.Loaded, seconds: float, peak_mb: float, tokens: int,
+                     first_token_at: float, notes: list[str]) -> Measurement:
+        """Load includes a conversion made for this request; time to first token runs from the click."""
+        load_s = loaded.load_s
+        extra = {"tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9),
+                 "time_to_first_token_s": first_token_at - self.started}
+        if self.conversion_s is not None:
+            load_s = (load_s or 0.0) + self.conversion_s
+            extra["conversion_s"] = self.conversion_s
+            notes.append(
+                f"First use on this machine: the packaged GGUF weights were converted to safetensors first, which "
+                f"took {self.conversion_s:.1f} s of this request (once per machine). Load and time to first token include it."
+            )
+        return loaded.measurement(seconds, peak_mb, load_s=load_s, **extra)
+
     def __iter__(self) -> Iterator[str]:
         import torch
 
+        self.prepare()
         loaded = registry.load(self.key)
         lm: CausalLM = loaded.model
         device = choose_device().device
@@ -444,20 +529,22 @@ class TextStream:
         eos = lm.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         generator = torch.Generator(device=device).manual_seed(self.settings.seed)
+        repetition = RepetitionControl(self.settings, ids[0].tolist())
         new_ids: list[int] = []
         shown = ""
-        first_token_s = 0.0
+        first_token_at = 0.0
         with PeakTracker() as tracker, torch.inference_mode():
             start = time.perf_counter()
             out = lm.model(input_ids=ids, use_cache=True)
             for step in range(self.settings.max_new_tokens):
-                next_id = _pick_next(out.logits[:, -1, :], self.settings, generator)
+                next_id = _pick_next(repetition.apply(out.logits[:, -1, :]), self.settings, generator)
                 token = int(next_id)
                 if step == 0:
-                    first_token_s = time.perf_counter() - start
+                    first_token_at = time.perf_counter()
                 if self.stop_at_eos and token in eos_ids:
                     break
                 new_ids.append(token)
+                repetition.add(token)
                 text = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
                 if not text.endswith("\ufffd") and len(text) > len(shown):
                     yield text[len(shown):]
@@ -468,10 +555,7 @@ class TextStream:
         final = lm.tokenizer.decode(new_ids, skip_special_tokens=True)
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown):]
-        measurement = loaded.measurement(
-            seconds, tracker.peak_mb, tokens=len(new_ids), tokens_per_s=len(new_ids) / max(seconds, 1e-9),
-            time_to_first_token_s=first_token_s,
-        )
+        measurement = self._measurement(loaded, seconds, tracker.peak_mb, len(new_ids), first_token_at, notes)
         self.result = GenerationResult(final, len(new_ids), notes, measurement)
 
 

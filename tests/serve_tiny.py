@@ -9,7 +9,10 @@ checkpoint would be; ``--install key=module:function`` puts any other ready-made
 with ``registry.install``. Streamlit then runs IN THIS PROCESS (``streamlit.web.bootstrap.run``),
 so every session's script run shares one registry. Every load the cache performs is counted per
 model, and the figures (loads, cache use against the budget, resident memory now and at peak) are
-written to a JSON stats file every quarter second.
+written to a JSON stats file every quarter second, with the CPU time spent in script runs (the thread
+that runs app.py and the page) next to the process's own. ``--app`` serves another main script (a
+benchmark's reference page); ``--profile-dir`` profiles each script run with cProfile (the script
+thread's CPU time) while the file ``<dir>/on`` exists, one ``.prof`` file per run.
 
 :func:`tiny_server` starts the launcher as a child process for a test and stops it afterwards;
 :func:`declared_pages` / :func:`page_script` find the page scripts from app.py, by URL path.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import cProfile
 import importlib
 import json
 import os
@@ -30,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,7 +156,35 @@ def _count_loads(loads: Counter, lock: threading.Lock) -> None:
     registry.CACHE.get = counting_get
 
 
-def _write_stats(path: Path, loads: Counter, lock: threading.Lock) -> None:
+def _instrument_script_runs(totals: Counter, lock: threading.Lock, profile_dir: Path | None) -> None:
+    """Add every script run's thread CPU time to ``totals`` and, while ``<profile_dir>/on`` exists,
+    profile the run with cProfile into ``<profile_dir>/<id>.prof``."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    original = script_runner.ScriptRunner._run_script
+
+    def run_script(self, rerun_data):
+        on = profile_dir is not None and (profile_dir / "on").exists()
+        profiler = cProfile.Profile(time.thread_time) if on else None  # this thread's CPU, not the wall
+        start = time.thread_time()
+        if profiler is not None:
+            profiler.enable()
+        try:
+            return original(self, rerun_data)
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                partial = profile_dir / f"{uuid.uuid4().hex}.partial"
+                profiler.dump_stats(partial)
+                partial.rename(partial.with_suffix(".prof"))
+            with lock:
+                totals["script_cpu_s"] += time.thread_time() - start
+                totals["script_runs"] += 1
+
+    script_runner.ScriptRunner._run_script = run_script
+
+
+def _write_stats(path: Path, loads: Counter, lock: threading.Lock, totals: Counter) -> None:
     import psutil
 
     from core import registry
@@ -160,7 +193,7 @@ def _write_stats(path: Path, loads: Counter, lock: threading.Lock) -> None:
     process = psutil.Process()
     while True:
         with lock:
-            counted = dict(loads)
+            counted, scripts = dict(loads), dict(totals)
         stats = {
             "pid": os.getpid(),
             "rss_mb": process.memory_info().rss / 2**20,
@@ -171,6 +204,8 @@ def _write_stats(path: Path, loads: Counter, lock: threading.Lock) -> None:
             "loads": counted,
             "cached": [loaded.spec.key for loaded in registry.CACHE.snapshot()],
             "evictions": list(registry.CACHE.evictions),
+            "script_cpu_s": scripts.get("script_cpu_s", 0.0),
+            "script_runs": scripts.get("script_runs", 0),
             "time": time.time(),
         }
         partial = path.with_suffix(".partial")
@@ -179,7 +214,8 @@ def _write_stats(path: Path, loads: Counter, lock: threading.Lock) -> None:
         time.sleep(STATS_EVERY_S)
 
 
-def serve(port: int, stats: Path, installed: tuple[str, ...] = ()) -> None:
+def serve(port: int, stats: Path, installed: tuple[str, ...] = (), app: Path = APP,
+          profile_dir: Path | None = None) -> None:
     """Prepare tiny models, then run Streamlit on ``127.0.0.1:port`` in this process (blocks).
 
     Args:
@@ -187,6 +223,8 @@ def serve(port: int, stats: Path, installed: tuple[str, ...] = ()) -> None:
         stats: the JSON stats file, rewritten every :data:`STATS_EVERY_S` seconds.
         installed: catalog keys to put in the cache ready-made (``registry.install``), as
             ``key=module:function`` builders returning the loaded model.
+        app: the main script (default: the app's app.py).
+        profile_dir: where to write a cProfile file per script run while ``<profile_dir>/on`` exists.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("UBT_OFFLINE", "1")
@@ -197,23 +235,25 @@ def serve(port: int, stats: Path, installed: tuple[str, ...] = ()) -> None:
 
     from core import registry
 
-    prepare_tiny_models(model_dir)
+    if app == APP:  # another main script (a benchmark's reference page) gets a bare Streamlit process
+        prepare_tiny_models(model_dir)
     for item in installed:
         key, target = item.split("=", 1)
         module, builder = target.split(":")
         registry.install(key, getattr(importlib.import_module(module), builder)())
 
-    loads, lock = Counter(), threading.Lock()
+    loads, totals, lock = Counter(), Counter(), threading.Lock()
     _count_loads(loads, lock)
-    threading.Thread(target=_write_stats, args=(stats, loads, lock), name="ubt-stats", daemon=True).start()
+    _instrument_script_runs(totals, lock, profile_dir)
+    threading.Thread(target=_write_stats, args=(stats, loads, lock, totals), name="ubt-stats", daemon=True).start()
 
     from streamlit import config
     from streamlit.web import bootstrap
 
     flags = {"server.port": port, "server.address": LOOPBACK, "server.headless": True}
-    config._main_script_path = str(APP)  # as `streamlit run` does, so .streamlit/config.toml is found
+    config._main_script_path = str(app)  # as `streamlit run` does, so .streamlit/config.toml is found
     bootstrap.load_config_options(flag_options=flags)
-    bootstrap.run(str(APP), False, [], flags)
+    bootstrap.run(str(app), False, [], flags)
 
 
 # --- for tests: the launcher as a child process ------------------------------------------------------
@@ -253,7 +293,8 @@ def free_port() -> int:
 
 @contextmanager
 def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ...] = (),
-                start_timeout_s: float = 120.0) -> Iterator[TinyServer]:
+                start_timeout_s: float = 120.0, app: Path | None = None,
+                profile_dir: Path | None = None) -> Iterator[TinyServer]:
     """Start the launcher on a free loopback port, wait until it answers, stop it afterwards.
 
     Args:
@@ -261,6 +302,8 @@ def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ..
         env: extra environment variables (e.g. ``UBT_MEMORY_BUDGET_MB``).
         installed: ``key=module:function`` models to install ready-made.
         start_timeout_s: the longest to wait for the health endpoint and the first stats.
+        app: another main script to serve instead of app.py.
+        profile_dir: see :func:`serve`.
 
     Yields:
         The TinyServer.
@@ -277,6 +320,8 @@ def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ..
     }
     command = [sys.executable, "-m", "tests.serve_tiny", "--port", str(port), "--stats", str(stats_path)]
     command += [arg for item in installed for arg in ("--install", item)]
+    command += ["--app", str(app)] if app is not None else []
+    command += ["--profile-dir", str(profile_dir)] if profile_dir is not None else []
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://{LOOPBACK}:{port}"
@@ -308,8 +353,10 @@ def main() -> None:
     parser.add_argument("--stats", type=Path, required=True)
     parser.add_argument("--install", action="append", default=[], metavar="KEY=MODULE:FUNCTION",
                         help="put a ready-made model in the cache (repeatable)")
+    parser.add_argument("--app", type=Path, default=APP, help="the main script (default: app.py)")
+    parser.add_argument("--profile-dir", type=Path, help="profile script runs while <dir>/on exists")
     args = parser.parse_args()
-    serve(args.port, args.stats, tuple(args.install))
+    serve(args.port, args.stats, tuple(args.install), args.app, args.profile_dir)
 
 
 if __name__ == "__main__":

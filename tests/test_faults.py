@@ -146,7 +146,10 @@ def test_hub_host_refusing_connections_is_an_unavailable_model_not_a_hang(model_
         monkeypatch.setenv(name, "0")
     monkeypatch.setenv("UBT_HUB_TIMEOUT_S", "1")
     get_settings.cache_clear()
-    monkeypatch.setitem(registry.REMOTE_HOSTS, "hf", "127.0.0.1")  # port 443 on loopback: refused at once
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://127.0.0.1")  # port 443 on loopback: refused at once
     monkeypatch.setattr(registry, "_probe_results", {})
     assert not get_settings().offline
     at = classify(open_page("text"))

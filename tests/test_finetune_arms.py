@@ -155,6 +155,100 @@ def test_from_scratch_cnn_reaches_90_percent_on_digits():
     assert any(e.loss is not None for e in events)
 
 
+# --- when training ends: early stopping on training items set aside, the budget, the epoch cap ---------
+def _bars(per_class: int, side: int = 12, seed: int = 0) -> data.LabelledData:
+    """A separable synthetic image set: one dark horizontal or vertical bar on a noisy light background."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    items, labels = [], []
+    for i in range(2 * per_class):
+        label = ("horizontal", "vertical")[i % 2]
+        pixels = rng.integers(180, 240, (side, side)).astype(np.uint8)
+        at, start = rng.integers(1, side - 1), rng.integers(0, side // 2)
+        if label == "horizontal":
+            pixels[at, start : start + side // 2] = 20
+        else:
+            pixels[start : start + side // 2, at] = 20
+        items.append(Image.fromarray(pixels, mode="L").convert("RGB"))
+        labels.append(label)
+    return data.LabelledData("image", items, labels, [], f"bars-{per_class}-{seed}", "synthetic: bars")
+
+
+def _scripted_validation(losses: list[float]):
+    calls = {"keep": 0, "restore": 0}
+    remaining = iter(losses)
+    validation = arms._Validation(lambda: next(remaining), 3, lambda: calls.__setitem__("keep", calls["keep"] + 1),
+                                  lambda: calls.__setitem__("restore", calls["restore"] + 1))
+    return validation, calls
+
+
+def test_train_loop_stops_when_the_validation_loss_plateaus_and_keeps_the_best_weights():
+    validation, calls = _scripted_validation([1.0, 0.8, 0.7, 0.75, 0.72, 0.70, 0.5])  # best at epoch 3
+    events = []
+    loop = arms._train_loop(rows=list(range(8)), batch_size=4, epochs=50, budget_s=1e9, seed=0,
+                            step=lambda rows: 0.5, evaluate=lambda: 0.5, progress=events.append,
+                            stop=threading.Event(), validation=validation)
+    assert (loop.stopped_by, loop.epochs, loop.steps, loop.best_epoch) == ("plateau", 6.0, 12, 3.0)
+    assert calls == {"keep": 3, "restore": 1}  # 0.70 is not below 0.70 - 1e-4: epoch 3's weights are restored
+    assert [p["val_loss"] for p in loop.curve if p["val_loss"] is not None] == [1.0, 0.8, 0.7, 0.75, 0.72, 0.70]
+    assert events[-1].val_loss == 0.70 and "lowest 0.7000, epoch 3" in events[-1].message
+
+
+def test_train_loop_stops_at_the_budget_by_its_clock_and_goes_back_to_the_best_weights():
+    validation, calls = _scripted_validation([0.9, 0.6, 0.8, 0.9, 0.9])
+    ticks = iter(range(10_000))  # a fake clock: one second per reading
+    loop = arms._train_loop(rows=list(range(8)), batch_size=4, epochs=50, budget_s=12, seed=0,
+                            step=lambda rows: 0.5, evaluate=lambda: 0.5, progress=lambda event: None,
+                            stop=threading.Event(), validation=validation, clock=lambda: next(ticks))
+    assert loop.stopped_by == "budget" and loop.steps < 50 * 2
+    assert loop.best_epoch == 2.0 and calls["restore"] == 1
+
+
+def test_validation_slice_is_stratified_and_only_when_large_enough():
+    labels = ["a"] * 100 + ["b"] * 40
+    fit, held = arms.validation_slice(labels, 0.15, seed=0)
+    assert sorted(fit + held) == list(range(140)) and not set(fit) & set(held)
+    assert [labels[p] for p in held].count("a") == 15 and [labels[p] for p in held].count("b") == 6
+    assert arms.validation_slice(labels, 0.15, seed=1)[1] != held
+    assert arms.validation_slice(["a"] * 60 + ["b"] * 3, 0.15, seed=0)[1] == []  # "b" cannot spare one
+    assert arms.validation_slice(["a", "b"] * 30, 0.15, seed=0)[1] == []  # 10 items: too noisy to stop on
+
+
+def test_from_scratch_cnn_trains_until_its_validation_loss_stops_falling():
+    bars = _bars(100)
+    train, test = data.split(bars)
+    result = arms.run_from_scratch(bars, train, test, arms.ScratchSettings(time_budget_s=3600))  # default cap, patience
+    epochs = result.curve[-1]["epoch"]
+    assert result.stopped_by == "plateau" and not result.stopped
+    assert epochs > 15  # the old default stopped after 15 tiny passes
+    assert result.accuracy >= 0.9
+    validated = [p for p in result.curve if p["val_loss"] is not None]
+    assert len(validated) == epochs  # a validation loss after every epoch
+    note = result.notes[-1]
+    assert note.startswith("Early stopping: the validation loss had not fallen for 25 epochs")  # 100 steps of 4 a epoch
+    assert "Validation: 22 training examples set aside (never the held-out ones)" in note
+    assert arms.results_table({"scratch": result})[0]["stopped by"] == f"early stopping · {epochs:g} epochs"
+
+
+def test_from_scratch_cnn_on_a_few_images_trains_to_its_epoch_cap():
+    bars = _bars(12)
+    train, test = data.split(bars)
+    result = arms.run_from_scratch(bars, train, test, arms.ScratchSettings(time_budget_s=3600))
+    assert result.stopped_by == "epochs" and result.curve[-1]["epoch"] == arms.ScratchSettings().epochs == 200
+    assert "No validation slice (too few training examples to set 20 aside" in result.notes[-1]
+
+
+def test_fine_tune_uses_the_same_early_stopping(tiny_text, sentiment):
+    labelled, train, test = sentiment
+    result = arms.run_fine_tune(labelled, train, test, arms.FineTuneSettings(top_layers=1, epochs=12))
+    assert result.stopped_by in ("plateau", "epochs")
+    assert "Validation: 30 training examples set aside" in result.notes[-1]
+    assert all(p["val_loss"] is not None for p in result.curve if p["accuracy"] is not None and p["step"])
+    short = arms.run_fine_tune(labelled, train, test, arms.FineTuneSettings(top_layers=1, epochs=1))
+    assert short.stopped_by == "epochs" and "the 1-epoch cap comes before a patience of 10 epochs" in short.notes[-1]
+
+
 def test_images_to_array_shapes():
     digits = data.example_digits(per_class=1)
     assert arms.images_to_array(digits.items, 8, 1).shape == (10, 1, 8, 8)
@@ -257,21 +351,107 @@ def test_examples_per_class_steps():
     assert arms.examples_per_class_steps(["a"] * 4 + ["b"] * 4) == [1, 2, 4]
 
 
-def test_label_efficiency_refits_the_head_per_size(tiny_text, sentiment):
+def test_label_efficiency_refits_the_head_per_size_and_draw(tiny_text, sentiment):
     labelled, train, test = sentiment
     rows = arms.label_efficiency(labelled, train, test, arms.TransferSettings(), arms.ZeroShotSettings())
     sizes = arms.examples_per_class_steps([labelled.labels[i] for i in train])
     head_rows = [r for r in rows if r["approach"] == "transfer learning"]
     zero_rows = [r for r in rows if r["approach"] == "use as is"]
-    assert [r["examples_per_class"] for r in head_rows] == sizes
-    assert [r["train_examples"] for r in head_rows] == [2 * s for s in sizes]
+    assert arms.DRAWS == 5
+    assert [(r["examples_per_class"], r["seed"]) for r in head_rows] == [(s, seed) for s in sizes for seed in range(5)]
+    assert [r["train_examples"] for r in head_rows] == [2 * s for s in sizes for _ in range(5)]
+    assert [r["examples_per_class"] for r in zero_rows] == sizes
     assert len({r["accuracy"] for r in zero_rows}) == 1  # flat: zero-shot uses no labels
+    one_each = [r for r in head_rows if r["examples_per_class"] == 1]
+    assert len({r["accuracy"] for r in one_each}) > 1  # which single example per class is drawn matters
     assert feats.FEATURES.misses == 2  # training and held-out features, each embedded once
 
 
-def _result(arm: str, accuracy: float, train_s: float) -> arms.ArmResult:
+def test_label_efficiency_chart_draws_the_mean_and_the_spread_of_the_draws():
+    from core.charts import finetune as charts
+
+    rows = [{"examples_per_class": 1, "train_examples": 2, "approach": "transfer learning", "seed": s, "accuracy": a}
+            for s, a in enumerate([0.5, 0.6, 0.7, 0.8, 0.9])]
+    rows += [{"examples_per_class": 2, "train_examples": 4, "approach": "transfer learning", "seed": s, "accuracy": 0.9}
+             for s in range(5)]
+    rows += [{"examples_per_class": k, "train_examples": 2 * k, "approach": "use as is", "seed": 0, "accuracy": 0.6}
+             for k in (1, 2)]
+    spec = charts.label_efficiency_chart(rows).to_dict()
+    points = {(r["approach"], r["examples_per_class"]): r for r in next(iter(spec["datasets"].values()))}
+    first = points[("transfer learning", 1)]
+    assert (first["accuracy"], first["lowest"], first["highest"], first["draws"]) == (pytest.approx(0.7), 0.5, 0.9, 5)
+    assert (points[("use as is", 2)]["lowest"], points[("use as is", 2)]["highest"]) == (0.6, 0.6)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
+    assert spec["layer"][0]["encoding"]["y2"]["field"] == "highest"
+    assert "mean of 5 random draws" in spec["title"]["subtitle"]
+
+
+def _result(arm: str, accuracy: float, train_s: float, held_out: int = 1000,
+            correct: list[bool] | None = None) -> arms.ArmResult:
+    """An arm's result; with ``correct``, its per-item outcomes (which set the accuracy)."""
+    if correct is not None:
+        held_out, accuracy = len(correct), sum(correct) / len(correct)
+    hits = round(accuracy * held_out)
+    confusion = np.array([[hits, held_out - hits], [0, 0]])
     return arms.ArmResult(arm, arms.APPROACHES[arm], "m", "test", "cpu", ["a", "b"], accuracy, accuracy,
-                          np.eye(2, dtype=int), train_s, 0.001, 100.0, 10, 20, 10)
+                          confusion, train_s, 0.001, 100.0, 10, 20, held_out, correct=list(correct or []))
+
+
+def test_wilson_interval_exact_values():
+    from core.finetune import stats
+
+    assert stats.wilson(8, 10) == (pytest.approx(0.4902, abs=5e-5), pytest.approx(0.9433, abs=5e-5))
+    assert stats.wilson(50, 100) == (pytest.approx(0.4038, abs=5e-5), pytest.approx(0.5962, abs=5e-5))
+    assert stats.wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=5e-5))
+    assert stats.wilson(10, 10) == (pytest.approx(0.7225, abs=5e-5), 1.0)
+    assert stats.wilson(0, 0) == (0.0, 1.0)
+    assert stats.interval_text(8, 10) == "49%–94% (8/10)"
+
+
+def test_mcnemar_exact_p_values():
+    from core.finetune import stats
+
+    assert stats.mcnemar_exact(0, 5) == pytest.approx(2 / 2**5)  # 5 discordant pairs, all one way
+    assert stats.mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 2**10)
+    assert stats.mcnemar_exact(3, 3) == 1.0 and stats.mcnemar_exact(0, 0) == 1.0
+
+
+def test_results_table_shows_each_accuracy_with_its_interval():
+    table = arms.results_table({"transfer": _result("transfer", 0.8, 2.0, held_out=10),
+                                "zero-shot": _result("zero-shot", 0.7, 0.1, held_out=10)})
+    assert [(row["arm"].split(" (")[0], row["95% interval"]) for row in table] == [
+        ("Use as is", "40%–89% (7/10)"), ("Transfer learning", "49%–94% (8/10)")]
+    assert [row["stopped by"] for row in table] == ["—", "—"]
+
+
+def test_verdict_says_when_a_small_split_cannot_tell_arms_apart():
+    transfer = [True] * 8 + [False] * 2  # 80% of 10
+    tuned = [True] * 6 + [False, True, False, False]  # 70%, disagreeing with transfer on 3 items
+    text = arms.verdict({"transfer": _result("transfer", 0, 2.0, correct=transfer),
+                         "fine-tune": _result("fine-tune", 0, 60.0, correct=tuned)})
+    assert "On these 10 held-out examples the arms are not distinguishable" in text
+    assert "McNemar's exact test on the same held-out items: p = 1.000 against fine-tune" in text
+    assert "Best:" not in text  # no ranking claimed
+    assert "Highest here: transfer learning (80%), also the cheapest to train of the arms close to it (2.0 s)" in text
+
+
+def test_verdict_ranks_a_clear_winner():
+    rng = np.random.default_rng(0)
+    truth_hits = rng.random(200)
+    transfer = list(truth_hits < 0.9)
+    zero = list(truth_hits < 0.55)  # wrong wherever transfer is wrong, and on 70 more items
+    text = arms.verdict({"zero-shot": _result("zero-shot", 0, 0.1, correct=zero),
+                         "transfer": _result("transfer", 0, 2.0, correct=transfer)})
+    assert "On these 200 held-out examples, transfer learning is ahead of every other arm beyond chance" in text
+    assert "p < 0.001 against use as is" in text
+    assert "Best: transfer learning" in text
+
+
+def test_verdict_falls_back_to_wilson_intervals_without_per_item_outcomes():
+    text = arms.verdict({"transfer": _result("transfer", 0.8, 2.0, held_out=10),
+                         "scratch": _result("scratch", 0.7, 1.0, held_out=10)})
+    assert "not distinguishable (overlap of the 95% Wilson intervals: transfer learning 49%–94% (8/10)" in text
+    assert "from scratch cannot be told apart from it (70%) for 1.0 s of training instead of 2.0 s" in text
 
 
 def test_verdict_is_computed_from_the_numbers():

@@ -92,11 +92,43 @@ def test_all_columns_are_text_and_missing_cells_empty():
     assert all(isinstance(v, str) for v in df.to_numpy().ravel())
 
 
-def test_rows_with_too_many_cells_are_skipped_and_noted():
+def test_rows_with_too_many_cells_are_joined_back_into_the_text_when_the_label_is_last():
     df = fd.read_table(b"text,label\na,x\nb,y,extra\nc,z\n", "b.csv")
-    assert df["text"].tolist() == ["a", "c"]
-    assert df.attrs["notes"] == ["Skipped 1 row with more cells than the header (line 3): "
-                                 "quote texts that contain the delimiter."]
+    assert df["text"].tolist() == ["a", "b,y", "c"]
+    assert df["label"].tolist() == ["x", "extra", "z"]
+    assert df.attrs["notes"] == ["Joined the extra cells of 1 row (line 3) back into the column 'text': its text "
+                                 "holds unquoted commas, and the label ('label') is the last column. Quote such "
+                                 "texts to be sure they are read as meant."]
+
+
+def test_unquoted_commas_in_half_the_texts_keep_every_row_and_the_right_columns():
+    """A hand-made CSV: every other text holds commas. Before, half the rows vanished and the guess swapped."""
+    texts = [("works well", "pos"), ("broke, sadly, after a day", "neg"), ("love it", "pos"),
+             ("meh, not worth it", "neg"), ("great value", "pos"), ("awful, awful, awful", "neg")] * 2
+    raw = ("words,tag\n" + "".join(f"{t},{y}\n" for t, y in texts)).encode()
+    df = fd.read_table(raw, "hand.csv")
+    assert df["words"].tolist() == [t for t, _ in texts] and df["tag"].tolist() == [y for _, y in texts]
+    assert fd.guess_columns(df) == ("words", "tag")
+    assert df.attrs["notes"][0].startswith("Joined the extra cells of 6 rows (lines 3, 5, 7, 9, 11 and 1 more) "
+                                           "back into the column 'words': their texts hold unquoted commas")
+
+
+def test_extra_cells_go_into_the_column_before_the_label_and_other_columns_stay():
+    raw = b"id;review;label\n1;fine;pos\n2;bad; very bad;neg\n3;ok;pos\n4;poor;neg\n"
+    df = fd.read_table(raw, "s.csv")
+    assert df.to_numpy().tolist() == [["1", "fine", "pos"], ["2", "bad; very bad", "neg"], ["3", "ok", "pos"],
+                                      ["4", "poor", "neg"]]
+    assert "unquoted semicolons" in df.attrs["notes"][0]
+
+
+def test_rows_with_too_many_cells_are_refused_with_their_lines_when_the_label_is_not_last():
+    rows = "".join(f"{'pos' if i % 2 else 'neg'},text {i}, with a comma\n" if i in (2, 5, 9) else
+                   f"{'pos' if i % 2 else 'neg'},text {i}\n" for i in range(10))
+    with pytest.raises(InputError) as err:
+        fd.read_table(("label,text\n" + rows).encode(), "first.csv")
+    message = str(err.value)
+    assert "3 rows (lines 4, 7, 11) have more cells than the header's 2" in message
+    assert "only when the label is the last column" in message and 'double quotes ("like, this")' in message
 
 
 def test_label_normalisation_is_noted():
@@ -109,6 +141,23 @@ def test_label_normalisation_is_noted():
     assert data.notes == ["Labels were lower-cased and trimmed: 'Positive ' -> 'positive', "
                           "' NEGATIVE' -> 'negative'."]
     assert (data.kind, data.source, data.fingerprint) == ("text", "upload: n.csv", "f" * 64)
+
+
+def test_table_notes_survive_a_validation_error():
+    """Dropped rows, mended rows and the encoding are all said, even when the data cannot be used."""
+    rows = "".join(f"text {i},b\n" for i in range(6)) + "".join(f"empty {i},\n" for i in range(5)) + "x, y,b\n"
+    df = fd.read_table(("text,label\n" + rows).encode(), "one.csv")
+    with pytest.raises(fd.DataError, match=r"only one class \('b'\).*right label column") as err:
+        fd.table_to_data(df, "text", "label", "s", "f")
+    assert [note.split(" ")[0] for note in err.value.notes] == ["Joined", "Dropped"]
+    assert err.value.notes[1] == "Dropped 5 rows with an empty text or label."
+
+
+def test_table_notes_survive_a_read_error():
+    raw = "label,text\nä,b,c\n".encode("cp1252")
+    with pytest.raises(fd.DataError, match="more cells than the header") as err:
+        fd.read_table(raw, "t.csv")
+    assert err.value.notes == ["The file is not UTF-8; it was read as Windows-1252 (cp1252)."]
 
 
 def test_empty_rows_dropped_and_noted():
@@ -139,6 +188,11 @@ def test_guess_columns_prefers_named_columns():
     rows = [(f"some text {i}", "abc"[i % 3], "ab"[i % 2]) for i in range(9)]
     df = fd.read_table(table(rows, header=("review", "label", "source")), "g.csv")
     assert fd.guess_columns(df) == ("review", "label")
+
+
+def test_guess_columns_keeps_a_named_label_column_that_holds_one_class():
+    df = fd.read_table(table([(f"text {i}", "b") for i in range(6)]), "one.csv")
+    assert fd.guess_columns(df) == ("text", "label")  # so that validation can say "only one class ('b')"
 
 
 def test_table_to_data_refuses_bad_column_choices():
@@ -193,7 +247,7 @@ def test_too_many_bytes_and_empty_upload():
 @pytest.mark.parametrize("raw,message", [
     (b"just one column\nhello\nworld\n", "only one column"),
     (b"text,label\n", "no rows"),
-    (b"text,label\na,b,c\n", "more cells than its header"),
+    (b"label,text\na,b,c\n", r"1 row \(line 2\) has more cells than the header's 2"),
     (b"   \n\n", "no text"),
     (b"PK\x03\x04\x14\x00rest of an xlsx", "spreadsheet"),
     (bytes(range(1, 32)) * 20, "does not look like a text table"),
@@ -317,8 +371,9 @@ def test_zip_bomb_refused_before_reading(bomb_member, bytes_read):
 
 
 def test_zip_bomb_alone_is_refused(bomb_member, bytes_read):
-    with pytest.raises(InputError, match="No usable images.*Refused 1 file"):
+    with pytest.raises(fd.DataError, match="No usable images") as err:
         fd.read_image_zip(bomb_member, "bomb.zip")
+    assert err.value.notes[0].startswith("Refused 1 file that would unpack to too much data")
     assert bytes_read["bytes"] == 0
 
 
@@ -388,11 +443,36 @@ def test_not_a_zip(raw):
         fd.read_image_zip(raw, "photos.zip")
 
 
-def test_zip_validated_like_tables():
-    with pytest.raises(InputError, match="'dogs' has 2"):
+def test_zip_validated_like_tables_and_worded_in_folders():
+    with pytest.raises(InputError, match="Each class folder needs at least 4 images .*'dogs' has 2. Add images"):
         fd.read_image_zip(make_zip(class_folders(("cats",)) | class_folders(("dogs",), per_class=2)), "z.zip")
-    with pytest.raises(InputError, match="only one class"):
+    with pytest.raises(InputError, match=r"only one class folder \('cats'\).*a folder of their own") as err:
         fd.read_image_zip(make_zip(class_folders(("cats",))), "z.zip")
+    assert "column" not in str(err.value)
+
+
+def test_zip_notes_survive_a_validation_error(bomb_member):
+    """The issue's zip: one class folder, a '../' entry and a zip bomb. The error comes with every note."""
+    buf = io.BytesIO(bomb_member)
+    with zipfile.ZipFile(buf, "a") as archive:
+        for name, content in class_folders(("b",)).items():
+            archive.writestr(name, content)
+        archive.writestr("../escape.png", png())
+        archive.writestr("readme.txt", b"hi")
+    with pytest.raises(fd.DataError) as err:
+        fd.read_image_zip(buf.getvalue(), "hostile.zip")
+    assert str(err.value).startswith("Found only one class folder ('b')")
+    assert "label column" not in str(err.value)
+    assert [note.split(" ")[:2] for note in err.value.notes] == [["Refused", "1"], ["Skipped", "1"], ["Refused", "1"]]
+    assert "../escape.png" in err.value.notes[0] and "readme.txt" in err.value.notes[1]
+    assert "cats/bomb.png (200 MB from" in err.value.notes[2]
+
+
+def test_zip_notes_survive_a_too_many_files_error():
+    members = class_folders() | {"../escape.png": png()}
+    with pytest.raises(fd.DataError, match="holds 8 files") as err:
+        fd.read_image_zip(make_zip(members), "z.zip", Limits(max_files=5))
+    assert err.value.notes[0].startswith("Refused 1 entry for safety")
 
 
 # --- examples, split, subsample --------------------------------------------------------------------

@@ -118,3 +118,20 @@ def test_quadratic_sniffer_input_is_refused_or_read():
     """csv.Sniffer's regexes are quadratic: a long line of quotes and commas must not stall the parser."""
     raw = b'text,label\n' + b',"a' * 30_000 + b"\n"
     _check_table_pipeline(raw)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(NAMES, CONTENT), max_size=8),
+       st.sampled_from(["../evil.png", "/abs.png", "a/../../b.png", "C:/win.png", "cats/../../c.png"]),
+       st.sampled_from([(), ("cats",), ("cats", "dogs")]))
+def test_refused_entries_are_noted_whatever_follows(members, unsafe, classes):
+    """A refused entry is said, whether the zip then gives data or an error: notes survive errors."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, content in [(f"{c}/1.png", PNGS[k]) for k, c in enumerate(classes)] + members + [(unsafe, PNGS[2])]:
+            archive.writestr(name, content)
+    try:
+        notes = fd.read_image_zip(buf.getvalue(), "hostile.zip", SMALL).notes
+    except fd.DataError as err:
+        notes = err.notes
+    assert any(note.startswith("Refused") and "for safety" in note for note in notes)

@@ -104,7 +104,7 @@ def test_a_crash_half_way_releases_the_slot_and_shows_its_error():
     assert job.join(WAIT_S)
     crashed, refused, after = job.snapshot()
     assert crashed.status == "error" and crashed.error == "RuntimeError: CUDA out of memory (simulated)"
-    assert crashed.curve == [{"step": 3, "epoch": 0.4, "loss": 1.2, "accuracy": None}]
+    assert crashed.curve == [{"step": 3, "epoch": 0.4, "loss": 1.2, "accuracy": None, "val_loss": None}]
     assert refused.status == "error" and refused.error == "Each class needs at least 4 examples."
     assert after.status == "done" and after.result == "ran"
     assert not slot.busy()

@@ -15,7 +15,7 @@ import time
 import tomllib
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +60,9 @@ class Scenario:
         inputs: widget values for a request, from (session number, request number).
         result_metric: a metric label that only a finished result shows.
         models: catalog keys the request loads.
+        setup: widget values to set once, after the page has rendered (e.g. a model picked by its
+            option label), from the session.
+        name: what the figures call this kind of session (default: the page).
     """
 
     page: str
@@ -67,6 +70,12 @@ class Scenario:
     inputs: Callable[[int, int], dict]
     result_metric: str
     models: tuple[str, ...]
+    setup: Callable[[Session], dict] | None = None
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.page
 
 
 SCENARIOS = (
@@ -79,15 +88,19 @@ SCENARIOS = (
 
 @dataclass
 class Outcome:
-    """One request: which page, how long, and what went wrong (empty when it worked)."""
+    """One request: which kind of session, how long, what went wrong (empty when it worked), when it was
+    sent (``time.perf_counter``), the metrics its result showed and its ``st.info`` notes."""
 
     page: str
     seconds: float
     problem: str = ""
+    sent: float = 0.0
+    metrics: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
 
 def _problem(run: Run, scenario: Scenario, idle_warnings: set[str]) -> str:
-    if run.status != "FINISHED_SUCCESSFULLY":
+    if run.status not in ("FINISHED_SUCCESSFULLY", "FINISHED_FRAGMENT_RUN_SUCCESSFULLY"):  # a fragment's run
         return f"script ended with {run.status}"
     if run.exceptions:
         return "exception: " + run.exceptions[0]
@@ -105,18 +118,22 @@ def _session(url: str, number: int, scenario: Scenario, requests: int, start: th
              end: threading.Barrier, outcomes: list[Outcome], lock: threading.Lock) -> None:
     results: list[Outcome] = []
     try:
-        with Session(url, scenario.page) as session:
+        with Session(url, scenario.page, timeout_s=600) as session:
             idle = session.run()
-            rendered = idle.status == "FINISHED_SUCCESSFULLY" and not idle.exceptions
+            if scenario.setup is not None and idle.ok:
+                idle = session.run(scenario.setup(session))
+            rendered = idle.ok
             if not rendered:
-                results.append(Outcome(scenario.page, idle.seconds, f"page did not render: {idle.status} {idle.exceptions}"))
+                results.append(Outcome(scenario.label, idle.seconds, f"page did not render: {idle.status} {idle.exceptions}"))
             start.wait()
             for request in range(requests if rendered else 0):
+                sent = time.perf_counter()
                 run = session.run(scenario.inputs(number, request), click=scenario.button)
-                results.append(Outcome(scenario.page, run.seconds, _problem(run, scenario, set(idle.alerts("WARNING")))))
+                results.append(Outcome(scenario.label, run.seconds, _problem(run, scenario, set(idle.alerts("WARNING"))),
+                                       sent, run.metrics(), run.alerts("INFO")))
             end.wait()
     except Exception as err:  # a broken session is a finding, reported with the others
-        results.append(Outcome(scenario.page, float("nan"), f"{type(err).__name__}: {err}"))
+        results.append(Outcome(scenario.label, float("nan"), f"{type(err).__name__}: {err}"))
         start.abort()
         end.abort()
     with lock:
@@ -150,11 +167,14 @@ def _percentile(values: list[float], share: float) -> float:
 
 def drive(server: TinyServer, sessions: int, requests: int, scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict:
     """Hold ``sessions`` websocket sessions at once (spread over the scenarios) and make each send
-    ``requests`` requests; measure latency, throughput, server memory, loads and what was stored.
+    ``requests`` requests; measure latency, throughput, server CPU and memory, loads and what was stored.
 
     Returns:
-        The figures, as a dict (what the test asserts on and the reliability report prints).
+        The figures, as a dict (what the test asserts on and the reliability report prints); ``first``
+        holds, per kind of session, the metrics and notes of its first request sent under load.
     """
+    import psutil
+
     with Session(server.url, "") as first_visitor:  # see test_deep_links_render_through_app_py
         first_visitor.run()
     outcomes: list[Outcome] = []
@@ -170,13 +190,15 @@ def drive(server: TinyServer, sessions: int, requests: int, scenarios: tuple[Sce
     ]
     for worker in workers:
         worker.start()
+    server_process = psutil.Process(server.pid)
     try:
         start.wait(timeout=300)  # every session has rendered its page: all are held from here on
-        began = time.perf_counter()
-        end.wait(timeout=600)
+        began, cpu_before = time.perf_counter(), sum(server_process.cpu_times()[:2])
+        end.wait(timeout=900)
         wall = time.perf_counter() - began
+        cpu = sum(server_process.cpu_times()[:2]) - cpu_before
     except threading.BrokenBarrierError:
-        wall = float("nan")
+        wall = cpu = float("nan")
     for worker in workers:
         worker.join(60)
     stop.set()
@@ -184,14 +206,17 @@ def drive(server: TinyServer, sessions: int, requests: int, scenarios: tuple[Sce
     time.sleep(0.6)  # the server rewrites its stats every 0.25 s
     stats, runs = server.stats(), stored_runs(server)
     done = [o for o in outcomes if not o.problem]
-    per_page = {}
+    per_page, first = {}, {}
     for scenario in scenarios:
-        seconds = [o.seconds for o in done if o.page == scenario.page]
-        per_page[scenario.page] = {
-            "requests": len([o for o in outcomes if o.page == scenario.page]), "ok": len(seconds),
+        mine = [o for o in done if o.page == scenario.label]
+        seconds = [o.seconds for o in mine]
+        per_page[scenario.label] = {
+            "requests": len([o for o in outcomes if o.page == scenario.label]), "ok": len(seconds),
             "p50_s": _percentile(seconds, 50), "p95_s": _percentile(seconds, 95),
             "runs_stored": len([r for r in runs if r["page"] == scenario.page]),
         }
+        earliest = min(mine, key=lambda o: o.sent) if mine else None
+        first[scenario.label] = {"metrics": earliest.metrics, "notes": earliest.notes} if earliest else {}
     seconds = [o.seconds for o in done]
     return {
         "sessions": sessions,
@@ -201,10 +226,12 @@ def drive(server: TinyServer, sessions: int, requests: int, scenarios: tuple[Sce
         "problems": [f"/{o.page}: {o.problem}" for o in outcomes if o.problem],
         "wall_s": wall,
         "throughput_per_s": len(done) / wall if wall == wall and wall > 0 else float("nan"),
+        "server_cpu_per_request_s": cpu / len(done) if done and cpu == cpu else float("nan"),
         "p50_s": _percentile(seconds, 50),
         "p95_s": _percentile(seconds, 95),
         "max_s": max(seconds, default=float("nan")),
         "per_page": per_page,
+        "first": first,
         "loads": {key: stats["loads"].get(key, 0) for s in scenarios for key in s.models},
         "all_loads": stats["loads"],
         "cache_used_mb": stats["cache_used_mb"],

@@ -1,6 +1,9 @@
 """The Fine-tune page through streamlit AppTest, with the tiny BERT installed as "minilm-l6"."""
+import io
+import zipfile
 
 import pytest
+from PIL import Image
 
 from core import registry, runs
 from core.errors import ModelUnavailable
@@ -97,22 +100,106 @@ def test_stop_button_stops_a_fine_tune(page):
     assert _table(page, "arm")["arm"][0] == "Fine-tune (top layers unfrozen)"
 
 
-def test_image_example_says_plainly_that_clip_is_missing(page, monkeypatch):
+@pytest.fixture
+def no_clip(monkeypatch):
+    """As on a machine without internet or a local copy of CLIP, whatever this one has cached."""
     real_resolve = registry.resolve
 
-    def no_clip(spec):  # as on a machine without internet or a local copy, whatever this one has cached
+    def resolve(spec):
         if spec.key in feats.IMAGE_ENCODERS:
             raise ModelUnavailable(f"{spec.title} is not available on this machine.")
         return real_resolve(spec)
 
-    monkeypatch.setattr(registry, "resolve", no_clip)
+    monkeypatch.setattr(registry, "resolve", resolve)
+
+
+def test_without_clip_the_image_arms_are_off_with_one_note(page, no_clip):
     page.radio(key="ft_source").set_value("Example: handwritten digits (images)").run()
-    _only(page, "zero_shot")
-    page.run()
-    assert any("CLIP is not available here" in w.value for w in page.warning)
-    _run_and_wait(page)
+    assert not _problems(page)
+    for arm in ("zero_shot", "transfer", "fine_tune"):
+        box = page.checkbox(key=f"ft_use_{arm}_off")
+        assert box.value is False and box.disabled
+    assert page.checkbox(key="ft_use_scratch").value is True
+    notes = [i.value for i in page.info if "CLIP" in i.value]
+    assert len(notes) == 1 and notes[0].startswith("Use as is, Transfer learning and Fine-tune are turned off")
+    assert not [w for w in page.warning if "CLIP" in w.value]
+    page.radio(key="ft_source").set_value("Example: product-review sentiment (text)").run()
+    assert page.checkbox(key="ft_use_zero_shot").value is True  # ticked again where an encoder is available
+
+
+# --- uploads: notes with errors, mended rows, results of earlier data --------------------------------
+def _png(color) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _hostile_zip() -> bytes:
+    """One class folder, a '../' entry and a member that unpacks to 8 MB of zeros (over 100x compressed)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(5):
+            archive.writestr(f"b/{i}.png", _png((40 * i, 90, 200)))
+        archive.writestr("../escape.png", _png((0, 0, 0)))
+        archive.writestr("a/bomb.png", bytes(8 * 2**20))
+    return buf.getvalue()
+
+
+def _upload(at, name: str, content: bytes, mime: str):
+    at.radio(key="ft_source").set_value("Upload my data").run()
+    return at.file_uploader(key="ft_upload").set_value((name, content, mime)).run()
+
+
+def test_zip_error_comes_with_every_note_and_speaks_of_folders(page):
+    _upload(page, "hostile.zip", _hostile_zip(), "application/zip")
     assert not page.exception
-    assert any("CLIP is not available here" in e.value for e in page.error)  # the arm's own message
+    warnings = [w.value for w in page.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("Found only one class folder ('b')")
+    assert "column" not in warnings[0]
+    notes = " ".join(i.value for i in page.info)
+    assert "Refused 1 entry for safety" in notes and "../escape.png" in notes
+    assert "Refused 1 file that would unpack to too much data" in notes and "a/bomb.png (8.0 MB from" in notes
+    assert [h.value for h in page.subheader] == ["1 · Data", "2 · Export a trained head, or use one"]
+
+
+def test_table_error_comes_with_its_notes(page):
+    rows = "".join(f"text {i},b\n" for i in range(6)) + "".join(f"no label {i},\n" for i in range(5))
+    _upload(page, "one.csv", ("text,label\n" + rows).encode(), "text/csv")
+    assert not page.exception
+    assert any(w.value.startswith("Found only one class ('b')") for w in page.warning)
+    assert "Dropped 5 rows with an empty text or label." in [i.value for i in page.info]
+
+
+def test_unquoted_commas_are_joined_back_and_said(page):
+    texts = [("works well", "pos"), ("broke, sadly, after a day", "neg"), ("love it", "pos"),
+             ("meh, not worth it", "neg"), ("great value", "pos"), ("awful, awful, awful", "neg")] * 2
+    _upload(page, "hand.csv", ("words,tag\n" + "".join(f"{t},{y}\n" for t, y in texts)).encode(), "text/csv")
+    assert not _problems(page)
+    assert (page.selectbox[0].value, page.selectbox[1].value) == ("words", "tag")
+    assert "12 texts · 2 classes" in " ".join(c.value for c in page.caption)
+    assert any(i.value.startswith("Joined the extra cells of 6 rows") for i in page.info)
+
+
+def test_results_of_earlier_data_are_cleared_when_the_data_changes(page):
+    _only(page, "transfer")
+    page.checkbox(key="ft_label_curve").set_value(False)
+    page.run()
+    _run_and_wait(page)
+    assert page.success and "4 · Results on the held-out split" in [h.value for h in page.subheader]
+    _upload(page, "bad.csv", b"text,label\nonly,one\n", "text/csv")  # an error for the new file
+    assert page.warning
+    assert not page.success and not page.get("download_button")
+    assert not [h.value for h in page.subheader if "Results" in h.value or "Progress" in h.value]
+    assert "ft_job" not in page.session_state
+
+
+def test_sections_are_numbered_without_gaps(page):
+    assert [h.value for h in page.subheader] == ["1 · Data", "2 · Arms", "3 · Export a trained head, or use one"]
+    _only(page, "scratch")
+    page.checkbox(key="ft_label_curve").set_value(False)
+    page.run()
+    _run_and_wait(page)
+    assert [h.value.split(" · ")[0] for h in page.subheader] == ["1", "2", "3", "4", "5"]
 
 
 # --- the page's charts (pure functions, checked through their Vega-Lite specs) ---------------------------

@@ -104,13 +104,13 @@ def test_no_audio_yet_is_explained(page):
     assert any("There is no audio yet" in w.value for w in page.warning)
 
 
-def test_an_unavailable_model_is_explained(fresh_cache):
+def test_an_unavailable_model_cannot_be_run_and_says_why(fresh_cache):
     at = _open_page()
     at.radio(key="speech_backend").set_value("openai-whisper").run()
     at.selectbox(key="speech_model_openai-whisper").select(get_spec("whisper-small")).run()
-    at.button(key="speech_run").click().run()
     assert not _problems(at)
-    assert any("not available on this machine" in w.value for w in at.warning)
+    assert at.button(key="speech_run").disabled
+    assert any(c.value.startswith("Cannot transcribe: Whisper small") and "not available on this machine" in c.value for c in at.caption)
 
 
 def test_fixed_language_offers_whispers_languages(page):
@@ -132,6 +132,61 @@ def test_translation_with_an_english_only_model_is_refused_with_a_reason(page):
     assert any("cannot translate" in w.value for w in page.warning)
 
 
+def _fake_whisper(monkeypatch, segments):
+    """openai-whisper's transcribe replaced: ``segments(chunk seconds)`` gives a window's segments."""
+    import whisper
+
+    monkeypatch.setattr(whisper, "transcribe", lambda model, chunk, **kwargs: {"segments": segments(len(chunk) / audio.SAMPLE_RATE)})
+
+
+def test_a_second_transcription_replaces_the_text_in_the_transcript_box(page, monkeypatch):
+    _fake_whisper(monkeypatch, lambda seconds: [{"start": 0.0, "end": seconds, "text": f" A clip of {seconds:.1f} s."}])
+    page.button(key="speech_run").click().run()
+    assert page.text_area(key="speech_result_text").value == "A clip of 10.2 s."
+    _upload(page, "tone.wav", audio.encode(tiny_speech.tone(3.0), audio.SAMPLE_RATE, "wav", "pcm_s16le"))
+    assert page.text_area(key="speech_result_text").value == "A clip of 3.0 s."
+
+
+def test_speech_the_segments_miss_is_named_with_its_time_range(page, monkeypatch):
+    windows = []
+    _fake_whisper(monkeypatch, lambda seconds: [] if windows.append(seconds) or len(windows) > 1 else [{"start": 0.0, "end": 30.0, "text": " hello"}])
+    _upload(page, "long.wav", audio.encode(tiny_speech.tone(65.0), audio.SAMPLE_RATE, "wav", "pcm_s16le"))
+    assert not _problems(page)
+    (warning,) = [w.value for w in page.warning]
+    # 30.3 s of the 65 s tone covered: a segment's times get 0.3 s of slack
+    assert "cover 47% of the speech" in warning and "Not transcribed: 30–60 s, 60–65 s." in warning
+    assert any("0–30 s transcribed · 30–60 s not transcribed · 60–65 s not transcribed" in c.value for c in page.main.caption)
+
+
+def test_compare_is_disabled_with_its_reason_when_no_openai_whisper_model_is_here(fresh_cache):
+    at = _open_page()
+    assert at.button(key="speech_compare_run").disabled
+    assert any(c.value.startswith("Cannot compare: Whisper tiny") and "not available on this machine" in c.value for c in at.caption)
+    at.selectbox(key="speech_compare_openai").select(get_spec("whisper-small")).run()
+    assert at.button(key="speech_compare_run").disabled
+
+
+def test_a_failed_comparison_leaves_no_progress_bar(page, monkeypatch):
+    from core import speech
+    from core.errors import ModelUnavailable
+
+    def fails_halfway(keys, clip, options, on_progress):
+        on_progress(0.5, "halfway")
+        raise ModelUnavailable("The second model went away.")
+
+    monkeypatch.setattr(speech, "compare", fails_halfway)
+    page.button(key="speech_compare_run").click().run()
+    assert any("went away" in w.value for w in page.warning)
+    assert not page.main.get("progress")  # (the sidebar has one of its own)
+
+
+def test_every_control_has_its_own_name(page):
+    page.button(key="speech_run").click().run()
+    labels = [t.label for t in page.tabs] + [b.label for b in page.button] + [b.label for b in page.get("download_button")]
+    labels += [w.label for kind in ("radio", "selectbox", "select_slider", "toggle", "text_area") for w in getattr(page, kind)]
+    assert len(labels) == len(set(labels)), sorted(labels)
+
+
 @pytest.mark.real_model
 def test_compare_backends_shows_both_transcripts_side_by_side(page):
     if registry.packaged_path(get_spec("faster-whisper-tiny-en")) is None:
@@ -143,3 +198,6 @@ def test_compare_backends_shows_both_transcripts_side_by_side(page):
     assert [s.value for s in page.subheader] == ["openai-whisper", "faster-whisper"]
     real = page.session_state["speech_comparison"][0].transcripts[1]
     assert real.measurement.source == "package" and "pretrained model" in real.text.lower().replace("-", "")
+    assert page.text_area(key="speech_compare_faster-whisper_text").value == real.text
+    downloads = [b.label for b in page.get("download_button")]
+    assert len(downloads) == len(set(downloads)) == 4  # each backend's own

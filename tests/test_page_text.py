@@ -92,3 +92,47 @@ def test_int8_toggle_shows_the_speedup_and_the_quality_change(page):
     page.button(key="sentiment_run").click().run()
     assert not _errors(page)
     assert any("int8 against float32" in c.value and "labels agree on" in c.value for c in page.caption)
+
+
+def _generate(page, **sliders):
+    from core.catalog import get_spec
+
+    page.selectbox(key="generation_model").select(get_spec("smollm2-135m")).run()
+    page.button(key="generation_example_Haiku").click().run()
+    page.slider(key="generation_max_new_tokens").set_value(6).run()
+    for key, value in sliders.items():
+        page.slider(key=key).set_value(value).run()
+    page.button(key="generation_run").click().run()
+    assert not _errors(page)
+
+
+def _last_generation_run():
+    from core import runs
+
+    return runs.fetch_runs(task="generation").iloc[-1]
+
+
+def test_first_use_conversion_is_named_and_counted_on_the_card_and_in_the_run_store(page, monkeypatch):
+    from core import text
+
+    converted = []
+    monkeypatch.setattr(text, "needs_conversion", lambda key: not converted)
+    monkeypatch.setattr(text, "convert_packaged_weights", lambda key, progress: (progress("Dequantising ..."), converted.append(key)))
+    _generate(page)
+    assert converted == ["smollm2-135m"]
+    labels = {m.label: m.value for m in page.metric}
+    assert "Conversion" in labels and labels["Load (first use)"] != "cached"
+    assert any("converted to safetensors" in i.value for i in page.info)
+    stored = _last_generation_run()
+    assert stored["load_s"] == stored["metrics"]["conversion_s"]  # the tiny model itself loads in no time
+    assert stored["metrics"]["time_to_first_token_s"] > stored["metrics"]["conversion_s"]
+
+
+def test_repetition_controls_default_to_the_settings_and_reach_the_run(page):
+    from core import text
+
+    assert page.slider(key="generation_repetition_penalty").value == text.GenerationSettings().repetition_penalty
+    assert page.slider(key="generation_no_repeat_ngram").value == text.GenerationSettings().no_repeat_ngram_size
+    _generate(page, generation_repetition_penalty=1.5, generation_no_repeat_ngram=2)
+    params = _last_generation_run()["params"]
+    assert (params["repetition_penalty"], params["no_repeat_ngram_size"]) == (1.5, 2)

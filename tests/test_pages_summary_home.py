@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -25,16 +26,18 @@ def store(tmp_path, monkeypatch):
 
 @pytest.fixture
 def seeded(store):
-    """Runs from two sessions: mine ("me") used a model; someone else trained one."""
+    """Runs from two sessions: mine ("me") used a model; someone else scored and trained one on two data sets."""
     runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
-                    load_s=3.0, wall_s=0.05, peak_mb=400.0, session_id="me")
+                    load_s=3.0, wall_s=0.05, peak_mb=400.0, added_mb=270.0, session_id="me")
     runs.record_run(page="text", task="generation", model="smollm2-135m", source="package", device="cpu",
                     wall_s=1.2, peak_mb=700.0, params={"max_new_tokens": 32}, session_id="me")
     runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
-                    wall_s=2.0, peak_mb=300.0, metrics={"accuracy": 0.70}, session_id="other")
+                    wall_s=2.0, peak_mb=300.0, added_mb=25.0, metrics={"accuracy": 0.70}, session_id="other",
+                    data_fingerprint=runs.fingerprint("b"), data_source="example: sentiment")
     runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
-                    kind="training", approach="transfer learning", wall_s=36.0, peak_mb=900.0,
-                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85}, session_id="other")
+                    kind="training", approach="transfer learning", wall_s=36.0, peak_mb=900.0, added_mb=140.0,
+                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85}, session_id="other",
+                    data_fingerprint=runs.fingerprint("a"), data_source="upload: reviews.csv")
     return store
 
 
@@ -45,10 +48,10 @@ def summary_page(session: str = "me") -> AppTest:
 
 
 def table(at: AppTest, title: str):
-    """The dataframe that follows a subheader."""
+    """The table that follows a subheader."""
     elements = list(at.main)
     heading = next(i for i, e in enumerate(elements) if e.type == "subheader" and e.value == title)
-    return next(e for e in elements[heading:] if e.type == "dataframe").value
+    return next(e for e in elements[heading:] if e.type == "table").value
 
 
 # --- Summary ----------------------------------------------------------------------------------
@@ -59,7 +62,7 @@ def test_summary_explains_an_empty_store(store):
     assert not at.exception
     assert "No runs recorded on this server yet" in at.info[0].value
     assert any("Fine-tune" in m.value for m in at.markdown)  # outside the app's navigation: plain text
-    assert not at.get("vega_lite_chart") and not at.dataframe
+    assert not at.get("vega_lite_chart") and not at.table
 
 
 def test_summary_with_runs(seeded):
@@ -77,6 +80,41 @@ def test_summary_with_runs(seeded):
     assert not at.info  # the store is fine: no note
     reference = next(c.value for c in at.caption if "Train-from-scratch reference" in c.value)
     assert "377 s" in reference and "800 steps" in reference  # read from assets/digits_diffusion/training.json
+
+
+def test_summary_tables_wrap_to_the_page_width(seeded):
+    """A scrolling dataframe cut its right-hand columns at a 1400 px window; a static table wraps instead."""
+    at = summary_page()
+    assert not at.dataframe
+    assert len(at.table) == 2
+    assert {"memory added (MB)", "process peak (MB)", "$ per 1,000 calls"} <= set(table(at, "Inference considerations"))
+
+
+def test_summary_labels_memory_added_apart_from_the_process_peak(seeded):
+    at = summary_page()
+    training = table(at, "Training considerations").set_index("approach")
+    assert training.loc["use as is", "memory added (MB)"] == 270.0  # the most one run added, its load included
+    assert training.loc["use as is", "process peak (MB)"] == 700.0  # the whole server, other models included
+    assert training.loc["transfer learning", "memory added (MB)"] == 140.0
+    inference = table(at, "Inference considerations").set_index("model")
+    assert pd.isna(inference.loc["smollm2-135m", "memory added (MB)"])  # not measured: left empty, not zero
+    note = next(c.value for c in at.caption if c.value.startswith("**Memory added**"))
+    assert "**Process peak**" in note and "not what the approach needs" in note
+
+
+def test_summary_filters_by_data(seeded):
+    at = summary_page()
+    options = at.selectbox(key="summary_data").options
+    assert options == ["all data", "example: sentiment · 3e23e816", "page input (not stored)",
+                       "upload: reviews.csv · ca978112"]
+    at.selectbox(key="summary_data").set_value("upload: reviews.csv · ca978112").run()
+    assert not at.exception
+    training = table(at, "Training considerations").set_index("approach")
+    assert training["runs"].to_dict() == {"call an API": 0, "use as is": 0, "transfer learning": 1, "fine-tune": 0, "from scratch": 0}
+    assert table(at, "Inference considerations").empty
+    assert len(at.get("vega_lite_chart")) == 1  # effort-impact only: no inference runs on this data
+    at.selectbox(key="summary_data").set_value("page input (not stored)").run()
+    assert set(table(at, "Inference considerations")["model"]) == {"distilbert-sst2", "smollm2-135m"}
 
 
 def test_summary_rates_change_the_costs(seeded):
@@ -156,6 +194,13 @@ def test_home_guide_recommends(store, answers, verdict, page):
     assert not at.exception
     assert at.success[0].value.startswith(f"**{verdict}")
     assert f"**Open {page}**" in at.markdown[-1].value
+
+
+def test_home_guide_offers_calling_an_api_where_a_model_works(store):
+    at = home_page()
+    at.segmented_control(key="guide_model").set_value("Yes").run()
+    at.segmented_control(key="guide_works").set_value("Yes").run()
+    assert "call an API" in at.success[0].value and "per 1,000 calls" in at.success[0].value
 
 
 def test_home_guide_follows_the_task(store):

@@ -1,11 +1,13 @@
 """Run store: schema and migrations, many writers, and the bad states (damaged, locked, read-only)."""
 import json
+import math
 import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core import runs
@@ -30,8 +32,9 @@ def test_db_path_is_read_at_call_time(tmp_path, monkeypatch):
 
 
 def test_record_and_fetch_round_trip(db):
-    runs.record_run(**RUN, params={"max_length": 64}, load_s=1.5, wall_s=0.05, peak_mb=512.0,
-                    metrics={"texts_per_s": 20.0}, data_fingerprint=runs.fingerprint("hi"), session_id="s1")
+    runs.record_run(**RUN, params={"max_length": 64}, load_s=1.5, wall_s=0.05, peak_mb=512.0, added_mb=40.0,
+                    metrics={"texts_per_s": 20.0}, data_fingerprint=runs.fingerprint("hi"), session_id="s1",
+                    data_source="example: sentiment")
     runs.record_run(**{**RUN, "task": "generation"}, wall_s=0.2, session_id="s2", kind="inference")
     frame = runs.fetch_runs()
     assert tuple(frame.columns) == runs.COLUMNS
@@ -39,7 +42,8 @@ def test_record_and_fetch_round_trip(db):
     first = frame.iloc[0]
     assert first["params"] == {"max_length": 64}
     assert first["metrics"] == {"texts_per_s": 20.0}
-    assert (first["load_s"], first["wall_s"], first["peak_mb"]) == (1.5, 0.05, 512.0)
+    assert (first["load_s"], first["wall_s"], first["peak_mb"], first["added_mb"]) == (1.5, 0.05, 512.0, 40.0)
+    assert (first["data_fingerprint"][:8], first["data_source"]) == ("8f434346", "example: sentiment")
     assert first["approach"] == "use as is" and first["kind"] == "inference"
     assert str(frame["time_utc"].dt.tz) == "UTC"
     assert frame["load_s"].isna().tolist() == [False, True]
@@ -83,11 +87,89 @@ def test_older_store_is_migrated_keeping_its_runs(db):
     runs.record_run(**RUN, wall_s=0.1)
 
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 4
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"runs_session", "runs_task"} <= indexes
     conn.close()
     assert runs.fetch_runs()["model"].tolist() == ["old", "distilbert-sst2"]
+
+
+def test_store_of_version_2_gains_memory_added_and_data_source(db):
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in runs.MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s, peak_mb, data_fingerprint) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'fine-tune', 'sentiment', 'old', 'package', 'cpu', 'fine-tune', "
+        "'training', 30.0, 2192.0, 'abc123')"
+    )
+    conn.close()
+
+    runs.record_run(**RUN, wall_s=0.1, peak_mb=2192.0, added_mb=96.5, data_source="upload: reviews.csv")
+
+    old, new = runs.fetch_runs().to_dict("records")
+    assert (old["peak_mb"], old["data_fingerprint"]) == (2192.0, "abc123")
+    assert math.isnan(old["added_mb"]) and pd.isna(old["data_source"])  # unknown then, never a made-up figure
+    assert (new["peak_mb"], new["added_mb"], new["data_source"]) == (2192.0, 96.5, "upload: reviews.csv")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION
+    conn.close()
+
+
+def test_store_of_version_3_gains_the_api_cost_and_old_rows_read(db):
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in runs.MIGRATIONS[:3]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'sentiment', 'old', 'package', 'cpu', 'use as is', "
+        "'inference', 0.1)"
+    )
+    conn.close()
+
+    runs.record_run(**{**RUN, "approach": "call an API", "source": "hosted"}, wall_s=0.8, api_cost_usd=0.0021)
+
+    old, new = runs.fetch_runs().to_dict("records")
+    assert math.isnan(old["api_cost_usd"])
+    assert (new["approach"], new["api_cost_usd"]) == ("call an API", 0.0021)
+
+
+def test_older_store_on_a_read_only_disk_still_reads(db):
+    """A read-only store is never migrated: the columns it lacks read as missing, not as an error."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in runs.MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s, peak_mb) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'sentiment', 'old', 'hub', 'cpu', 'use as is', 'inference', "
+        "0.3, 700.0)"
+    )
+    conn.close()
+    runs._store().read_only = True
+
+    frame = runs.fetch_runs()
+    assert frame["model"].tolist() == ["old"] and frame["peak_mb"].tolist() == [700.0]
+    assert frame["added_mb"].isna().all() and frame["data_source"].isna().all()
+    assert runs.store_status() == ""
+
+
+def test_memory_added_is_read_from_a_tracked_peak(db):
+    from core.measure import PeakMB
+
+    runs.record_run(**RUN, wall_s=0.1, peak_mb=PeakMB(2192.0, 2100.0))
+    runs.record_run(**RUN, wall_s=0.1, peak_mb=2192.0)  # a plain number: nothing to read
+    runs.record_run(**RUN, wall_s=0.1, peak_mb=PeakMB(2192.0, 2100.0), added_mb=150.0)  # given: kept
+    frame = runs.fetch_runs()
+    assert frame["peak_mb"].tolist() == [2192.0] * 3
+    assert frame["added_mb"].fillna(-1).tolist() == [92.0, -1, 150.0]
+
+
+def test_data_source_is_a_name_cut_to_a_setting_length(db):
+    runs.record_run(**RUN, wall_s=0.1, data_source="upload: " + "x" * 500 + ".csv")
+    assert len(runs.fetch_runs().iloc[0]["data_source"]) == runs.MAX_SETTING_CHARS
 
 
 def test_eight_threads_writing_at_once_all_land(db):

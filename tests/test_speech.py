@@ -65,6 +65,83 @@ def test_srt_has_numbered_cues_with_millisecond_times():
     )
 
 
+# --- how much of the speech the segments cover -------------------------------------------------------------
+def _bursts(seconds: float, *spans: tuple[float, float]) -> audio.Audio:
+    """Silence with a tone in each (start, end) span."""
+    samples = np.zeros(int(seconds * audio.SAMPLE_RATE), np.float32)
+    for start, end in spans:
+        samples[int(start * audio.SAMPLE_RATE) : int(end * audio.SAMPLE_RATE)] = tiny_speech.tone(end - start)
+    return audio.Audio(samples, audio.SAMPLE_RATE, 1, "test")
+
+
+def test_windows_measure_the_speech_each_30_s_window_has_and_the_segments_cover():
+    clip = _bursts(75, (1, 10), (35, 50), (62, 70))
+    found = speech.windows(clip, [speech.Segment(0.0, 12.0, " hello"), speech.Segment(40.0, 45.0, " there")])
+    assert [(w.start, w.end) for w in found] == [(0, 30), (30, 60), (60, 75)]
+    assert [w.speech_s for w in found] == pytest.approx([9, 15, 8], abs=0.1)
+    assert [w.covered_s for w in found] == pytest.approx([9, 5 + 2 * speech.SEGMENT_SLACK_S, 0], abs=0.1)
+    assert [w.transcribed for w in found] == [True, False, False]
+
+
+def test_a_segment_that_repeats_itself_covers_nothing():
+    clip = _bursts(30, (1, 29))
+    loop = speech.Segment(0.0, 30.0, " S" + ", t" * 120)
+    assert speech.repeats_itself(loop.text) and not speech.repeats_itself(" Before you train a new model, try one that already exists.")
+    assert speech.windows(clip, [loop])[0].covered_s == 0
+
+
+def test_a_window_without_speech_counts_as_nothing_missed():
+    (window,) = speech.windows(_bursts(20, (1, 5)), [speech.Segment(0.0, 6.0, " hi")])
+    silent = speech.windows(_bursts(40, (1, 5)), [speech.Segment(0.0, 6.0, " hi")])[1]
+    assert window.transcribed and (silent.speech_s, silent.transcribed) == (0, True)
+
+
+def _fake_windows(monkeypatch, texts):
+    """openai-whisper's transcribe replaced: window i yields one segment with texts[i] ('' for none)."""
+    import whisper
+
+    calls = []
+
+    def fake_transcribe(model, chunk, **kwargs):
+        calls.append(kwargs)
+        text = texts[len(calls) - 1]
+        return {"segments": [{"start": 0.0, "end": len(chunk) / audio.SAMPLE_RATE, "text": text}] if text else []}
+
+    monkeypatch.setattr(whisper, "transcribe", fake_transcribe)
+    return calls
+
+
+def test_windows_left_untranscribed_are_named_with_their_time_range(tiny_whisper, monkeypatch):
+    _fake_windows(monkeypatch, [" one", "", " S" + ", t" * 120])
+    clip = _bursts(72.8, (1, 29), (31, 59), (61, 72))
+    result = speech.transcribe(tiny_whisper, clip, speech.TranscribeOptions(language="en"))
+    assert [w.transcribed for w in result.windows] == [True, False, False]
+    assert result.coverage == pytest.approx(28 / 67, abs=0.01)
+    coverage, loop = result.warnings
+    assert "cover 42% of the speech" in coverage and "Not transcribed: 30–60 s, 60–72.8 s" in coverage
+    assert "real-time factor counts all 72.8 s" in coverage
+    assert "60.0–72.8 s repeats itself" in loop
+
+
+def test_a_complete_transcript_has_no_warning(tiny_whisper, monkeypatch):
+    _fake_windows(monkeypatch, [" one", " two", " three"])
+    result = speech.transcribe(tiny_whisper, _bursts(72.8, (1, 29), (31, 59), (61, 72)), speech.TranscribeOptions(language="en"))
+    assert (result.coverage, result.warnings) == (1.0, [])
+
+
+def test_default_options_never_sample(tiny_whisper, monkeypatch):
+    calls = _fake_windows(monkeypatch, [" one"])
+    speech.transcribe(tiny_whisper, _bursts(10, (1, 9)))
+    assert calls[0]["temperature"] == (0.0,) and calls[0]["condition_on_previous_text"] is False
+    assert calls[0].get("initial_prompt") is None
+
+
+def test_default_options_give_the_same_transcript_every_time(tiny_whisper, sample):
+    # a random model's output fails the fallback checks, so before the fix every run sampled anew
+    runs = [speech.transcribe(tiny_whisper, sample[0]) for _ in range(3)]
+    assert [asdict(s) for s in runs[1].segments] == [asdict(s) for s in runs[0].segments] == [asdict(s) for s in runs[2].segments]
+
+
 # --- openai-whisper on a tiny random model --------------------------------------------------------------
 def test_transcript_structure_language_and_measurement(tiny_whisper, sample):
     clip, _ = sample
@@ -128,7 +205,7 @@ def test_a_segment_cut_by_the_window_end_is_decoded_again_in_the_next_window(tin
     calls = []
 
     def fake_transcribe(model, chunk, **kwargs):
-        calls.append((len(chunk) / audio.SAMPLE_RATE, kwargs["initial_prompt"]))
+        calls.append((len(chunk) / audio.SAMPLE_RATE, kwargs.get("initial_prompt")))
         seconds = len(chunk) / audio.SAMPLE_RATE
         bounds = [0.0, 10.0, 20.0, min(seconds, 29.5)] if seconds > 20 else [0.0, seconds]
         return {"segments": [{"start": a, "end": b, "text": f" w{len(calls)}s{i}"} for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]}
@@ -143,7 +220,7 @@ def test_a_segment_cut_by_the_window_end_is_decoded_again_in_the_next_window(tin
         (20.0, 30.0, " w2s0"), (30.0, 40.0, " w2s1"),
         (40.0, 50.0, " w3s0"), (50.0, 60.0, " w3s1"), (60.0, 65.0, " w3s2"),
     ]
-    assert [c[1] for c in calls] == [None, "w1s0 w1s1", "w2s0 w2s1"]
+    assert [c[1] for c in calls] == [None, None, None]  # no window is prompted with the previous one's text
 
 
 def test_two_sessions_on_one_model_get_the_same_answers_as_one_after_the_other(tiny_whisper, sample):
@@ -211,3 +288,15 @@ def test_packaged_tiny_en_streams_a_minute_of_speech(fresh_cache, sample):
     progress = [stream.progress for _ in stream]
     assert len(progress) >= 6 and progress == sorted(progress) and progress[0] < 0.5
     assert speech.word_error_rate(" ".join([transcript] * 6), stream.result.text) <= 0.2
+
+
+@pytest.mark.real_model
+def test_packaged_tiny_en_transcribes_a_long_clip_the_same_complete_way_five_times(fresh_cache):
+    _need_packaged_tiny_en()
+    clip, transcript = tiny_speech.long_speech()  # 74.7 s of real speech: three windows
+    runs = [speech.transcribe("faster-whisper-tiny-en", clip) for _ in range(5)]  # default settings
+    first = [asdict(s) for s in runs[0].segments]
+    assert all([asdict(s) for s in run.segments] == first for run in runs[1:])
+    assert all(w.transcribed for w in runs[0].windows) and len(runs[0].windows) == 3
+    assert runs[0].coverage >= 0.9 and runs[0].warnings == []
+    assert speech.word_error_rate(transcript, runs[0].text) <= 0.2

@@ -5,22 +5,26 @@ import pandas as pd
 import pytest
 
 from core import costs, runs
+from core.catalog import CATALOG
 from core.charts import summary as charts
 
 
 @pytest.fixture
 def enriched(tmp_path, monkeypatch):
-    """Four runs: two plain inferences, a zero-shot score and a training arm."""
+    """Four runs: two plain inferences (one from before memory added was measured), a zero-shot score on
+    data known by its fingerprint only, and a training arm on a named upload."""
     monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
     runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
-                    load_s=3.0, wall_s=0.05, peak_mb=400.0)
+                    load_s=3.0, wall_s=0.05, peak_mb=400.0, added_mb=260.0)
     runs.record_run(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu",
                     wall_s=0.15, peak_mb=420.0)
     runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
-                    wall_s=2.0, peak_mb=300.0, metrics={"accuracy": 0.70})
+                    wall_s=2.0, peak_mb=300.0, added_mb=20.0, metrics={"accuracy": 0.70},
+                    data_fingerprint=runs.fingerprint("b"))
     runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cuda",
-                    kind="training", approach="transfer learning", load_s=1.0, wall_s=35.0, peak_mb=900.0,
-                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85})
+                    kind="training", approach="transfer learning", load_s=1.0, wall_s=35.0, peak_mb=900.0, added_mb=150.0,
+                    params={"train_examples": 200}, metrics={"accuracy": 0.86, "macro_f1": 0.85},
+                    data_fingerprint=runs.fingerprint("a"), data_source="upload: reviews.csv")
     return costs.enrich(runs.fetch_runs(), costs.Rates(cpu_usd_per_h=0.36, gpu_usd_per_h=3.6))
 
 
@@ -42,6 +46,17 @@ def test_enrich_adds_effort_and_impact(enriched):
     assert enriched["train_examples"].tolist()[3] == 200
 
 
+def test_enrich_names_each_runs_data():
+    """Source name and short fingerprint: the page's own inputs are never stored, so they are named as such."""
+    frame = pd.DataFrame({"data_source": ["upload: reviews.csv", None, None],
+                          "data_fingerprint": [runs.fingerprint("a"), runs.fingerprint("b"), None]})
+    frame = frame.assign(wall_s=0.1, load_s=None, device="cpu", metrics=[{}] * 3, params=[{}] * 3, model="m", page="text")
+    named = costs.enrich(frame)
+    assert named["data_short"].tolist() == ["ca978112", "3e23e816", ""]
+    assert named["data_name"].tolist() == ["upload: reviews.csv", costs.UNNAMED_DATA, costs.PAGE_INPUT]
+    assert named["data"].tolist() == ["upload: reviews.csv · ca978112", "unnamed data · 3e23e816", costs.PAGE_INPUT]
+
+
 def test_training_table_per_approach(enriched):
     table = costs.training_table(enriched).set_index("approach")
     assert table.index.tolist() == list(runs.APPROACHES)
@@ -51,7 +66,10 @@ def test_training_table_per_approach(enriched):
     assert table.loc["transfer learning", "median training time (s)"] == 35.0
     assert table.loc["transfer learning", "median training cost ($)"] == pytest.approx(0.036)
     assert table.loc["transfer learning", "data needed (examples)"] == 200
-    assert table.loc["transfer learning", "peak memory (MB)"] == 900.0
+    assert table.loc["transfer learning", "memory added (MB)"] == 150.0
+    assert table.loc["transfer learning", "process peak (MB)"] == 900.0
+    assert table.loc["use as is", "memory added (MB)"] == 260.0  # the most one run added, its load included
+    assert table.loc["use as is", "process peak (MB)"] == 420.0
     assert table.loc["transfer learning", "best macro-F1"] == 0.85
     assert table.loc["from scratch", "runs"] == 0
     assert math.isnan(table.loc["from scratch", "best accuracy"])
@@ -60,12 +78,32 @@ def test_training_table_per_approach(enriched):
 def test_inference_table_per_model(enriched):
     table = costs.inference_table(enriched, costs.Rates(cpu_usd_per_h=0.36), calls=1000)
     assert table.columns.tolist() == ["family", "model", "device", "runs", "median load time (s)",
-                                      "median latency (s)", "peak memory (MB)", "$ per 1,000 calls"]
+                                      "median latency (s)", "memory added (MB)", "process peak (MB)", "$ per 1,000 calls"]
     row = table.set_index("model").loc["distilbert-sst2"]
-    assert (row["runs"], row["median load time (s)"], row["peak memory (MB)"]) == (2, 3.0, 420.0)
+    assert (row["runs"], row["median load time (s)"]) == (2, 3.0)
+    assert (row["memory added (MB)"], row["process peak (MB)"]) == (260.0, 420.0)  # the old run has no figure
     assert row["median latency (s)"] == pytest.approx(0.10)
     assert row["$ per 1,000 calls"] == pytest.approx(0.01)
     assert "cuda" not in table["device"].tolist()  # the training run is not an inference
+
+
+def test_a_hosted_call_costs_what_the_api_charged_and_trains_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
+    for cost in (0.002, 0.004):
+        runs.record_run(page="text", task="generation", model="openai-compatible/m", source="hosted",
+                        device="hosted: server", approach="call an API", wall_s=0.5, peak_mb=0.0, api_cost_usd=cost)
+    runs.record_run(page="fine-tune", task="sentiment", model="openai-compatible/m", source="hosted",
+                    device="hosted: server", approach="call an API", wall_s=9.0, api_cost_usd=0.03,
+                    metrics={"accuracy": 0.9})
+    enriched = costs.enrich(runs.fetch_runs(), costs.Rates(cpu_usd_per_h=3600.0))
+    assert enriched["cost_usd"].tolist() == pytest.approx([0.002, 0.004, 0.03])  # not time x the CPU rate
+    table = costs.training_table(enriched).set_index("approach")
+    assert table.loc["call an API", "median training time (s)"] == 0.0
+    assert table.loc["call an API", "best accuracy"] == 0.9
+    row = costs.inference_table(enriched, calls=1000).set_index("family").loc["text"]
+    assert row["$ per 1,000 calls"] == pytest.approx(1000 * 0.003)  # the median charge, x 1,000
+    spec = charts.effort_impact_chart(enriched, "dollars").to_dict()
+    assert "call an API" in spec["encoding"]["color"]["scale"]["domain"]
 
 
 def test_inference_table_of_no_runs(enriched):
@@ -82,10 +120,14 @@ def test_effort_impact_chart(enriched, effort, field):
     assert enc["color"]["field"] == "approach"
     assert enc["color"]["scale"]["domain"] == list(runs.APPROACHES)
     assert enc["shape"]["field"] == "kind"
-    tooltips = {t["field"] for t in enc["tooltip"]}
-    assert {"model", "task", "load_s", "wall_s", "compute_s", "peak_mb", "cost_usd"} <= tooltips
+    tooltips = {t["field"]: t.get("title") for t in enc["tooltip"]}
+    assert {"model", "task", "load_s", "wall_s", "compute_s", "peak_mb", "cost_usd"} <= set(tooltips)
+    assert (tooltips["data_name"], tooltips["data_short"]) == ("data", "data fingerprint")
+    assert (tooltips["added_mb"], tooltips["peak_mb"]) == ("memory added (MB)", "process peak (MB)")
     (rows,) = spec["datasets"].values()
     assert [r["model"] for r in rows] == ["minilm-l6", "minilm-l6"]  # only runs with a quality figure
+    assert [(r["data_name"], r["data_short"]) for r in rows] == [(costs.UNNAMED_DATA, "3e23e816"),
+                                                                 ("upload: reviews.csv", "ca978112")]
     assert "(s, log scale)" in enc["x"]["title"] or "($, log scale)" in enc["x"]["title"]
 
 
@@ -100,8 +142,19 @@ def test_latency_chart(enriched):
     assert spec["mark"]["type"] == "circle"
     assert (enc["x"]["field"], enc["x"]["scale"]["type"]) == ("wall_s", "log")
     assert enc["y"]["field"] == "model" and enc["color"]["field"] == "family"
+    tooltips = {t["field"]: t.get("title") for t in enc["tooltip"]}
+    assert (tooltips["data_name"], tooltips["data_short"]) == ("data", "data fingerprint")
+    assert (tooltips["added_mb"], tooltips["peak_mb"]) == ("memory added (MB)", "process peak (MB)")
     (rows,) = spec["datasets"].values()
     assert len(rows) == 3 and {r["model"] for r in rows} == {"distilbert-sst2", "minilm-l6"}
+    assert rows[0]["data_name"] == costs.PAGE_INPUT
+
+
+def test_latency_chart_has_room_for_every_model_name(enriched):
+    """Vega cuts axis labels at 180 px by default: "minilm-sentiment@int8" read "minilm-sentimen…"."""
+    axis = charts.latency_chart(enriched).to_dict()["encoding"]["y"]["axis"]
+    longest = max(len(f"{key}@int8") for key in CATALOG)
+    assert axis["labelLimit"] >= 12 * longest  # a generous 12 px a character
 
 
 def test_charts_of_no_runs(enriched):

@@ -128,21 +128,126 @@ def test_sampling_is_reproducible_per_seed_and_differs_across_seeds(tiny_lm):
     assert first != other
 
 
-def test_greedy_decoding_matches_transformers_generate(tiny_lm):
+@pytest.mark.parametrize("penalty, ngram", [(1.0, 0), (text.REPETITION_PENALTY, text.NO_REPEAT_NGRAM_SIZE), (1.5, 2)])
+def test_greedy_decoding_matches_transformers_generate(tiny_lm, penalty, ngram):
     import torch
 
     lm = registry.load(tiny_lm).model
     ids = lm.tokenizer("Once upon a time", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
-        reference = lm.model.generate(ids, max_new_tokens=10, min_new_tokens=10, do_sample=False)[0, ids.shape[1]:]
-    _, result = _run(tiny_lm, max_new_tokens=10, temperature=0.0)
+        reference = lm.model.generate(ids, max_new_tokens=10, min_new_tokens=10, do_sample=False,
+                                      repetition_penalty=penalty, no_repeat_ngram_size=ngram)[0, ids.shape[1]:]
+    _, result = _run(tiny_lm, max_new_tokens=10, temperature=0.0, repetition_penalty=penalty, no_repeat_ngram_size=ngram)
     assert result.text == lm.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+def test_repetition_controls_match_transformers_logits_processors():
+    import torch
+    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    torch.manual_seed(0)
+    sequence = [5, 7, 9, 5, 7, 3, 5, 7]  # "5 7" was followed by 9 and by 3: with n=3 both are banned next
+    logits = torch.randn(1, 12)
+    control = text.RepetitionControl(text.GenerationSettings(repetition_penalty=1.3, no_repeat_ngram_size=3), sequence)
+    ids = torch.tensor([sequence])
+    expected = NoRepeatNGramLogitsProcessor(3)(ids, RepetitionPenaltyLogitsProcessor(1.3)(ids, logits.clone()))
+    assert torch.equal(control.apply(logits), expected)
+    assert torch.isinf(control.apply(logits)[0, [9, 3]]).all()
+
+
+def test_no_repeat_ngram_stops_a_repeated_phrase(tiny_lm):
+    _, looping = _run(tiny_lm, max_new_tokens=24, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    _, controlled = _run(tiny_lm, max_new_tokens=24, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=2)
+
+    def repeated_bigrams(result):
+        words = result.text.split()
+        grams = list(zip(words, words[1:]))
+        return len(grams) - len(set(grams))
+
+    assert repeated_bigrams(looping) > 0  # the tiny model loops without the control
+    assert controlled.new_tokens == 24 and repeated_bigrams(controlled) <= repeated_bigrams(looping) // 4
 
 
 def test_prompt_longer_than_the_context_keeps_its_end_with_a_note(tiny_lm):
     _, result = _run(tiny_lm, prompt="word " * 400, max_new_tokens=8, temperature=0.0)
     assert result.new_tokens == 8
     assert "fit the model's context" in result.notes[0]
+
+
+def test_first_use_conversion_is_counted_in_load_and_time_to_first_token(tiny_lm, monkeypatch):
+    converted, lines = [], []
+    monkeypatch.setattr(text, "needs_conversion", lambda key: not converted)
+    monkeypatch.setattr(text, "convert_packaged_weights", lambda key, progress: (progress("converting"), converted.append(key)))
+    stream = text.TextStream(tiny_lm, "Once upon a time", text.GenerationSettings(max_new_tokens=4), stop_at_eos=False)
+    stream.prepare(progress=lines.append)
+    list(stream)
+    m = stream.result.measurement
+    assert converted == [tiny_lm] and lines == ["converting"]
+    assert m.extra["conversion_s"] == stream.conversion_s and m.load_s == stream.conversion_s  # tiny model: no load
+    assert m.extra["time_to_first_token_s"] > m.extra["conversion_s"]
+    assert any("converted to safetensors" in n and "include it" in n for n in stream.result.notes)
+    _, again = _run(tiny_lm, max_new_tokens=4)
+    assert "conversion_s" not in again.measurement.extra and again.measurement.load_s is None
+
+
+def test_conversion_made_while_iterating_is_counted_too(tiny_lm, monkeypatch):
+    converted = []
+    monkeypatch.setattr(text, "needs_conversion", lambda key: not converted)
+    monkeypatch.setattr(text, "convert_packaged_weights", lambda key, progress: converted.append(key))
+    result = text.generate(tiny_lm, "Once upon a time", text.GenerationSettings(max_new_tokens=2))
+    assert converted == [tiny_lm] and result.measurement.extra["conversion_s"] == result.measurement.load_s
+
+
+class _FakeGgufModel:
+    """Stands in for transformers' model loaded from GGUF: it only saves one file."""
+
+    hf_quantizer = is_quantized = quantization_method = None
+
+    def __init__(self):
+        self.config = type("Config", (), {})()
+
+    def save_pretrained(self, folder):
+        (folder / "model.safetensors").write_bytes(b"w" * 100)
+
+
+def test_two_sessions_converting_at_once_convert_once(tmp_path, monkeypatch):
+    """The cold-start race of issue 17: two first generations converted the GGUF together and one failed."""
+    import threading
+
+    import transformers
+
+    from core.catalog import get_spec
+
+    monkeypatch.setattr(text, "gguf_cache_folder", lambda spec: tmp_path / "converted" / spec.key)
+    waiting, loads, lines, results = threading.Event(), [], [], []
+
+    def fake_model(*args, **kwargs):
+        loads.append(1)
+        waiting.wait(10)  # hold the conversion until the other session waits for it (no wait without the lock)
+        return _FakeGgufModel()
+
+    tokenizer = type("Tok", (), {"save_pretrained": lambda self, folder: (folder / "tokenizer.json").write_text("{}")})()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_model)
+
+    def progress(line):
+        lines.append(line)
+        if line.startswith("Waiting for another session"):
+            waiting.set()
+
+    def session():
+        results.append(text.convert_gguf(get_spec("smollm2-135m"), tmp_path / "model.gguf", progress))
+
+    threads = [threading.Thread(target=session) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    folder = tmp_path / "converted" / "smollm2-135m"
+    assert len(loads) == 1 and results == [folder, folder]
+    assert any("Waiting for another session's conversion" in line for line in lines)
+    assert sorted(p.name for p in folder.iterdir()) == ["converted.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["smollm2-135m", "smollm2-135m.lock"]
 
 
 def test_top_p_keeps_only_the_nucleus():
@@ -152,6 +257,49 @@ def test_top_p_keeps_only_the_nucleus():
     gen = torch.Generator().manual_seed(0)
     picks = {int(text._pick_next(logits, text.GenerationSettings(temperature=1.0, top_p=0.8), gen)) for _ in range(200)}
     assert picks == {0, 1}
+
+
+# --- a clean server log -------------------------------------------------------------------------------
+class _Records:
+    """Collects what transformers logs (its logger does not propagate to the root logger) and Python warnings."""
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self.records, self.handler = [], logging.Handler()
+        self.handler.emit = lambda record: self.records.append(record.getMessage())
+        logging.getLogger("transformers").addHandler(self.handler)
+        self._warnings = warnings.catch_warnings(record=True)
+        self.warned = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        self._warnings.__exit__(*exc)
+        logging.getLogger("transformers").removeHandler(self.handler)
+
+    def about_length(self):
+        lines = self.records + [str(w.message) for w in self.warned]
+        return [line for line in lines if "sequence length is longer" in line]
+
+
+def test_a_100000_character_text_logs_no_sequence_length_warning(tiny_distilbert):
+    prepared = text.prepare_texts("a good film " * 8_334)
+    with _Records() as seen:
+        result = text.classify(prepared.texts, tiny_distilbert)
+    assert len(prepared.texts[0]) == get_settings().max_text_chars and "truncated" in prepared.notes[0]
+    assert "only the first 64" in result.notes[0]  # the note still says the model reads only part of it
+    assert seen.about_length() == []
+
+
+def test_a_prompt_longer_than_the_tokenizer_maximum_logs_no_warning(tiny_lm):
+    with _Records() as seen:
+        _, result = _run(tiny_lm, prompt="word " * 400, max_new_tokens=4, temperature=0.0)
+    assert "fit the model's context" in result.notes[0]
+    assert seen.about_length() == []
 
 
 # --- the real packaged models -------------------------------------------------------------------------

@@ -44,3 +44,15 @@ def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1, frequency: 
     t = np.arange(int(seconds * rate)) / rate
     waves = np.stack([0.3 * np.sin(2 * np.pi * (frequency + 55 * c) * t) for c in range(channels)]).astype(np.float32)
     return waves[0] if channels == 1 else waves
+
+
+def long_speech(copies: int = 7, gap_s: float = 0.6):
+    """Real speech longer than two Whisper windows: the shipped sample clip ``copies`` times, with
+    ``gap_s`` of silence between copies (7 copies: 74.7 s). Returns (Audio, its known transcript)."""
+    from core import audio, speech
+
+    data, transcript = speech.sample_clip()
+    sample = audio.decode(data, "sample.flac").samples
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.float32)
+    samples = np.concatenate([part for _ in range(copies) for part in (sample, gap)][:-1])
+    return audio.Audio(samples, SAMPLE_RATE, 1, "flac"), " ".join([transcript] * copies)

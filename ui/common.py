@@ -8,12 +8,8 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core import registry
-from core.catalog import FAMILIES, ModelSpec, specs
-from core.config import get_settings
-from core.device import device_summary
 from core.errors import InputError, ModelTooLarge, ModelUnavailable
-from core.measure import Measurement, rss_mb
+from core.measure import Measurement
 
 log = logging.getLogger("ubt")
 
@@ -30,56 +26,6 @@ SOURCE_LABELS = {
 def session_id() -> str:
     """A random id for this browser session (kept in session state, never tied to a person)."""
     return st.session_state.setdefault("session_id", uuid.uuid4().hex)
-
-
-@st.cache_data(ttl=300, show_spinner=False)
-def _availability_table() -> list[dict]:
-    rows = []
-    for spec in specs():
-        answer = registry.availability(spec)
-        rows.append({
-            "family": spec.family, "model": spec.title, "key": spec.key,
-            "source": SOURCE_LABELS.get(answer.resolution.source, "?") if answer.resolution else "not here",
-        })
-    return rows
-
-
-def sidebar(where=None) -> None:
-    """Device, memory in use against the budget, and which families are available from where.
-
-    Args:
-        where: a container to draw into (default: the sidebar).
-    """
-    settings = get_settings()
-    with where if where is not None else st.sidebar:
-        st.caption(f"**Device:** {device_summary()}")
-        used, process = registry.CACHE.used_mb(), rss_mb()
-        st.caption(
-            f"**Memory:** models {used:,.0f} MB of a {settings.memory_budget_mb:,} MB budget · "
-            f"process {process:,.0f} MB"
-        )
-        st.progress(min(used / max(settings.memory_budget_mb, 1), 1.0))
-        rows = _availability_table()
-        with st.expander("Models available here", expanded=False):
-            for family in FAMILIES:
-                family_rows = [r for r in rows if r["family"] == family]
-                if not family_rows:
-                    continue
-                st.markdown(f"**{family}**")
-                for r in family_rows:
-                    mark = "✅" if r["source"] != "not here" else "⛔"
-                    st.caption(f"{mark} {r['model']} — {r['source']}")
-
-
-def model_picker(label: str, task: str, key: str, family: str | None = None) -> ModelSpec:
-    """A selectbox of the catalog's models for a task, available ones first, each with its source."""
-    rows = {r["key"]: r["source"] for r in _availability_table()}
-    options = sorted(specs(family=family, task=task), key=lambda s: rows.get(s.key) == "not here")
-    chosen = st.selectbox(
-        label, options, key=key,
-        format_func=lambda s: f"{s.title} — {rows.get(s.key, '?')}",
-    )
-    return chosen
 
 
 def page_link(page: str, label: str, icon: str) -> None:
@@ -107,9 +53,7 @@ def friendly_errors(action: str):
         st.error(f"{action} failed: {type(err).__name__}: {detail}. Nothing else was affected; try again or pick another model.")
 
 
-def _fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "already loaded"
+def _fmt_seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
@@ -127,6 +71,12 @@ def _extra_metric(name: str, value: float) -> tuple[str, str]:
 
 
 METRICS_PER_ROW = 4
+LOADED_HELP = "Time this run spent loading the model: only its first use pays it."
+CACHED_HELP = "The model was already in memory, so this run loaded nothing."
+ADDED_HELP = ("Memory this run needed: its peak minus what the server held before it, plus the model's own "
+              "size when this run loaded it.")
+PEAK_HELP = ("The whole server process at its highest during this run: every model loaded, Streamlit and other "
+             "people's runs included. Not what this run needed: see Memory added.")
 
 
 def show_measurement(m: Measurement) -> None:
@@ -135,13 +85,18 @@ def show_measurement(m: Measurement) -> None:
         st.caption(
             f"**Model** `{m.model_id}` · **weights** {SOURCE_LABELS.get(m.source, m.source)} · **device** {m.device}"
         )
-        metrics = [("Load (first use)", _fmt_seconds(m.load_s)), ("Latency", _fmt_seconds(m.latency_s)),
-                   ("Peak memory", f"{m.peak_mb:,.0f} MB")]
-        metrics += [_extra_metric(name, value) for name, value in m.extra.items()]
+        metrics = [
+            ("Load (first use)", "cached", CACHED_HELP) if m.load_s is None
+            else ("Load (first use)", _fmt_seconds(m.load_s), LOADED_HELP),
+            ("Latency", _fmt_seconds(m.latency_s), None),
+            ("Memory added", "—" if m.added_mb is None else f"{m.added_mb:,.0f} MB", ADDED_HELP),
+            ("Peak memory", f"{m.peak_mb:,.0f} MB", PEAK_HELP),
+        ]
+        metrics += [(*_extra_metric(name, value), None) for name, value in m.extra.items()]
         for start in range(0, len(metrics), METRICS_PER_ROW):
             cols = st.columns(METRICS_PER_ROW)
-            for col, (label, value) in zip(cols, metrics[start : start + METRICS_PER_ROW]):
-                col.metric(label, value)
+            for col, (label, value, help_text) in zip(cols, metrics[start : start + METRICS_PER_ROW]):
+                col.metric(label, value, help=help_text)
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
@@ -150,6 +105,6 @@ def record(m: Measurement, page: str, task: str, params: dict | None = None, met
 
     runs.record_run(
         page=page, task=task, model=m.model, source=m.source, device=m.device, params=params or {},
-        load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, metrics={**m.extra, **(metrics or {})},
-        session_id=session_id(),
+        load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
+        metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
     )

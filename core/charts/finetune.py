@@ -32,22 +32,31 @@ def class_balance_chart(counts: dict[str, int]) -> alt.Chart:
 
 
 def curve_chart(curve: list[dict], title: str = "Training curve") -> alt.Chart:
-    """Training loss per step (line) and held-out accuracy per epoch (points), on two y axes.
+    """Training loss per step and validation loss per epoch (lines), held-out accuracy per epoch (points),
+    on two y axes.
 
     Args:
-        curve: points ``{step, epoch, loss, accuracy}``; loss or accuracy may be None.
+        curve: points ``{step, epoch, loss, accuracy}``, and ``val_loss`` where early stopping validated;
+            any value may be None.
         title: chart title.
 
     Returns:
         A layered chart; an empty curve gives empty layers.
     """
-    data = pd.DataFrame(curve, columns=["step", "epoch", "loss", "accuracy"])
-    base = alt.Chart(data, title=title).encode(
+    data = pd.DataFrame(curve, columns=["step", "epoch", "loss", "accuracy", "val_loss"])
+    data["series"] = "training"
+    validation = data[data["val_loss"].notna()].assign(loss=lambda d: d["val_loss"], accuracy=None, series="validation")
+    data = pd.concat([data, validation], ignore_index=True) if len(validation) else data
+    base = alt.Chart(data.drop(columns="val_loss"), title=title).encode(
         x=alt.X("step:Q", title="optimiser step", axis=alt.Axis(tickMinStep=1, format="d")),
     )
-    loss = base.transform_filter("isValid(datum.loss)").mark_line(color=APPROACH_COLOURS[2]).encode(
-        y=alt.Y("loss:Q", title="training loss", axis=alt.Axis(titleColor=APPROACH_COLOURS[2])),
-        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("loss:Q", format=".4f")],
+    series = ["training", "validation"]
+    loss = base.transform_filter("isValid(datum.loss)").mark_line().encode(
+        y=alt.Y("loss:Q", title="loss", axis=alt.Axis(titleColor=APPROACH_COLOURS[2])),
+        color=alt.Color("series:N", title="loss", legend=alt.Legend(orient="right"),
+                        scale=alt.Scale(domain=series, range=[APPROACH_COLOURS[2], APPROACH_COLOURS[3]])),
+        tooltip=[alt.Tooltip("series:N", title="loss on"), alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q", format=".2f"),
+                 alt.Tooltip("loss:Q", format=".4f")],
     )
     accuracy = base.transform_filter("isValid(datum.accuracy)").mark_line(
         color=APPROACH_COLOURS[0], point=True, strokeDash=[4, 2],
@@ -93,27 +102,42 @@ def confusion_chart(confusion: np.ndarray, labels: list[str], title: str) -> alt
 
 
 def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
-    """Held-out accuracy against labelled examples per class (log 2 scale), one line per approach.
+    """Held-out accuracy against labelled examples per class (log 2 scale), one line per approach: the mean over
+    the random draws of the examples, with a band from the lowest to the highest draw.
 
     Args:
-        rows: ``{examples_per_class, train_examples, approach, accuracy}`` from ``arms.label_efficiency``.
+        rows: ``{examples_per_class, train_examples, approach, accuracy}`` from ``arms.label_efficiency``, one per
+            draw (a ``seed`` key tells draws apart; it is not needed).
 
     Returns:
-        A line chart with points.
+        A layered chart: min-max band, then the mean line with points.
     """
-    data = pd.DataFrame(rows, columns=["examples_per_class", "train_examples", "approach", "accuracy"])
+    raw = pd.DataFrame(rows, columns=["examples_per_class", "train_examples", "approach", "accuracy"])
+    data = (raw.groupby(["examples_per_class", "approach"], as_index=False)
+            .agg(train_examples=("train_examples", "first"), accuracy=("accuracy", "mean"),
+                 lowest=("accuracy", "min"), highest=("accuracy", "max"), draws=("accuracy", "size")))
     present = [a for a in APPROACHES if a in set(data["approach"])]
     colours = [APPROACH_COLOURS[APPROACHES.index(a)] for a in present]
+    draws = int(data["draws"].max()) if len(data) else 0
+    title = "How many labels does the head need?"
+    if draws > 1:
+        title = alt.Title(title, subtitle=f"line: mean of {draws} random draws of the labelled examples; "
+                                          "band: lowest to highest draw")
+    band = alt.Chart().mark_area(opacity=0.18).encode(y="lowest:Q", y2="highest:Q")
+    line = alt.Chart().mark_line(point=True).encode(
+        y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        tooltip=["approach:N", "examples_per_class:Q", "train_examples:Q",
+                 alt.Tooltip("accuracy:Q", title="mean accuracy", format=".1%"),
+                 alt.Tooltip("lowest:Q", format=".1%"), alt.Tooltip("highest:Q", format=".1%"), "draws:Q"],
+    )
     return (
-        alt.Chart(data, title="How many labels does the head need?")
-        .mark_line(point=True)
+        alt.layer(band, line, data=data, title=title)
         .encode(
             x=alt.X("examples_per_class:Q", title="labelled examples per class (log scale)",
                     scale=alt.Scale(type="log", base=2),
                     axis=alt.Axis(values=sorted({int(k) for k in data["examples_per_class"]}), format="d")),
-            y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            color=alt.Color("approach:N", scale=alt.Scale(domain=present, range=colours)),
-            tooltip=["approach:N", "examples_per_class:Q", "train_examples:Q", alt.Tooltip("accuracy:Q", format=".1%")],
+            color=alt.Color("approach:N", scale=alt.Scale(domain=present, range=colours),
+                            legend=alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)),
         )
         .properties(height=260)
     )

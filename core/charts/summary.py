@@ -6,13 +6,14 @@ import pandas as pd
 
 from core.runs import APPROACHES
 
-# One colour per approach, from "use as is" (cool) to "from scratch" (hot).
-APPROACH_COLOURS = ("#4c78a8", "#54a24b", "#f58518", "#e45756")
+# One colour per approach, from "call an API" (purple) and "use as is" (cool) to "from scratch" (hot).
+APPROACH_COLOURS = ("#b279a2", "#4c78a8", "#54a24b", "#f58518", "#e45756")
 EFFORTS = {
     "seconds": ("compute_s", "effort: compute time (s, log scale)"),
-    "dollars": ("cost_usd", "effort: compute cost ($, log scale)"),
+    "dollars": ("cost_usd", "effort: cost ($, log scale)"),
 }
 MAX_POINTS = 5000  # the most recent runs drawn; altair refuses larger inline data by default
+MODEL_LABEL_LIMIT_PX = 400  # room for the longest catalog key beside the axis (altair's default cuts at 180)
 
 
 def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.Chart:
@@ -24,7 +25,8 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
 
     Returns:
         A scatter: x effort, y impact (0-1), colour approach, shape kind, tooltips with model,
-        task, times (s), memory (MB) and cost ($). Runs without impact or with zero effort are left out.
+        task, data (source name and short fingerprint), times (s), memory added and process
+        peak (MB) and cost ($). Runs without impact or with zero effort are left out.
 
     Raises:
         ValueError: for an unknown ``effort``.
@@ -33,8 +35,8 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     column, title = EFFORTS[effort]
     data = _recent(enriched[enriched["impact"].notna() & (enriched[column] > 0)])
-    data = data[["time", "model", "task", "approach", "kind", "device", "impact", "impact_metric",
-                 "compute_s", "load_s", "wall_s", "peak_mb", "cost_usd", "train_examples"]]
+    data = data[["time", "model", "task", "approach", "kind", "device", "impact", "impact_metric", "data_name",
+                 "data_short", "compute_s", "load_s", "wall_s", "added_mb", "peak_mb", "cost_usd", "train_examples"]]
     return (
         alt.Chart(data, title="One point per run with a quality figure: up and left is better")
         .mark_point(size=90, filled=True, opacity=0.8)
@@ -50,13 +52,14 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
                 alt.Tooltip("model:N"),
                 alt.Tooltip("task:N"),
                 alt.Tooltip("approach:N"),
+                *_data_tooltips(),
                 alt.Tooltip("device:N"),
                 alt.Tooltip("impact_metric:N", title="impact metric"),
                 alt.Tooltip("impact:Q", format=".3f"),
                 alt.Tooltip("compute_s:Q", title="compute (s)", format=".3f"),
                 alt.Tooltip("load_s:Q", title="load (s)", format=".3f"),
                 alt.Tooltip("wall_s:Q", title="wall (s)", format=".3f"),
-                alt.Tooltip("peak_mb:Q", title="peak memory (MB)", format=".0f"),
+                *_memory_tooltips(),
                 alt.Tooltip("cost_usd:Q", title="cost ($)", format=".6f"),
                 alt.Tooltip("train_examples:Q", title="training examples", format=".0f"),
                 alt.Tooltip("time:N", title="time (UTC)"),
@@ -72,30 +75,43 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
         enriched: runs from :func:`core.costs.enrich`.
 
     Returns:
-        A strip plot: x latency (s, log scale), y model, colour family, tooltips with device,
-        load time (s) and peak memory (MB). Training runs and zero latencies are left out.
+        A strip plot: x latency (s, log scale), y model (labels never cut), colour family,
+        tooltips with data (source name and short fingerprint), device, load time (s), memory
+        added and process peak (MB). Training runs and zero latencies are left out.
     """
     data = _recent(enriched[(enriched["kind"] == "inference") & (enriched["wall_s"] > 0)])
-    data = data[["time", "family", "model", "task", "device", "wall_s", "load_s", "peak_mb"]]
+    data = data[["time", "family", "model", "task", "data_name", "data_short", "device", "wall_s", "load_s",
+                 "added_mb", "peak_mb"]]
     return (
         alt.Chart(data, title="Latency per model (one point per run)")
         .mark_circle(size=60, opacity=0.7)
         .encode(
             x=alt.X("wall_s:Q", title="latency (s, log scale)", scale=alt.Scale(type="log")),
-            y=alt.Y("model:N", title=None, sort=alt.EncodingSortField("wall_s", op="median")),
+            y=alt.Y("model:N", title=None, sort=alt.EncodingSortField("wall_s", op="median"),
+                    axis=alt.Axis(labelLimit=MODEL_LABEL_LIMIT_PX)),
             color=alt.Color("family:N", title="family"),
             tooltip=[
                 alt.Tooltip("model:N"),
                 alt.Tooltip("family:N"),
                 alt.Tooltip("task:N"),
+                *_data_tooltips(),
                 alt.Tooltip("device:N"),
                 alt.Tooltip("wall_s:Q", title="latency (s)", format=".3f"),
                 alt.Tooltip("load_s:Q", title="load (s)", format=".3f"),
-                alt.Tooltip("peak_mb:Q", title="peak memory (MB)", format=".0f"),
+                *_memory_tooltips(),
                 alt.Tooltip("time:N", title="time (UTC)"),
             ],
         )
     )
+
+
+def _data_tooltips() -> list[alt.Tooltip]:
+    return [alt.Tooltip("data_name:N", title="data"), alt.Tooltip("data_short:N", title="data fingerprint")]
+
+
+def _memory_tooltips() -> list[alt.Tooltip]:
+    return [alt.Tooltip("added_mb:Q", title="memory added (MB)", format=".0f"),
+            alt.Tooltip("peak_mb:Q", title="process peak (MB)", format=".0f")]
 
 
 def _recent(runs: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,11 @@
 4. ``scratch`` (from scratch): no pretrained weights; TF-IDF + logistic regression for texts, a
    small CNN on the raw pixels for images.
 
-Every arm returns an :class:`ArmResult` with the same measured figures. Arms 3 and 4 report
-:class:`Progress` through a callback and stop between steps when their ``stop`` event is set.
+Every arm returns an :class:`ArmResult` with the same measured figures, and whether it got each
+held-out item right (for :func:`verdict`'s paired test). Arms 3 and 4 share one training loop: it
+reports :class:`Progress` through a callback, and ends at the Stop button, the time budget, the
+epoch cap, or when the validation loss on training items set aside stops falling (early stopping).
+The text TF-IDF arm fits in one go (logistic regression to convergence), so none of that applies.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.finetune import features as feats
+from core.finetune import stats
 from core.heads import LinearHead
 from core.measure import measured
 
@@ -64,7 +68,11 @@ class TransferSettings:
 
 @dataclass(frozen=True)
 class FineTuneSettings:
-    """Arm 3: ``top_layers`` blocks unfrozen, at most ``epochs`` passes and ``time_budget_s`` seconds."""
+    """Arm 3: ``top_layers`` blocks unfrozen, at most ``epochs`` passes and ``time_budget_s`` seconds.
+
+    ``patience``: stop after this many epochs without a lower validation loss (on ``validation_share`` of the
+    training items, set aside); None trains on every training item until the epoch cap or the budget.
+    """
 
     encoder: str | None = None
     top_layers: int = 2
@@ -74,21 +82,28 @@ class FineTuneSettings:
     learning_rate: float = 5e-5
     head_learning_rate: float = 5e-3
     seed: int = 0
+    patience: int | None = 2
+    validation_share: float = 0.15
 
 
 @dataclass(frozen=True)
 class ScratchSettings:
-    """Arm 4. The epochs, budget and image size apply to the CNN (images); texts train in one go.
+    """Arm 4. The epochs, budget, early stopping and image size apply to the CNN (images); texts train in one go.
 
-    ``image_size`` None: the images' own size, capped at 32 pixels.
+    The CNN trains until its time budget, or until the validation loss (on ``validation_share`` of the training
+    items, set aside) has not improved for ``patience`` epochs (and at least :data:`MIN_PATIENCE_STEPS` steps);
+    ``epochs`` is only a cap; ``patience`` None turns early stopping off. ``image_size`` None: the images' own
+    size, capped at 32 pixels.
     """
 
-    epochs: int = 15
+    epochs: int = 200
     time_budget_s: float = 60.0
     batch_size: int = 32
     learning_rate: float = 3e-3
     image_size: int | None = None
     seed: int = 0
+    patience: int | None = 10
+    validation_share: float = 0.15
 
 
 SETTINGS = {"zero-shot": ZeroShotSettings, "transfer": TransferSettings, "fine-tune": FineTuneSettings, "scratch": ScratchSettings}
@@ -106,6 +121,7 @@ class Progress:
         loss: training loss of the last step, if any.
         accuracy: held-out accuracy, at the end of each epoch.
         message: one line for people.
+        val_loss: validation loss (on training items set aside), at the end of each epoch.
     """
 
     fraction: float
@@ -114,6 +130,7 @@ class Progress:
     loss: float | None = None
     accuracy: float | None = None
     message: str = ""
+    val_loss: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]
@@ -142,9 +159,12 @@ class ArmResult:
         load_s: seconds spent loading a model, None when none was loaded.
         params: the settings it ran with.
         notes: what people should know (cache hits, early stops ...).
-        curve: training curve points ``{step, epoch, loss, accuracy}``.
-        stopped: whether it stopped before its last epoch (Stop button or time budget).
+        curve: training curve points ``{step, epoch, loss, accuracy, val_loss}``.
+        stopped: whether the Stop button or the time budget cut training short (early stopping is a normal end).
         head: the trained head (transfer arm), for export.
+        correct: per held-out item, in the split's order, whether the arm got it right (for paired tests).
+        stopped_by: what ended training: "stop", "budget", "plateau" (early stopping), "epochs" (the cap),
+            "" when the arm has no training loop.
     """
 
     arm: str
@@ -168,12 +188,25 @@ class ArmResult:
     curve: list[dict] = field(default_factory=list)
     stopped: bool = False
     head: LinearHead | None = None
+    correct: list[bool] = field(default_factory=list)
+    stopped_by: str = ""
+
+    @property
+    def hits(self) -> int:
+        """Held-out items classified correctly."""
+        return int(np.trace(self.confusion))
+
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the held-out accuracy."""
+        return stats.wilson(self.hits, self.test_examples)
 
     def metrics(self) -> dict:
         """The figures the run store and the results table show."""
+        low, high = self.interval()
         return {
-            "accuracy": self.accuracy, "macro_f1": self.macro_f1, "latency_per_example_s": self.latency_s,
-            "trainable_params": self.trainable_params, "stopped": int(self.stopped),
+            "accuracy": self.accuracy, "accuracy_low": low, "accuracy_high": high, "macro_f1": self.macro_f1,
+            "latency_per_example_s": self.latency_s, "trainable_params": self.trainable_params,
+            "stopped": int(self.stopped),
         }
 
 
@@ -190,6 +223,10 @@ def score(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> tu
 
 def _labels_of(data, indices: Sequence[int]) -> list[str]:
     return [data.labels[i] for i in indices]
+
+
+def _correct(data, test_idx: Sequence[int], predicted: Sequence[str]) -> list[bool]:
+    return [str(p) == data.labels[i] for p, i in zip(predicted, test_idx)]
 
 
 def _encoder(settings, data) -> str:
@@ -271,7 +308,7 @@ def run_zero_shot(data, train_idx, test_idx, settings: ZeroShotSettings, progres
         labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion, train_s=prompt_s,
         latency_s=(test.seconds + compare_s) / len(test_idx), peak_mb=timing.peak_mb, trainable_params=0,
         train_examples=0, test_examples=len(test_idx), load_s=test.load_s,
-        params={"encoder": key, "template": template}, notes=notes,
+        params={"encoder": key, "template": template}, notes=notes, correct=_correct(data, test_idx, predicted),
     )
 
 
@@ -339,17 +376,54 @@ def run_transfer(data, train_idx, test_idx, settings: TransferSettings, progress
         trainable_params=int(head.weight.size + head.bias.size), train_examples=len(used), test_examples=len(test_idx),
         load_s=train.load_s if train.load_s is not None else test.load_s,
         params={"encoder": key, "c": settings.c, "per_class": settings.per_class or 0}, notes=notes, head=head,
+        correct=_correct(data, test_idx, predicted),
     )
 
 
 # --- the training loop shared by arms 3 and 4 ---------------------------------------------------
+MIN_IMPROVEMENT = 1e-4  # a validation loss must fall by more than this to count as lower
+MIN_PER_CLASS_TO_VALIDATE = 4  # fewer training items in a class: no validation slice, no early stopping
+MIN_VALIDATION_ITEMS = 20  # a smaller slice gives a validation loss too noisy to stop on or to pick weights by
+# Patience is at least this many optimiser steps: on a few dozen images an epoch is one or two steps, and the
+# validation loss of a network learning from scratch wanders for a while before it falls.
+MIN_PATIENCE_STEPS = 100
+STOPPED_BY = {"stop": "Stop button", "budget": "time budget", "plateau": "early stopping", "epochs": "epoch cap"}
+
+
+@dataclass
+class _Validation:
+    """Early stopping for :func:`_train_loop`.
+
+    Attributes:
+        loss: validation loss of the model as it is now (on training items set aside).
+        patience: epochs without a lower validation loss before training stops.
+        keep: remembers the current weights as the best so far.
+        restore: goes back to the weights last kept.
+    """
+
+    loss: Callable[[], float]
+    patience: int
+    keep: Callable[[], None]
+    restore: Callable[[], None]
+
+
 @dataclass
 class _Loop:
-    """Outcome of :func:`_train_loop`."""
+    """Outcome of :func:`_train_loop`.
+
+    Attributes:
+        curve: a point per step ``{step, epoch, loss, accuracy, val_loss}``.
+        steps: optimiser steps done.
+        stopped_by: ``stop``, ``budget``, ``plateau`` (early stopping) or ``epochs`` (the cap).
+        epochs: epochs trained, fractional when cut short.
+        best_epoch: where the validation loss was lowest (the weights kept), None without validation.
+    """
 
     curve: list[dict]
     steps: int
-    stopped_by: str  # "", "stop" or "budget"
+    stopped_by: str
+    epochs: float = 0.0
+    best_epoch: float | None = None
 
 
 def training_threads() -> int:
@@ -381,92 +455,222 @@ def adamw(params, **options):
     return torch.optim.AdamW(params, fused=True, **options)
 
 
-def _train_loop(*, n_train: int, batch_size: int, epochs: int, budget_s: float, seed: int,
-                step: Callable[[list[int]], float], evaluate: Callable[[], float],
-                progress: ProgressFn, stop: Event) -> _Loop:
-    """Shuffled mini-batch epochs on capped threads; checks ``stop`` and the budget before every step.
+def _train_loop(*, rows: list[int], batch_size: int, epochs: int, budget_s: float, seed: int,
+                step: Callable[[list[int]], float], evaluate: Callable[[], float], progress: ProgressFn,
+                stop: Event, validation: _Validation | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> _Loop:
+    """Shuffled mini-batch epochs on capped threads: the one place that decides when training ends.
+
+    Before every step it checks ``stop`` and the time budget. After every epoch (and when cut short) it
+    scores the held-out split for the curve only; with ``validation`` it keeps the weights of the lowest
+    validation loss, stops once that loss has not fallen for ``validation.patience`` epochs, and restores
+    the kept weights at the end, so validation (never the held-out split) picks the model that is scored.
 
     Args:
-        step: trains on a batch of positions in the training set; returns its loss.
+        rows: positions in the training set to train on (any validation slice left out).
+        step: trains on a batch of those positions; returns its loss.
         evaluate: held-out accuracy of the model as it is now.
+        validation: early stopping; None trains until the epoch cap or the budget.
+        clock: seconds, for the budget.
 
     Returns:
-        The curve (a point per step, with accuracy at the start and after every epoch).
+        The curve (a point per step; held-out accuracy at the start and after every epoch, validation loss
+        after every epoch), the steps done and what stopped training.
     """
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    per_epoch = math.ceil(n_train / batch_size)
+    per_epoch = math.ceil(len(rows) / batch_size)
     total = max(epochs * per_epoch, 1)
+    best, best_epoch, stale, done, stopped_by = math.inf, None, 0, 0, ""
     with _capped_threads():
-        start = time.perf_counter()
+        start = clock()
+
+        def fraction() -> float:
+            return min(max(done / total, (clock() - start) / max(budget_s, 1e-9)), 1.0)
+
         accuracy = evaluate()
-        curve = [{"step": 0, "epoch": 0.0, "loss": None, "accuracy": accuracy}]
+        curve = [{"step": 0, "epoch": 0.0, "loss": None, "accuracy": accuracy, "val_loss": None}]
         progress(Progress(0.0, 0, 0.0, None, accuracy, "Held-out accuracy before training"))
-        done, stopped_by = 0, ""
         for epoch in range(epochs):
-            order = torch.randperm(n_train, generator=generator).tolist()
+            order = torch.randperm(len(rows), generator=generator).tolist()
             for b in range(per_epoch):
                 if stop.is_set():
                     stopped_by = "stop"
-                elif time.perf_counter() - start > budget_s:
+                elif clock() - start > budget_s:
                     stopped_by = "budget"
                 if stopped_by:
                     break
-                loss = step(order[b * batch_size : (b + 1) * batch_size])
+                loss = step([rows[i] for i in order[b * batch_size : (b + 1) * batch_size]])
                 done += 1
                 where = epoch + (b + 1) / per_epoch
-                curve.append({"step": done, "epoch": round(where, 3), "loss": loss, "accuracy": None})
-                fraction = min(max(done / total, (time.perf_counter() - start) / budget_s), 1.0)
-                progress(Progress(fraction, done, where, loss, None, f"Epoch {epoch + 1}/{epochs}, step {done}/{total}"))
-            if curve[-1]["accuracy"] is not None:  # stopped before this epoch's first step
+                curve.append({"step": done, "epoch": round(where, 3), "loss": loss, "accuracy": None, "val_loss": None})
+                message = f"Epoch {epoch + 1} (at most {epochs}), step {done}"
+                progress(Progress(fraction(), done, where, loss, None, message))
+            point = curve[-1]
+            if point["accuracy"] is not None:  # stopped before this epoch's first step
                 break
-            accuracy = evaluate()
-            curve[-1]["accuracy"] = accuracy
-            fraction = min(max(done / total, (time.perf_counter() - start) / budget_s), 1.0)
-            progress(Progress(fraction, done, curve[-1]["epoch"], curve[-1]["loss"], accuracy,
-                              f"Epoch {epoch + 1} ended: held-out accuracy {accuracy:.1%}"))
+            point["accuracy"] = accuracy = evaluate()
+            message = f"Epoch {epoch + 1} ended: held-out accuracy {accuracy:.1%}"
+            if validation is not None:
+                point["val_loss"] = validation.loss()
+                stale += 1
+                if point["val_loss"] < best - MIN_IMPROVEMENT:
+                    best, best_epoch, stale = point["val_loss"], point["epoch"], 0
+                    validation.keep()
+                message += f", validation loss {point['val_loss']:.4f} (lowest {best:.4f}, epoch {best_epoch:g})"
+                if not stopped_by and stale >= validation.patience:
+                    stopped_by = "plateau"
+            progress(Progress(fraction(), done, point["epoch"], point["loss"], accuracy, message, point["val_loss"]))
             if stopped_by:
                 break
-    return _Loop(curve, done, stopped_by)
+        if best_epoch is not None and best_epoch != curve[-1]["epoch"]:
+            validation.restore()
+    return _Loop(curve, done, stopped_by or "epochs", curve[-1]["epoch"], best_epoch)
 
 
-def _train_and_score(data, train_idx, test_idx, labels: list[str], settings, loss_of, optimiser,
-                     predict: Callable[[], np.ndarray], progress: ProgressFn, stop: Event):
-    """Arms 3 and 4: train with ``optimiser`` on ``loss_of(rows)``, then score ``predict()`` on the held-out split.
+def validation_slice(train_labels: Sequence[str], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Set a stratified slice of the training items aside to validate on (early stopping).
+
+    Args:
+        train_labels: labels of the training items, in order.
+        share: the share of each class set aside (at least one item each).
+        seed: the random seed.
 
     Returns:
-        (loop, training seconds, inference seconds per held-out example, Timing of the whole, (accuracy, macro-F1, confusion)).
+        (positions to train on, positions to validate on), each sorted; nothing is set aside when a class
+        has fewer than :data:`MIN_PER_CLASS_TO_VALIDATE` training items, or when the slice would hold fewer
+        than :data:`MIN_VALIDATION_ITEMS`.
     """
+    by_class: dict[str, list[int]] = {}
+    for position, label in enumerate(train_labels):
+        by_class.setdefault(label, []).append(position)
+    if not by_class or min(map(len, by_class.values())) < MIN_PER_CLASS_TO_VALIDATE:
+        return list(range(len(train_labels))), []
+    rng = np.random.default_rng(seed)
+    held = {int(p) for label in sorted(by_class)
+            for p in rng.permutation(by_class[label])[: max(1, round(share * len(by_class[label])))]}
+    if len(held) < MIN_VALIDATION_ITEMS:
+        return list(range(len(train_labels))), []
+    return [p for p in range(len(train_labels)) if p not in held], sorted(held)
+
+
+class _Checkpoint:
+    """The trainable parameters and the buffers (e.g. batch-norm statistics) of some modules, kept in memory."""
+
+    def __init__(self, modules: list) -> None:
+        self.modules, self.saved = modules, []
+
+    def _tensors(self):
+        for i, module in enumerate(self.modules):
+            yield from ((f"{i}.{n}", p) for n, p in module.named_parameters() if p.requires_grad)
+            yield from ((f"{i}.{n}", b) for n, b in module.named_buffers())
+
+    def keep(self) -> None:
+        self.saved = {name: tensor.detach().clone() for name, tensor in self._tensors()}
+
+    def restore(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, tensor in self._tensors():
+                tensor.copy_(self.saved[name])
+
+
+@dataclass
+class _Trained:
+    """What :func:`_train_and_score` measured: the loop, the times and the held-out scores."""
+
+    loop: _Loop
+    train_s: float
+    latency_s: float
+    peak_mb: float
+    accuracy: float
+    macro_f1: float
+    confusion: np.ndarray
+    correct: list[bool]
+    validation_items: int
+    patience: int | None
+
+
+def _train_and_score(data, train_idx, test_idx, labels: list[str], settings, loss_of, optimiser, modules: list,
+                     predict: Callable[[], np.ndarray], progress: ProgressFn, stop: Event) -> _Trained:
+    """Arms 3 and 4: train ``modules`` with ``optimiser`` on ``loss_of(rows, True)``, then score ``predict()``.
+
+    With ``settings.patience`` a stratified ``settings.validation_share`` of the training items is set aside and
+    ``loss_of(rows, False)`` on it decides when to stop and which weights to keep. Patience counts epochs, and at
+    least :data:`MIN_PATIENCE_STEPS` steps; when the epoch cap comes first, nothing is set aside.
+    """
+    import torch
+
+    fit_rows, val_rows, patience = list(range(len(train_idx))), [], None
+    if settings.patience is not None:
+        fit, val = validation_slice(_labels_of(data, train_idx), settings.validation_share, settings.seed)
+        patience = max(settings.patience, math.ceil(MIN_PATIENCE_STEPS / math.ceil(len(fit) / settings.batch_size)))
+        if val and settings.epochs > patience:
+            fit_rows, val_rows = fit, val
 
     def evaluate() -> float:
         return float(np.mean([labels[i] == data.labels[j] for i, j in zip(predict(), test_idx)]))
 
     def step(rows: list[int]) -> float:
-        loss = loss_of(rows)
+        loss = loss_of(rows, True)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         return float(loss.detach())
 
+    def validation_loss() -> float:
+        with torch.inference_mode():
+            chunks = [val_rows[s : s + 256] for s in range(0, len(val_rows), 256)]
+            return sum(float(loss_of(rows, False)) * len(rows) for rows in chunks) / len(val_rows)
+
+    checkpoint = _Checkpoint(modules)
+    validation = _Validation(validation_loss, patience, checkpoint.keep, checkpoint.restore) if val_rows else None
     with measured() as timing:
         start = time.perf_counter()
-        loop = _train_loop(n_train=len(train_idx), batch_size=settings.batch_size, epochs=settings.epochs,
+        loop = _train_loop(rows=fit_rows, batch_size=settings.batch_size, epochs=settings.epochs,
                            budget_s=settings.time_budget_s, seed=settings.seed, step=step, evaluate=evaluate,
-                           progress=progress, stop=stop)
+                           progress=progress, stop=stop, validation=validation)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         predicted = [labels[i] for i in predict()]
         latency_s = (time.perf_counter() - start) / len(test_idx)
-    return loop, train_s, latency_s, timing, score(_labels_of(data, test_idx), predicted, labels)
+    accuracy, macro_f1, confusion = score(_labels_of(data, test_idx), predicted, labels)
+    return _Trained(loop, train_s, latency_s, timing.peak_mb, accuracy, macro_f1, confusion,
+                    _correct(data, test_idx, predicted), len(val_rows), patience)
 
 
-def _stop_note(loop: _Loop, budget_s: float) -> list[str]:
-    if loop.stopped_by == "stop":
-        return [f"Stopped by the user after {loop.steps} steps; the scores are for the model at that point."]
-    if loop.stopped_by == "budget":
-        return [f"Reached the {budget_s:.0f} s time budget after {loop.steps} steps; the scores are for the model at that point."]
-    return []
+def _trained_fields(trained: _Trained) -> dict:
+    """The ArmResult fields that :func:`_train_and_score` measured."""
+    return {
+        "accuracy": trained.accuracy, "macro_f1": trained.macro_f1, "confusion": trained.confusion,
+        "train_s": trained.train_s, "latency_s": trained.latency_s, "peak_mb": trained.peak_mb,
+        "curve": trained.loop.curve, "correct": trained.correct, "stopped_by": trained.loop.stopped_by,
+        "stopped": trained.loop.stopped_by in ("stop", "budget"),
+    }
+
+
+def _stop_note(trained: _Trained, settings) -> list[str]:
+    """What ended training, and which weights were scored."""
+    loop = trained.loop
+    done = f"{loop.steps} steps ({loop.epochs:g} epochs)"
+    ended = {
+        "stop": f"Stopped by the user after {done}.",
+        "budget": f"Reached the {settings.time_budget_s:g} s time budget after {done}.",
+        "plateau": f"Early stopping: the validation loss had not fallen for {trained.patience} epochs, so training "
+                   f"ended after {done}, within the {settings.time_budget_s:g} s budget.",
+        "epochs": f"Trained the full {settings.epochs} epochs (the cap), {loop.steps} steps.",
+    }[loop.stopped_by]
+    if not trained.validation_items:
+        why = ("early stopping is off" if trained.patience is None else
+               f"the {settings.epochs}-epoch cap comes before a patience of {trained.patience} epochs"
+               if settings.epochs <= trained.patience else
+               f"too few training examples to set {MIN_VALIDATION_ITEMS} aside with every class in them")
+        return [f"{ended} No validation slice ({why}): it trained on every training example until the epoch cap, "
+                "the budget or Stop; the scores are for the model at that point."]
+    return [f"{ended} Validation: {trained.validation_items} training examples set aside (never the held-out ones); "
+            f"the scores are for the weights of epoch {loop.best_epoch:g}, where the validation loss was lowest."]
 
 
 def _trainable(module) -> int:
@@ -592,12 +796,12 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, progres
         with torch.inference_mode():
             return torch.cat([head(tunable.features(b)).argmax(-1).cpu() for b in tunable.test_inputs()]).numpy()
 
-    def loss_of(rows: list[int]):
-        encoder.train(), head.train()
+    def loss_of(rows: list[int], training: bool):
+        encoder.train(training), head.train(training)
         return torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
 
-    loop, train_s, latency_s, timing, (accuracy, macro_f1, confusion) = _train_and_score(
-        data, train_idx, test_idx, labels, settings, loss_of, optimiser, predict, progress, stop)
+    trained = _train_and_score(data, train_idx, test_idx, labels, settings, loss_of, optimiser, [encoder, head],
+                               predict, progress, stop)
     notes = [f"Unfroze the top {top} of {len(blocks)} {tunable.what} and trained them with a linear head; the rest "
              "of the encoder stays frozen. Held-out accuracy after every epoch is for the curve only; nothing is "
              "chosen with it."]
@@ -605,11 +809,10 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, progres
         notes.append(f"The encoder has only {len(blocks)} blocks, so {top} were unfrozen instead of {settings.top_layers}.")
     return ArmResult(
         arm="fine-tune", approach=APPROACHES["fine-tune"], model=key, source=tunable.loaded.resolution.source,
-        device=training_device(), labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion,
-        train_s=train_s, latency_s=latency_s, peak_mb=timing.peak_mb,
-        trainable_params=_trainable(encoder) + _trainable(head), train_examples=len(train_idx),
-        test_examples=len(test_idx), load_s=tunable.loaded.load_s, params=asdict(settings) | {"encoder": key},
-        notes=notes + _stop_note(loop, settings.time_budget_s), curve=loop.curve, stopped=bool(loop.stopped_by),
+        device=training_device(), labels=labels, trainable_params=_trainable(encoder) + _trainable(head),
+        train_examples=len(train_idx), test_examples=len(test_idx), load_s=tunable.loaded.load_s,
+        params=asdict(settings) | {"encoder": key}, notes=notes + _stop_note(trained, settings),
+        **_trained_fields(trained),
     )
 
 
@@ -640,6 +843,7 @@ def _scratch_text(data, train_idx, test_idx, settings: ScratchSettings, progress
                "training texts only; robust to typos and any language), then logistic regression: no pretrained "
                "knowledge at all."],
         curve=[{"step": 1, "epoch": 1.0, "loss": None, "accuracy": accuracy}],
+        correct=_correct(data, test_idx, predicted),
     )
 
 
@@ -686,21 +890,19 @@ def _scratch_images(data, train_idx, test_idx, settings: ScratchSettings, progre
         with torch.inference_mode():
             return torch.cat([model(x_test[s : s + 256]).argmax(-1).cpu() for s in range(0, len(x_test), 256)]).numpy()
 
-    def loss_of(rows: list[int]):
-        model.train()
+    def loss_of(rows: list[int], training: bool):
+        model.train(training)
         return torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
 
-    loop, train_s, latency_s, timing, (accuracy, macro_f1, confusion) = _train_and_score(
-        data, train_idx, test_idx, labels, settings, loss_of, optimiser, predict, progress, stop)
+    trained = _train_and_score(data, train_idx, test_idx, labels, settings, loss_of, optimiser, [model], predict,
+                               progress, stop)
     notes = [f"A small CNN trained from random weights on {size}×{size} {'grey' if channels == 1 else 'colour'} "
              f"pixels (images were {native} px at most). Held-out accuracy after every epoch is for the curve only."]
     return ArmResult(
         arm="scratch", approach=APPROACHES["scratch"], model=SCRATCH_MODELS["image"], source="none",
-        device=training_device(), labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion,
-        train_s=train_s, latency_s=latency_s, peak_mb=timing.peak_mb, trainable_params=_trainable(model),
-        train_examples=len(train_idx), test_examples=len(test_idx),
-        params=asdict(settings) | {"image_size": size, "channels": channels},
-        notes=notes + _stop_note(loop, settings.time_budget_s), curve=loop.curve, stopped=bool(loop.stopped_by),
+        device=training_device(), labels=labels, trainable_params=_trainable(model), train_examples=len(train_idx),
+        test_examples=len(test_idx), params=asdict(settings) | {"image_size": size, "channels": channels},
+        notes=notes + _stop_note(trained, settings), **_trained_fields(trained),
     )
 
 
@@ -712,7 +914,7 @@ def run_from_scratch(data, train_idx, test_idx, settings: ScratchSettings, progr
         data: LabelledData.
         train_idx: training items.
         test_idx: held-out items.
-        settings: CNN epochs, time budget, learning rate, image size.
+        settings: CNN epoch cap, time budget, early stopping, learning rate, image size.
         progress: called after every step and epoch (CNN) or once (TF-IDF).
         stop: set it to stop the CNN before its next step.
 
@@ -734,6 +936,10 @@ def run_arm(arm: str, data, train_idx, test_idx, settings, progress: ProgressFn 
 
 
 # --- label efficiency, verdict, run store -------------------------------------------------------
+NAMES = {arm: TITLES[arm].split(" (")[0].lower() for arm in ARMS}
+DRAWS = 5  # random draws of the examples per point of the label-efficiency curve
+
+
 def examples_per_class_steps(train_labels: Sequence[str]) -> list[int]:
     """1, 2, 4, 8 ... up to the smallest class's count in the training set (which is always included)."""
     smallest = min(np.unique(np.asarray(train_labels), return_counts=True)[1])
@@ -742,13 +948,15 @@ def examples_per_class_steps(train_labels: Sequence[str]) -> list[int]:
 
 
 def label_efficiency(data, train_idx, test_idx, transfer: TransferSettings, zero_shot: ZeroShotSettings,
-                     seed: int = 0) -> list[dict]:
+                     draws: int = DRAWS) -> list[dict]:
     """Held-out accuracy against labelled examples per class, for the head and for zero-shot (flat).
 
-    Cheap: the features come from the cache; only the head is refitted for each size.
+    Cheap: the features come from the cache; only the head is refitted, for each size and each of ``draws``
+    random draws of the examples (seeds 0, 1 ...), so the chart can show how much the pick of examples matters.
 
     Returns:
-        Rows ``{examples_per_class, train_examples, approach, accuracy}``.
+        Rows ``{examples_per_class, train_examples, approach, seed, accuracy}``; zero-shot, which uses no
+        labels, has one row per size (seed 0).
     """
     key = _encoder(transfer, data)
     labels = data.classes()
@@ -762,17 +970,62 @@ def label_efficiency(data, train_idx, test_idx, transfer: TransferSettings, zero
     zero_accuracy = score(y_test, zero_pred, labels)[0]
     rows = []
     for per_class in examples_per_class_steps(_labels_of(data, train_idx)):
-        used = _subsample(data, train_idx, per_class, seed)
-        head = fit_head(train.values[[position[i] for i in used]], _labels_of(data, used), transfer.c, key)
-        predicted = [head.labels[i] for i in head.predict_proba(test.values).argmax(axis=1)]
-        common = {"examples_per_class": per_class, "train_examples": len(used)}
-        rows.append(common | {"approach": APPROACHES["transfer"], "accuracy": score(y_test, predicted, labels)[0]})
-        rows.append(common | {"approach": APPROACHES["zero-shot"], "accuracy": zero_accuracy})
+        for seed in range(draws):
+            used = _subsample(data, train_idx, per_class, seed)
+            head = fit_head(train.values[[position[i] for i in used]], _labels_of(data, used), transfer.c, key)
+            predicted = [head.labels[i] for i in head.predict_proba(test.values).argmax(axis=1)]
+            rows.append({"examples_per_class": per_class, "train_examples": len(used), "approach": APPROACHES["transfer"],
+                         "seed": seed, "accuracy": score(y_test, predicted, labels)[0]})
+        rows.append({"examples_per_class": per_class, "train_examples": len(used), "approach": APPROACHES["zero-shot"],
+                     "seed": 0, "accuracy": zero_accuracy})
     return rows
 
 
+def compare_arms(first: ArmResult, second: ArmResult) -> stats.Difference:
+    """Whether two arms' held-out accuracies differ beyond chance: McNemar's exact test on their per-item
+    outcomes (they were scored on the same items), or the overlap of their Wilson intervals without them."""
+    return stats.compare(first.correct or None, second.correct or None,
+                         (first.hits, first.test_examples), (second.hits, second.test_examples))
+
+
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def _evidence(best: ArmResult, compared: list[tuple[ArmResult, stats.Difference]]) -> str:
+    """'(McNemar's exact test ...: p = 0.625 against fine-tune, ...)' or the Wilson intervals compared."""
+    if all(d.p_value is not None for _, d in compared):
+        return f"({stats.MCNEMAR}: " + ", ".join(f"{_p(d.p_value)} against {NAMES[r.arm]}" for r, d in compared) + ")"
+    shown = [best] + [r for r, _ in compared]
+    return f"({stats.OVERLAP}: " + ", ".join(f"{NAMES[r.arm]} {stats.interval_text(r.hits, r.test_examples)}"
+                                             for r in shown) + ")"
+
+
+def _separation(best: ArmResult, others: list[ArmResult]) -> tuple[str, list[ArmResult]]:
+    """The sentence saying which arms this split tells apart from the best, and the ones it cannot."""
+    compared = [(r, compare_arms(best, r)) for r in others]
+    tied = [r for r, d in compared if not d.distinguishable]
+    apart = [r for r, d in compared if d.distinguishable]
+    on = f"On these {best.test_examples} held-out examples"
+    if not apart:
+        sentence = (f"{on} the arms are not distinguishable {_evidence(best, compared)}: the ranking may be chance; "
+                    "more held-out examples would tell them apart.")
+    elif not tied:
+        sentence = f"{on}, {NAMES[best.arm]} is ahead of every other arm beyond chance {_evidence(best, compared)}."
+    else:
+        sentence = (f"{on}, {NAMES[best.arm]} is ahead of {' and '.join(NAMES[r.arm] for r in apart)} beyond chance, "
+                    f"but not distinguishable from {' and '.join(NAMES[r.arm] for r in tied)} "
+                    f"{_evidence(best, compared)}.")
+    return sentence, tied
+
+
 def verdict(results: dict[str, ArmResult]) -> str:
-    """One paragraph comparing the arms that ran, computed from their measured figures."""
+    """One paragraph comparing the arms that ran, computed from their measured figures.
+
+    Arms are told apart only when the held-out split can: McNemar's exact test on the same held-out items
+    (Wilson intervals when per-item outcomes are missing). An arm within 2 points of the best, or not
+    distinguishable from it, counts as close, and the cheapest close arm is recommended.
+    """
     parts = []
     zero, transfer, tune, scratch = (results.get(arm) for arm in ARMS)
     if zero:
@@ -791,31 +1044,49 @@ def verdict(results: dict[str, ArmResult]) -> str:
     if scratch:
         parts.append(f"From scratch reached {scratch.accuracy:.0%} in {scratch.train_s:.1f} s.")
     if len(results) >= 2:
-        best = max(results.values(), key=lambda r: r.accuracy)
-        close = [r for r in results.values() if r.accuracy >= best.accuracy - 0.02]
-        name = {arm: TITLES[arm].split(" (")[0].lower() for arm in ARMS}
+        best, *others = sorted(results.values(), key=lambda r: (-r.accuracy, r.train_s))
+        sentence, tied = _separation(best, others)
+        parts.append(sentence)
+        close = [best] + [r for r in others if r in tied or r.accuracy >= best.accuracy - 0.02]
+
+        def near(r: ArmResult) -> str:
+            return "comes within 2 points of" if r.accuracy >= best.accuracy - 0.02 else "cannot be told apart from"
+
         if zero is best:
             parts.append(f"Using the model as is scores the best ({best.accuracy:.0%}) with no labels and no training: "
                          "start there.")
         elif zero in close:
-            parts.append(f"Using the model as is comes within 2 points of the best ({best.accuracy:.0%}) with no labels "
-                         "and no training: try it first.")
+            parts.append(f"Using the model as is {near(zero)} the best ({best.accuracy:.0%}) with no labels and no "
+                         "training: try it first.")
         else:
             cheapest = min(close, key=lambda r: r.train_s)
-            parts.append(f"Best: {name[best.arm]} ({best.accuracy:.0%})." if cheapest is best else
-                         f"Best accuracy: {name[best.arm]} ({best.accuracy:.0%}); {name[cheapest.arm]} comes within "
-                         f"2 points of it ({cheapest.accuracy:.0%}) for {cheapest.train_s:.1f} s of training instead of "
-                         f"{best.train_s:.1f} s.")
+            if cheapest is not best:
+                parts.append(f"Best accuracy: {NAMES[best.arm]} ({best.accuracy:.0%}); {NAMES[cheapest.arm]} "
+                             f"{near(cheapest)} it ({cheapest.accuracy:.0%}) for {cheapest.train_s:.1f} s of training "
+                             f"instead of {best.train_s:.1f} s.")
+            elif len(close) > 1:
+                parts.append(f"Highest here: {NAMES[best.arm]} ({best.accuracy:.0%}), also the cheapest to train of "
+                             f"the arms close to it ({best.train_s:.1f} s).")
+            else:
+                parts.append(f"Best: {NAMES[best.arm]} ({best.accuracy:.0%}).")
     return " ".join(parts)
 
 
+def stopped_by_text(result: ArmResult) -> str:
+    """'early stopping · 23 epochs' for the results table; '—' for arms without a training loop."""
+    if not result.stopped_by:
+        return "—"
+    return f"{STOPPED_BY[result.stopped_by]} · {result.curve[-1]['epoch']:g} epochs"
+
+
 def results_table(results: dict[str, ArmResult]) -> list[dict]:
-    """One row per arm for the page's table."""
+    """One row per arm for the page's table, with the 95% Wilson interval of each held-out accuracy."""
     return [{
-        "arm": TITLES[r.arm], "model": r.model, "accuracy": r.accuracy, "macro-F1": r.macro_f1,
-        "training (s)": r.train_s, "latency / example (ms)": r.latency_s * 1000, "peak memory (MB)": r.peak_mb,
-        "trainable params": r.trainable_params, "examples used": r.train_examples, "held out": r.test_examples,
-        "stopped early": r.stopped,
+        "arm": TITLES[r.arm], "model": r.model, "accuracy": r.accuracy,
+        "95% interval": stats.interval_text(r.hits, r.test_examples), "macro-F1": r.macro_f1,
+        "training (s)": r.train_s, "stopped by": stopped_by_text(r), "latency / example (ms)": r.latency_s * 1000,
+        "peak memory (MB)": r.peak_mb, "trainable params": r.trainable_params, "examples used": r.train_examples,
+        "held out": r.test_examples,
     } for r in (results[arm] for arm in ARMS if arm in results)]
 
 
@@ -829,5 +1100,5 @@ def record(result: ArmResult, data, session_id: str | None = None) -> None:
         params={k: v for k, v in result.params.items() if v is not None} | {
             "train_examples": result.train_examples, "test_examples": result.test_examples, "classes": len(result.labels),
         },
-        metrics=result.metrics(), data_fingerprint=data.fingerprint, session_id=session_id,
+        metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
     )

@@ -13,6 +13,7 @@ import lzma
 import stat
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -33,9 +34,33 @@ SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx"}
 RATIO_FLOOR_BYTES = 2**20  # members that unpack to less than this cannot hurt, whatever their ratio
 SHOWN_NAMES = 5
 
+DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
 # What zipfile raises on damaged or unsupported archives and members.
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
                zlib.error, lzma.LZMAError)
+
+
+class DataError(InputError):
+    """An InputError raised after notes were made (rows dropped, zip entries refused): they go with it.
+
+    Attributes:
+        notes: what was changed or skipped before the error, written for people.
+    """
+
+    def __init__(self, message: str, notes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.notes = list(notes or [])
+
+
+@contextmanager
+def _keeping(notes: list[str]):
+    """Raise any InputError from the block as a DataError that also carries ``notes`` (read when it is raised)."""
+    try:
+        yield
+    except InputError as err:
+        earlier = [n for n in getattr(err, "notes", []) if n not in notes]
+        raise DataError(str(err), [*notes, *earlier]) from err
 
 
 @dataclass
@@ -250,51 +275,84 @@ def read_table(data: bytes, name: str, limits: Limits = Limits()) -> pd.DataFram
 
     Returns:
         A DataFrame of ``str`` columns (missing cells are ``""``), the first row as header.
-        ``df.attrs["notes"]`` lists what was changed or skipped (encoding, malformed rows).
+        ``df.attrs["notes"]`` lists what was changed or skipped (encoding, rows mended).
 
     Raises:
         InputError: empty, too large, not text, fewer than two columns, no rows, too many rows,
-            or not parseable as a table.
+            rows with more cells than the header that cannot be mended, or not parseable as a table
+            (a :class:`DataError` with the notes made so far, once there are any).
     """
     _check_upload_size(data, name, limits)
     text, notes = _decode(data, name)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-        notes.append("NUL characters were removed.")
-    if _looks_binary(text):
-        raise InputError(
-            f"'{_shown(name)}' does not look like a text table. Upload a CSV or TSV file "
-            "with one example per row: a text column and a label column."
-        )
-    if not text.strip():
-        raise InputError(f"'{_shown(name)}' holds no text: upload a CSV with a text column and a label column.")
-    rows, line_numbers = _parse_rows(text, _detect_delimiter(text), limits.max_rows, name)
-    header = _column_names(rows[0])
-    if len(header) < 2:
-        raise InputError(
-            f"'{_shown(name)}' has only one column. A labelled table needs at least two: the text and its "
-            "label, separated by commas, semicolons, tabs or |."
-        )
-    body = rows[1:]
-    if not body:
-        raise InputError(f"'{_shown(name)}' has a header but no rows of data.")
-    too_wide = [line for row, line in zip(body, line_numbers[1:]) if len(row) > len(header)]
-    if too_wide:
-        lines = ", ".join(str(n) for n in too_wide[:SHOWN_NAMES]) + (" ..." if len(too_wide) > SHOWN_NAMES else "")
-        notes.append(
-            f"Skipped {_plural(len(too_wide), 'row')} with more cells than the header "
-            f"({'line' if len(too_wide) == 1 else 'lines'} {lines}): quote texts that contain the delimiter."
-        )
-    width = len(header)
-    cells = [row + [""] * (width - len(row)) for row in body if len(row) <= width]
-    if not cells:
-        raise InputError(
-            f"Every row of '{_shown(name)}' has more cells than its header. Check the header names every "
-            "column, and quote texts that contain the delimiter."
-        )
+    with _keeping(notes):
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+            notes.append("NUL characters were removed.")
+        if _looks_binary(text):
+            raise InputError(
+                f"'{_shown(name)}' does not look like a text table. Upload a CSV or TSV file "
+                "with one example per row: a text column and a label column."
+            )
+        if not text.strip():
+            raise InputError(f"'{_shown(name)}' holds no text: upload a CSV with a text column and a label column.")
+        delimiter = _detect_delimiter(text)
+        rows, line_numbers = _parse_rows(text, delimiter, limits.max_rows, name)
+        header = _column_names(rows[0])
+        if len(header) < 2:
+            raise InputError(
+                f"'{_shown(name)}' has only one column. A labelled table needs at least two: the text and its "
+                "label, separated by commas, semicolons, tabs or |."
+            )
+        if len(rows) < 2:
+            raise InputError(f"'{_shown(name)}' has a header but no rows of data.")
+        cells = _fit_rows(header, rows[1:], line_numbers[1:], delimiter, name, notes)
     df = pd.DataFrame(cells, columns=header, dtype=str)
     df.attrs["notes"] = notes
     return df
+
+
+def _lines(numbers: list[int]) -> str:
+    """'line 3' or 'lines 3, 5, 8, 13, 21 and 4 more'."""
+    shown = ", ".join(f"{n:,}" for n in numbers[:SHOWN_NAMES])
+    more = f" and {len(numbers) - SHOWN_NAMES:,} more" if len(numbers) > SHOWN_NAMES else ""
+    return f"{'line' if len(numbers) == 1 else 'lines'} {shown}{more}"
+
+
+def _fit_rows(header: list[str], body: list[list[str]], lines: list[int], delimiter: str, name: str,
+              notes: list[str]) -> list[list[str]]:
+    """Every row as wide as the header: short rows padded with "", long rows mended or refused.
+
+    A row with more cells than the header usually holds a text with unquoted delimiters. When the
+    label is the last column and the text the one before it, the extra cells are joined back into
+    the text (noted); otherwise which cell belongs where cannot be told, and the rows are refused.
+
+    Raises:
+        InputError: rows with more cells than the header, unless the label is last and the text before it.
+    """
+    width = len(header)
+    wide = [line for row, line in zip(body, lines) if len(row) > width]
+    rows = [row + [""] * (width - len(row)) if len(row) <= width
+            else row[: width - 2] + [delimiter.join(row[width - 2:-1]), row[-1]] for row in body]
+    if not wide:
+        return rows
+    cells = DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    text_col, label_col = guess_columns(pd.DataFrame(rows, columns=header, dtype=str))
+    if (text_col, label_col) != (header[-2], header[-1]):
+        quoted = '"like, this"' if delimiter == "," else f"a text with {cells} in double quotes"
+        raise InputError(
+            f"In '{_shown(name)}', {_plural(len(wide), 'row')} ({_lines(wide)}) "
+            f"{'has' if len(wide) == 1 else 'have'} more cells than the header's {width}: texts with unquoted "
+            f"{cells}, most likely. The extra cells can be joined back into the text only when the label is "
+            f"the last column and the text the one before it, which is not so here. Put such texts in double "
+            f"quotes ({quoted}), or make the text and label the last two columns, and upload again."
+        )
+    notes.append(
+        f"Joined the extra cells of {_plural(len(wide), 'row')} ({_lines(wide)}) back into the column "
+        f"'{_shown(text_col, 30)}': {'its text holds' if len(wide) == 1 else 'their texts hold'} unquoted "
+        f"{cells}, and the label ('{_shown(label_col, 30)}') is the last column. "
+        "Quote such texts to be sure they are read as meant."
+    )
+    return rows
 
 
 _LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y")
@@ -304,9 +362,10 @@ _TEXT_NAMES = ("text", "sentence", "review", "content", "comment", "message", "b
 def guess_columns(df: pd.DataFrame) -> tuple[str, str]:
     """Best guess of the text and label columns, for the page to preselect.
 
-    A column named like a label (label, class, category, ...) or a text (text, review, ...) wins;
-    otherwise the label is the column with the fewest distinct values (at least 2) and the text
-    the other column with the longest average value.
+    A column named like a label (label, class, category, ...) or a text (text, review, ...) wins,
+    even when it holds a single class (validation then says so); otherwise the label is the column
+    with the fewest distinct values (at least 2) and the text the other column with the longest
+    average value.
 
     Args:
         df: a table from :func:`read_table`.
@@ -323,7 +382,7 @@ def guess_columns(df: pd.DataFrame) -> tuple[str, str]:
     values = [df.iloc[:, i].astype(str) for i in range(len(columns))]
     distinct = {c: len({normalise_label(v) for v in col} - {""}) for c, col in zip(columns, values)}
     mean_length = {c: float(col.str.len().mean()) if len(col) else 0.0 for c, col in zip(columns, values)}
-    named = [c for c in columns if c.strip().lower() in _LABEL_NAMES and distinct[c] >= 2]
+    named = [c for c in columns if c.strip().lower() in _LABEL_NAMES and distinct[c] >= 1]
     candidates = named or [c for c in columns if distinct[c] >= 2] or columns
     label = min(candidates, key=distinct.__getitem__)  # the first of the fewest
     others = [c for c in columns if c != label]
@@ -351,14 +410,24 @@ def table_to_data(df: pd.DataFrame, text_col: str, label_col: str, source: str, 
         LabelledData of kind ``"text"``.
 
     Raises:
-        InputError: unknown or identical columns, or data that fails :func:`validate`.
+        InputError: unknown or identical columns, or data that fails :func:`validate` (a
+            :class:`DataError` that carries the table's notes and this function's).
     """
+    notes = list(df.attrs.get("notes", []))
+    with _keeping(notes):
+        data = _table_columns_to_data(df, text_col, label_col, source, fingerprint, notes)
+        validate(data, limits)
+    return data
+
+
+def _table_columns_to_data(df: pd.DataFrame, text_col: str, label_col: str, source: str, fingerprint: str,
+                           notes: list[str]) -> LabelledData:
+    """The two columns as text data, not yet validated; every change is appended to ``notes``."""
     for col in (text_col, label_col):
         if col not in df.columns:
             raise InputError(f"There is no column '{_shown(str(col))}' in the table; pick one of its columns.")
     if text_col == label_col:
         raise InputError("The text and the label must be two different columns.")
-    notes = list(df.attrs.get("notes", []))
     texts = [str(t).replace("\x00", "").strip() for t in df[text_col].tolist()]
     raw_labels = [str(t) for t in df[label_col].tolist()]
     keep = [i for i, (t, y) in enumerate(zip(texts, raw_labels)) if t and normalise_label(y)]
@@ -372,9 +441,7 @@ def table_to_data(df: pd.DataFrame, text_col: str, label_col: str, source: str, 
     if too_long:
         texts = [t[:max_chars] for t in texts]
         notes.append(f"Cut {_plural(too_long, 'text')} longer than {max_chars:,} characters to {max_chars:,}.")
-    data = LabelledData("text", texts, labels, notes, fingerprint, source)
-    validate(data, limits)
-    return data
+    return LabelledData("text", texts, labels, notes, fingerprint, source)
 
 
 # --- zips of class folders -------------------------------------------------------------------------
@@ -486,7 +553,8 @@ def read_image_zip(data: bytes, name: str, limits: Limits = Limits()) -> Labelle
 
     Raises:
         InputError: not a zip, too large, too many files, too much to unpack, no usable images,
-            or data that fails :func:`validate`.
+            or data that fails :func:`validate` (a :class:`DataError` carrying the notes on what was
+            skipped or refused, once the members are sorted).
     """
     _check_upload_size(data, name, limits)
     try:
@@ -499,18 +567,19 @@ def read_image_zip(data: bytes, name: str, limits: Limits = Limits()) -> Labelle
         ) from err
     with archive:
         triage = _triage(infos, limits)
-        files = len(triage.images) + len(triage.not_images) + len(triage.no_folder) + len(triage.too_big)
-        if files > limits.max_files:
-            raise InputError(
-                f"'{_shown(name)}' holds {files:,} files; the limit is {limits.max_files:,}. "
-                "Use fewer images per class."
-            )
-        declared = sum(info.file_size for info, _ in triage.images)
-        if declared > limits.max_unpacked_bytes:
-            raise InputError(
-                f"The images in '{_shown(name)}' would unpack to {_size(declared)}; the limit is "
-                f"{_size(limits.max_unpacked_bytes)}. Use fewer or smaller images."
-            )
+        with _keeping(_zip_notes(triage, limits)):
+            files = len(triage.images) + len(triage.not_images) + len(triage.no_folder) + len(triage.too_big)
+            if files > limits.max_files:
+                raise InputError(
+                    f"'{_shown(name)}' holds {files:,} files; the limit is {limits.max_files:,}. "
+                    "Use fewer images per class folder."
+                )
+            declared = sum(info.file_size for info, _ in triage.images)
+            if declared > limits.max_unpacked_bytes:
+                raise InputError(
+                    f"The images in '{_shown(name)}' would unpack to {_size(declared)}; the limit is "
+                    f"{_size(limits.max_unpacked_bytes)}. Use fewer or smaller images."
+                )
         items, raw_labels = [], []
         for info, folder in triage.images:
             try:
@@ -525,14 +594,16 @@ def read_image_zip(data: bytes, name: str, limits: Limits = Limits()) -> Labelle
             items.append(image)
             raw_labels.append(folder)
     notes = _zip_notes(triage, limits)
-    if not items:
-        raise InputError(
-            f"No usable images found in '{_shown(name)}'. Put the images in one folder per class "
-            "(e.g. cats/1.jpg, dogs/2.jpg) and zip those folders. " + " ".join(notes)
-        )
-    labels, label_notes = _normalise_labels(raw_labels)
-    data_out = LabelledData("image", items, labels, notes + label_notes, fingerprint_bytes(data), f"upload: {name}")
-    validate(data_out, limits)
+    with _keeping(notes):
+        if not items:
+            raise InputError(
+                f"No usable images found in '{_shown(name)}'. Put the images in one folder per class "
+                "(e.g. cats/1.jpg, dogs/2.jpg) and zip those folders."
+            )
+        labels, label_notes = _normalise_labels(raw_labels)
+        notes += label_notes
+        data_out = LabelledData("image", items, labels, notes, fingerprint_bytes(data), f"upload: {name}")
+        validate(data_out, limits)
     return data_out
 
 
@@ -584,7 +655,8 @@ def validate(data: LabelledData, limits: Limits = Limits()) -> None:
 
     Raises:
         InputError: too many rows, fewer than ``min_classes`` classes, or classes with fewer than
-            ``min_per_class`` examples (named, with their counts).
+            ``min_per_class`` examples (named, with their counts). For images the message speaks of
+            class folders, where their labels come from; for texts, of the label column.
     """
     n = len(data.labels)
     if n > limits.max_rows:
@@ -593,21 +665,28 @@ def validate(data: LabelledData, limits: Limits = Limits()) -> None:
             f"{limits.max_rows:,}."
         )
     counts = data.class_counts()
+    folders = data.kind == "image"  # image labels are the names of the folders that hold them
     if len(counts) < limits.min_classes:
-        found = f"only one class ('{_shown(next(iter(counts)))}')" if counts else "no labelled examples"
-        raise InputError(
-            f"Found {found}; training a classifier needs at least {limits.min_classes} classes. "
-            "Check that you picked the right label column, or add examples of other classes."
-        )
+        found = (f"only one class {'folder ' if folders else ''}('{_shown(next(iter(counts)))}')" if counts
+                 else "no labelled examples")
+        fix = ("Put the images of each class in a folder of their own (e.g. cats/1.jpg, dogs/2.jpg) and zip "
+               "those folders together." if folders else
+               "Check that you picked the right label column, or add examples of other classes.")
+        raise InputError(f"Found {found}; training a classifier needs at least {limits.min_classes} classes. {fix}")
     few = sorted((c for c, k in counts.items() if k < limits.min_per_class), key=lambda c: (counts[c], c))
     if few:
         listed = ", ".join(f"'{_shown(c, 40)}' has {counts[c]}" for c in few[:SHOWN_NAMES])
         more = f" and {len(few) - SHOWN_NAMES} more" if len(few) > SHOWN_NAMES else ""
-        hint = (" Almost every label is different: is the label column the right one?"
-                if len(counts) > n / 2 else "")
+        fix = ("Add images to these folders or remove the folders." if folders else
+               "Add examples to these classes or remove them.")
+        hint = ""
+        if len(counts) > n / 2:
+            hint = (" Almost every folder holds one image: are the images grouped in one folder per class?"
+                    if folders else " Almost every label is different: is the label column the right one?")
+        each = "class folder needs at least {} images" if folders else "class needs at least {} examples"
         raise InputError(
-            f"Each class needs at least {limits.min_per_class} examples so that some can be held out "
-            f"for testing: {listed}{more}. Add examples to these classes or remove them.{hint}"
+            f"Each {each.format(limits.min_per_class)} so that some can be held out for testing: "
+            f"{listed}{more}. {fix}{hint}"
         )
 
 

@@ -186,7 +186,8 @@ class Job:
         def report(event: arms.Progress) -> None:
             with self._lock:
                 state.fraction, state.message = event.fraction, event.message
-                state.curve.append({"step": event.step, "epoch": event.epoch, "loss": event.loss, "accuracy": event.accuracy})
+                state.curve.append({"step": event.step, "epoch": event.epoch, "loss": event.loss,
+                                    "accuracy": event.accuracy, "val_loss": event.val_loss})
         return report
 
     def _run(self) -> None:
@@ -239,7 +240,8 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
     if label_curve:
         transfer = chosen.get("transfer", arms.TransferSettings())
         zero_shot = chosen.get("zero-shot", arms.ZeroShotSettings())
-        steps.append(Step("label-efficiency", "Label efficiency (head refitted per size)", False,
+        title = f"Label efficiency (head refitted per size, {arms.DRAWS} draws each)"
+        steps.append(Step("label-efficiency", title, False,
                           lambda progress, stop: arms.label_efficiency(data, train_idx, test_idx, transfer, zero_shot)))
     return steps
 

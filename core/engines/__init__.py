@@ -1,0 +1,213 @@
+"""Engines: the same model, run by the library its users would pick for the job.
+
+A model spec says *what* runs (weights, task); an engine says *how*: plain PyTorch, ONNX Runtime, CTranslate2 or
+llama.cpp. Engines are the local sibling of hosted providers (:mod:`core.providers`): all return the same results
+and Measurements, so pages, the run store and Summary show "same model, another engine" side by side.
+
+This module holds the engine names, whether each is installed (looked up without importing it), the choice
+for a model (:func:`choose_generation_engine`, :func:`choose_encoder_engine`), which always says why when it
+falls back, and :func:`load`, which loads a model on an engine through the shared model cache.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable
+
+from core import registry
+from core.catalog import ModelSpec, get_spec
+from core.config import get_settings
+from core.errors import InputError
+from core.registry import Resolution
+
+TORCH, ONNXRUNTIME, CTRANSLATE2, LLAMACPP = "torch", "onnxruntime", "ctranslate2", "llama.cpp"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One inference engine.
+
+    Attributes:
+        name: stable name, used in cache keys, measurements and the run store.
+        title: what pages show.
+        module: the Python module that provides it (looked up, never imported, to say whether it is installed).
+        install: how to get it when it is missing.
+        wheels_only: installs from prebuilt wheels (no compiler), so it works on Streamlit Community Cloud.
+    """
+
+    name: str
+    title: str
+    module: str
+    install: str
+    wheels_only: bool = True
+
+
+ENGINES = {
+    TORCH: Engine(TORCH, "PyTorch (transformers), float32", "torch", "pip install torch transformers"),
+    ONNXRUNTIME: Engine(ONNXRUNTIME, "ONNX Runtime, float32", "onnxruntime", "pip install onnxruntime onnx"),
+    CTRANSLATE2: Engine(CTRANSLATE2, "CTranslate2, int8", "ctranslate2", "pip install ctranslate2"),
+    LLAMACPP: Engine(LLAMACPP, "llama.cpp (GGUF as packaged)", "llama_cpp",
+                     "pip install llama-cpp-python (builds from source: a C++ compiler, about 10 min on 2 cores)",
+                     wheels_only=False),
+}
+# Generation engines in order of preference: llama.cpp reads the packaged GGUF as it is (no conversion, 0.1 s
+# load, ~130 tokens/s here) but builds from source; CTranslate2 int8 installs from wheels (faster-whisper needs it).
+GENERATION_ENGINES = (LLAMACPP, CTRANSLATE2, TORCH)
+ENCODER_ENGINES = (ONNXRUNTIME, TORCH)
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine a model runs on, and why when it is not the one asked for.
+
+    Attributes:
+        engine: an engine name.
+        note: one line for people when the choice fell back (empty otherwise).
+    """
+
+    engine: str
+    note: str = ""
+
+
+def installed(name: str) -> bool:
+    """Whether engine ``name``'s Python package is installed (nothing is imported)."""
+    try:
+        return importlib.util.find_spec(ENGINES[name].module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def threads() -> int:
+    """Threads an engine runs with: the same count as torch's (:func:`core.device.thread_plan`), without importing torch."""
+    from core.device import thread_plan
+
+    return thread_plan()[0]
+
+
+def _is_gguf(resolution: Resolution) -> bool:
+    return resolution.location.endswith(".gguf")
+
+
+def _fits(name: str, resolution: Resolution) -> str:
+    """Why engine ``name`` cannot run a generation model from ``resolution`` ("" when it can)."""
+    if not installed(name):
+        return f"{ENGINES[name].title} is not installed ({ENGINES[name].install})"
+    if name == LLAMACPP and not _is_gguf(resolution):
+        return "llama.cpp reads GGUF files, and these weights are not one"
+    return ""
+
+
+def generation_engines(resolution: Resolution) -> list[str]:
+    """The generation engines that can run weights from ``resolution`` here, in order of preference."""
+    return [name for name in GENERATION_ENGINES if not _fits(name, resolution)]
+
+
+def choose_generation_engine(resolution: Resolution, wanted: str = AUTO) -> EngineChoice:
+    """Pick the engine for a text-generation model.
+
+    Args:
+        resolution: where the weights come from (a packaged GGUF file, a Hub id, a folder).
+        wanted: an engine name, or ``auto`` for the fastest one available.
+
+    Returns:
+        The EngineChoice; its note says what was missing when ``wanted`` (or the first preference) could not run.
+
+    Raises:
+        InputError: for an engine name that does not generate text.
+    """
+    if wanted != AUTO and wanted not in GENERATION_ENGINES:
+        raise InputError(f"Unknown generation engine {wanted!r}; choose from {', '.join(GENERATION_ENGINES)}.")
+    usable = generation_engines(resolution)
+    first = GENERATION_ENGINES[0] if wanted == AUTO else wanted
+    if first in usable:
+        return EngineChoice(first)
+    engine = usable[0] if usable else TORCH
+    return EngineChoice(engine, f"{_fits(first, resolution)}; running on {ENGINES[engine].title} instead.")
+
+
+def choose_encoder_engine(wanted: str = AUTO) -> EngineChoice:
+    """Pick the engine for a sentence encoder: ONNX Runtime on CPU when installed, else PyTorch (with why).
+
+    Raises:
+        InputError: for an engine name that does not run encoders.
+    """
+    if wanted != AUTO and wanted not in ENCODER_ENGINES:
+        raise InputError(f"Unknown encoder engine {wanted!r}; choose from {', '.join(ENCODER_ENGINES)}.")
+    if wanted == TORCH:
+        return EngineChoice(TORCH)
+    from core.device import choose_device
+
+    if choose_device().device != "cpu":
+        return EngineChoice(TORCH, "Models run on the GPU here, so the encoder runs on PyTorch.")
+    if not installed(ONNXRUNTIME) or importlib.util.find_spec("onnx") is None:
+        return EngineChoice(TORCH, f"{ENGINES[ONNXRUNTIME].title} is not installed ({ENGINES[ONNXRUNTIME].install}); "
+                                   "running on PyTorch instead.")
+    return EngineChoice(ONNXRUNTIME)
+
+
+# --- loading through the shared model cache ----------------------------------------------------------
+def _load_generator(spec: ModelSpec, resolution: Resolution, engine: str, progress: Callable[[str], None]):
+    if engine == LLAMACPP:
+        from core.engines import llamacpp
+
+        return llamacpp.load(resolution.location, bool(spec.options.get("chat")), threads())
+    if engine == CTRANSLATE2:
+        from core.engines import ct2
+
+        return ct2.load(spec, resolution, threads(), progress)
+    raise InputError(f"{spec.title} does not run on {ENGINES[engine].title} in this app.")
+
+
+def _load_encoder(key: str, progress: Callable[[str], None]):
+    """The ONNX Runtime encoder for ``key``, or the PyTorch one with a note when the export cannot be used."""
+    from core.engines import onnx
+
+    base = registry.load(key)
+    encoder = base.model
+    folder = onnx.export_folder(get_settings().converted_dir, key, base.resolution.location)
+    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads(), progress)
+    return runner if runner is not None else FallBack(encoder, note)
+
+
+@dataclass
+class FallBack:
+    """A model that runs on PyTorch because the engine asked for could not take it; ``note`` says why."""
+
+    model: object
+    note: str
+
+
+def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None) -> registry.Loaded:
+    """Load ``key`` on ``engine`` through the shared model cache (one copy per model and engine).
+
+    Args:
+        key: catalog key of a text-generation model or a sentence encoder.
+        engine: an engine name (``torch`` returns the registry's own model).
+        progress: called with a line of text during one-time work (a conversion, an export).
+
+    Returns:
+        Loaded, whose ``model`` is the engine's runner (or a :class:`FallBack`).
+
+    Raises:
+        ModelUnavailable, ModelTooLarge: as :func:`core.registry.load`.
+        InputError: for an engine that does not run this kind of model.
+    """
+    spec = get_spec(key)
+    if engine == TORCH:
+        base = registry.load(key)
+        if spec.task != "generation":
+            return base
+        from core.engines import pytorch
+
+        return registry.Loaded(pytorch.wrap(base.model), base.spec, base.resolution, base.load_s, base.size_mb)
+    if spec.task == "generation" and engine in GENERATION_ENGINES:
+        resolution = registry.resolve(spec)
+        why = _fits(engine, resolution)
+        if why:
+            raise InputError(f"{spec.title} cannot run on {ENGINES[engine].title}: {why}.")
+        return registry.CACHE.get(f"{key}@{engine}", spec, resolution, lambda: _load_generator(spec, resolution, engine, progress))
+    if spec.task == "embedding" and engine == ONNXRUNTIME:
+        base = registry.load(key)
+        return registry.CACHE.get(f"{key}@{engine}", spec, base.resolution, lambda: _load_encoder(key, progress))
+    raise InputError(f"{spec.title} does not run on {ENGINES[engine].title} in this app.")

