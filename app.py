@@ -3,8 +3,7 @@ import streamlit as st
 
 from core.config import get_settings
 from core.registry import preload_in_background
-from ui.downloads import download_progress
-from ui.sidebar import show_memory, sidebar
+from ui.sidebar import refresh_sidebar, sidebar
 
 st.set_page_config(page_title="Use before you train", page_icon=":material/model_training:", layout="wide")
 
@@ -20,7 +19,6 @@ PAGES = [
 
 preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
 page = st.navigation(PAGES)
-memory = sidebar()
-with download_progress():  # a model download anywhere on the page shows a progress bar there
-    page.run()
-show_memory(memory)  # again after the page, so it includes what the page just loaded (skipped after st.stop)
+sidebar()
+page.run()
+refresh_sidebar()  # device and memory again after the page, so they include what it loaded (skipped after st.stop)

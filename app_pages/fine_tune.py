@@ -4,13 +4,15 @@ from itertools import count
 import pandas as pd
 import streamlit as st
 
-from core import registry, runs
+from core import providers, registry, runs
 from core.catalog import get_spec
 from core.charts import finetune as charts
 from core.finetune import arms, export, jobs
 from core.finetune import data as labelled_data
 from core.finetune import features as feats
+from core.finetune.api_arm import ApiSettings
 from ui.common import friendly_errors, session_id
+from ui.hosted import endpoint_form
 
 EXAMPLES = {
     "Example: product-review sentiment (text)": ("example:sentiment", labelled_data.example_sentiment),
@@ -112,6 +114,8 @@ ARM_HELP = {
     "transfer": "The pretrained encoder stays frozen; a logistic-regression head learns from its features.",
     "fine-tune": "The encoder's top layers are unfrozen and trained with a linear head (AdamW), within a time budget.",
     "scratch": "No pretrained weights: TF-IDF + logistic regression for texts, a small CNN for images.",
+    "api": "No training, no local model: a hosted chat model is asked for one of your class names, item by item. "
+           "Each call is paid: its cost is shown next to the training arms' time.",
 }
 
 
@@ -138,7 +142,7 @@ def _arm_checkbox(arm: str, key: str, off: bool = False) -> bool:
     (a widget's key keeps its value whatever ``value=`` says, and the arm is ticked again when it can run)."""
     if off:
         return st.checkbox(_short(arm), value=False, disabled=True, key=f"{key}_off", help=ARM_HELP[arm])
-    return st.checkbox(_short(arm), value=True, key=key, help=ARM_HELP[arm])
+    return st.checkbox(_short(arm), value=arm != "api", key=key, help=ARM_HELP[arm])  # calls cost money: opt in
 
 
 def _zero_shot_settings(kind: str) -> arms.ZeroShotSettings:
@@ -180,8 +184,15 @@ def _scratch_settings(kind: str) -> arms.ScratchSettings:
     return arms.ScratchSettings(epochs, float(budget), image_size=None if size == "auto" else int(size))
 
 
+def _api_settings(kind: str) -> ApiSettings | None:
+    st.caption("Any OpenAI-compatible chat endpoint: a hosted provider, or your own server (vLLM, llama.cpp, Ollama).")
+    point = endpoint_form(providers.CHAT, "chat", "ft_api")
+    limit = st.number_input("Most calls (one per held-out item)", 1, 2000, 200, key="ft_api_max_calls")
+    return ApiSettings(point, int(limit)) if point is not None else None
+
+
 ARM_SETTINGS = {"zero-shot": _zero_shot_settings, "transfer": _transfer_settings,
-                "fine-tune": _fine_tune_settings, "scratch": _scratch_settings}
+                "fine-tune": _fine_tune_settings, "scratch": _scratch_settings, "api": _api_settings}
 ARM_KEYS = {arm: "ft_use_" + arm.replace("-", "_") for arm in arms.ARMS}
 
 
@@ -197,7 +208,8 @@ def _arm_settings(kind: str) -> dict:
     ticked = []
     for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), border=True)):
         with column:
-            if _arm_checkbox(arm, ARM_KEYS[arm], no_encoder is not None and arm in ENCODER_ARMS):
+            if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in ENCODER_ARMS)
+                             or (arm == "api" and kind != "text")):
                 ticked.append(arm)
     if not ticked:
         return {}
@@ -206,7 +218,9 @@ def _arm_settings(kind: str) -> dict:
         chosen = {}
         for arm, tab in zip(ticked, tabs):
             with tab:
-                chosen[arm] = ARM_SETTINGS[arm](kind)
+                settings = ARM_SETTINGS[arm](kind)
+                if settings is not None:  # an incomplete endpoint says why in its tab
+                    chosen[arm] = settings
     return chosen
 
 
@@ -255,6 +269,9 @@ def _results(job) -> None:
             "latency / example (ms)": st.column_config.NumberColumn(format="%.2f"),
             "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
             "trainable params": st.column_config.NumberColumn(format="localized"),
+            "$ per 1,000 items": st.column_config.NumberColumn(
+                format="$%.4f", help="An API's charge for 1,000 more items; for local arms, their inference time "
+                "priced by a small CPU host (see Summary)."),
         },
     )
     for tab, result in zip(st.tabs([arms.TITLES[arm] for arm in results]), results.values()):

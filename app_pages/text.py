@@ -4,7 +4,7 @@ import streamlit as st
 from core import text
 from core.catalog import get_spec
 from ui.common import friendly_errors, record, show_measurement
-from ui.sidebar import model_picker, refresh_after_load
+from ui.sidebar import model_picker, refresh_sidebar
 
 SENTIMENT_EXAMPLES = {
     "Happy": "I love this movie, the cast is wonderful.",
@@ -65,7 +65,6 @@ def sentiment_section() -> None:
             st.session_state["sentiment_result"] = result
             st.session_state["sentiment_int8_comparison"] = comparison
             record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
-            refresh_after_load(result.measurement)
     result = st.session_state.get("sentiment_result")
     if result is not None:
         for note in result.notes:
@@ -86,6 +85,7 @@ def sentiment_section() -> None:
                 f"({comparison.int8.measurement.latency_s * 1000:.0f} ms vs {comparison.float32.measurement.latency_s * 1000:.0f} ms); "
                 f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
             )
+    refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- generation (a fragment too) ------------------------------------------------------------------
@@ -132,7 +132,6 @@ def generation_section() -> None:
                 "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
                 "no_repeat_ngram_size": settings.no_repeat_ngram_size,
             })
-            refresh_after_load(stream.result.measurement)
     result = st.session_state.get("generation_result")
     if result is not None:
         for note in result.notes:
@@ -140,6 +139,7 @@ def generation_section() -> None:
         if not streamed:
             output.markdown(result.text or "_(the model stopped at once: no new text)_")
         show_measurement(result.measurement)
+    refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 with sentiment_tab:

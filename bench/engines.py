@@ -150,7 +150,7 @@ def generation_rows(rates: dict, new_tokens: int, repeats: int) -> list[dict]:
                     + ("" if dequantised else "; no float32 copy of the weights is made")
                     + ("; its one-time conversion is cached, not counted" if engine == engines.CTRANSLATE2 else ""),
         })
-    print(f"generation rows in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    print(f"generation rows in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -222,8 +222,9 @@ def main() -> None:
 
     threads = engines.threads()
     rows, rates = rate_rows(threads)
-    rows += encoder_rows(rates, 5 if args.quick else 15)
-    rows += generation_rows(rates, 64, 3 if args.quick else 7)
+    for section in (lambda: encoder_rows(rates, 5 if args.quick else 15), lambda: generation_rows(rates, 64, 3 if args.quick else 7)):
+        rows += section()
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: this shared machine can be slow
     report("engines", rows)
 
 

@@ -198,7 +198,7 @@ def hub_files(spec: ModelSpec, names: list[str]) -> list[str]:
         if diffusers and not folder and base.endswith(_WEIGHTS):
             continue
         keep.append(name)
-    with_safetensors = {n.rpartition("/")[0] for n in keep if n.endswith(".safetensors")}
+    with_safetensors = {n.rpartition("/")[0] for n in keep if n.endswith(".safetensors") and not _VARIANT.search(n)}
     kept = set(keep)
     return [n for n in keep
             if not (n.endswith(_PICKLED) and n.rpartition("/")[0] in with_safetensors)

@@ -11,16 +11,16 @@ transcript against a reference (or one backend against the other).
 Decoding is deterministic by default: temperature 0 only, and no window is prompted with the
 previous one's text. Measured on 75 s of the sample repeated (tests/tiny_speech.long_speech),
 faster-whisper tiny.en with both libraries' defaults (sampling fallback up to temperature 1.0,
-conditioned on previous text) gave 5 different transcripts in 5 runs, one of them "Sri Sri Sri ..."
+conditioned on previous text) gave differing transcripts over 5 runs, one of them "Sri Sri Sri ..."
 for 0-30 s, and seeding CTranslate2 (``set_random_seed``) did not make them agree; temperature 0
-gave the same complete transcript every time, about 5 times faster.
+gave the same complete transcript in every run, decoding each window once.
 """
 from __future__ import annotations
 
 import re
 import threading
-import zlib
 import time
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterator

@@ -16,7 +16,7 @@ from core import registry
 from core.catalog import ASSETS, ModelSpec, get_spec
 from core.config import get_settings
 from core.device import choose_device
-from core.errors import InputError, ModelUnavailable
+from core.errors import InputError
 from core.heads import LinearHead
 from core.measure import Measurement, PeakTracker, measured
 from core.prepare import prepare_once

@@ -82,6 +82,7 @@ class Session:
         self.page = page
         self.timeout_s = timeout_s
         self.session_id = ""
+        self.page_script_hash = ""
         self._ids: dict[str, str] = {}
         self._fragments: dict[str, str] = {}
         self._elements: dict[str, Element] = {}
@@ -157,13 +158,14 @@ class Session:
         message = BackMsg()
         client = message.rerun_script
         client.page_name = self.page
+        client.page_script_hash = self.page_script_hash  # once known, as the frontend sends it
         client.widget_states.widgets.extend(self._state(k, v) for k, v in self._values.items())
         if click is not None:
             client.widget_states.widgets.append(WidgetState(id=self.widget_id(click), trigger_value=True))
         client.fragment_id = self._fragment_of([click] if click is not None else list(values or ()))
         started = time.perf_counter()
         self._ws.send(message.SerializeToString())
-        run = self._receive(started)
+        run = self._receive(started, whole_page=not client.fragment_id)
         run.session_id, run.fragment_id = self.session_id, client.fragment_id
         return run
 
@@ -172,7 +174,7 @@ class Session:
         fragments = {self._fragments.get(key, "") for key in keys}
         return fragments.pop() if len(fragments) == 1 else ""
 
-    def _receive(self, started: float) -> Run:
+    def _receive(self, started: float, whole_page: bool) -> Run:
         run = Run()
         deadline = started + self.timeout_s
         while True:
@@ -184,6 +186,8 @@ class Session:
             kind = msg.WhichOneof("type")
             if kind == "new_session":
                 self.session_id = msg.new_session.initialize.session_id
+                if whole_page:  # a fragment's run names the main script, not the page
+                    self.page_script_hash = msg.new_session.page_script_hash
             elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                 self._learn(msg.delta.new_element, msg.delta.fragment_id)
                 run.elements.append(msg.delta.new_element)

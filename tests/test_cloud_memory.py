@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -168,7 +169,8 @@ def _serve(cgroups: Cgroups, work: Path, extra_env: dict | None = None):
             pytest.fail("streamlit did not start in the cgroup:\n" + log.read()[-3000:])
         time.sleep(0.2)
     try:
-        yield {"url": url, "proc": proc, "sampler": sampler, "groups": cgroups, "start_s": time.monotonic() - started, "log": log}
+        yield {"url": url, "proc": proc, "sampler": sampler, "groups": cgroups, "start_s": time.monotonic() - started, "log": log,
+               "db": work / "runs.sqlite"}
     finally:
         sampler.stop.set()
         proc.terminate()
@@ -200,6 +202,33 @@ def _check(run: Run, what: str, result: str | None = None) -> Run:
     return run
 
 
+def _recorded(db: Path, model: str) -> int:
+    """Runs of ``model`` in the server's run store (every finished action records one)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM runs WHERE model = ?", (model,)).fetchone()[0]
+
+
+def _models(db: Path) -> list[str]:
+    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        return [row[0] for row in conn.execute("SELECT model FROM runs")]
+
+
+def _act(session: Session, db: Path, model: str, values: dict, click: str) -> Run:
+    """Set values and click; the action counts as done when the run store holds a new run of ``model``
+    (the page may follow a first load with a rerun of the whole page, so the click's own run need not
+    show the result)."""
+    before = _recorded(db, model)
+    run = _check(session.run(values, click=click), f"{model} ({click})")
+    deadline = time.monotonic() + 10
+    while _recorded(db, model) <= before:
+        assert time.monotonic() < deadline, (f"{click}: no run of {model} recorded (the store has {_models(db)}); "
+                                             f"warnings {run.alerts('WARNING')}, status {run.status}")
+        time.sleep(0.2)
+    return run
+
+
 def _texts(run: Run) -> str:
     return "\n".join(m.body for m in run.of_type("markdown"))
 
@@ -220,7 +249,7 @@ def _fine_tune(url: str, timeout_s: float = 150.0) -> Run:
 
 
 def test_every_offline_default_runs_in_2_7_gb_on_one_core(cloud_server, record_property):
-    url, groups, sampler = cloud_server["url"], cloud_server["groups"], cloud_server["sampler"]
+    url, groups, sampler, db = cloud_server["url"], cloud_server["groups"], cloud_server["sampler"], cloud_server["db"]
     steps: list[tuple[str, float, float]] = []  # (step, seconds, anon MB after it)
 
     def step(name: str, action) -> Run:
@@ -240,25 +269,25 @@ def test_every_offline_default_runs_in_2_7_gb_on_one_core(cloud_server, record_p
     assert "1 thread(s) (CPU quota 1 of" in _texts(first), "the sidebar should say the quota sets one thread"
     with Session(url, "text", timeout_s=180) as s:
         s.run()
-        step("text: classify (MiniLM head)", lambda: _check(s.run(
-            {"sentiment_model": s.option("sentiment_model", "MiniLM"), "sentiment_text": "I love this movie."},
-            click="sentiment_run"), "classify", "Label"))
-        step("text: generate (SmolLM2, 16 tokens)", lambda: _check(s.run(
-            {"generation_model": s.option("generation_model", "SmolLM2"), "generation_prompt": "Write a haiku.",
-             "generation_max_new_tokens": [16], "generation_temperature": [0.0]}, click="generation_run"), "generate", "Latency"))
+        step("text: classify (MiniLM head)", lambda: _act(
+            s, db, "minilm-sentiment", {"sentiment_model": s.option("sentiment_model", "MiniLM"),
+                                        "sentiment_text": "I love this movie."}, "sentiment_run"))
+        step("text: generate (SmolLM2, 16 tokens)", lambda: _act(
+            s, db, "smollm2-135m", {"generation_model": s.option("generation_model", "SmolLM2"), "generation_prompt": "Write a haiku.",
+                                    "generation_max_new_tokens": [16], "generation_temperature": [0.0]}, "generation_run"))
     with Session(url, "image-text", timeout_s=120) as s:
         step("image-text (no offline weights: the page says so)", lambda: _check(s.run(), "image-text"))
     with Session(url, "speech", timeout_s=180) as s:
         s.run()
         s.run({"speech_backend": s.option("speech_backend", "faster")})
-        step("speech: transcribe the sample (faster-whisper tiny.en)", lambda: _check(s.run(
-            {"speech_model_faster-whisper": s.option("speech_model_faster-whisper", "tiny.en")},
-            click="speech_run"), "transcribe", "Latency"))
+        step("speech: transcribe the sample (faster-whisper tiny.en)", lambda: _act(
+            s, db, "faster-whisper-tiny-en", {"speech_model_faster-whisper": s.option("speech_model_faster-whisper", "tiny.en")},
+            "speech_run"))
     with Session(url, "image-generation", timeout_s=180) as s:
         s.run()
         s.run({"imagegen_mode": s.option("imagegen_mode", "Digits")})
-        step("image-generation: draw digits", lambda: _check(s.run(
-            {"digits_count": [4], "digits_steps": [10]}, click="digits_run"), "digits"))
+        step("image-generation: draw digits", lambda: _act(
+            s, db, "digits-diffusion", {"digits_count": [4], "digits_steps": [10]}, "digits_run"))
     step("fine-tune: the four arms", lambda: _fine_tune(url))
     with Session(url, "summary", timeout_s=120) as s:
         last = step("summary", lambda: _check(s.run(), "summary"))
@@ -339,7 +368,7 @@ def full_size_server(cgroups, tmp_path_factory):
 
 
 def test_the_hub_defaults_at_full_size_share_the_budget_by_eviction(full_size_server, record_property):
-    url, groups, sampler = full_size_server["url"], full_size_server["groups"], full_size_server["sampler"]
+    url, groups, sampler, db = (full_size_server[k] for k in ("url", "groups", "sampler", "db"))
     lines = []
 
     def note(name: str, run: Run) -> None:
@@ -350,21 +379,21 @@ def test_the_hub_defaults_at_full_size_share_the_budget_by_eviction(full_size_se
 
     with Session(url, "text", timeout_s=300) as s:
         s.run()
-        note("classify (DistilBERT)", _check(s.run(
-            {"sentiment_model": s.option("sentiment_model", "DistilBERT"), "sentiment_text": "I love it."},
-            click="sentiment_run"), "classify", "Label"))
-        note("generate (SmolLM2-135M)", _check(s.run(
-            {"generation_model": s.option("generation_model", "SmolLM2"), "generation_prompt": "Hi",
-             "generation_max_new_tokens": [8], "generation_temperature": [0.0]}, click="generation_run"), "generate", "Latency"))
+        note("classify (DistilBERT)", _act(
+            s, db, "distilbert-sst2", {"sentiment_model": s.option("sentiment_model", "DistilBERT"), "sentiment_text": "I love it."},
+            "sentiment_run"))
+        note("generate (SmolLM2-135M)", _act(
+            s, db, "smollm2-135m", {"generation_model": s.option("generation_model", "SmolLM2"), "generation_prompt": "Hi",
+                                    "generation_max_new_tokens": [8], "generation_temperature": [0.0]}, "generation_run"))
     with Session(url, "image-text", timeout_s=300) as s:
         s.run()
-        note("label (CLIP ViT-B/32)", _check(s.run({"it_labels": "cat, dog"}, click="it_label_run"), "label", "Latency"))
-        note("caption (BLIP base)", _check(s.run({"it_max_new_tokens": [10]}, click="it_caption_run"), "caption", "Latency"))
+        note("label (CLIP ViT-B/32)", _act(s, db, "clip-vit-b-32", {"it_labels": "cat, dog"}, "it_label_run"))
+        note("caption (BLIP base)", _act(s, db, "blip-base", {"it_max_new_tokens": [10]}, "it_caption_run"))
     with Session(url, "text", timeout_s=300) as s:
         s.run()
-        note("classify again (DistilBERT)", _check(s.run(
-            {"sentiment_model": s.option("sentiment_model", "DistilBERT"), "sentiment_text": "Awful."},
-            click="sentiment_run"), "classify", "Label"))
+        note("classify again (DistilBERT)", _act(
+            s, db, "distilbert-sst2", {"sentiment_model": s.option("sentiment_model", "DistilBERT"), "sentiment_text": "Awful."},
+            "sentiment_run"))
     sampler.stop.set()
     sampler.join(5)
     peak_mb = max(b for _, b in sampler.samples) / 2**20

@@ -184,6 +184,13 @@ def test_engine_stream_on_torch_matches_the_text_stream(fresh_cache):
     assert stream.result.measurement.extra["time_to_first_token_s"] > 0
 
 
+def test_compare_runs_each_engine_and_keeps_the_token_ids(fresh_cache):
+    registry.install("distilgpt2", tiny.llama_lm())
+    comparison = generate.compare("distilgpt2", "Once upon a time", GREEDY, [engines.TORCH])
+    assert list(comparison.results) == [engines.TORCH] and comparison.agreement == {}
+    assert comparison.results[engines.TORCH].measurement.extra["tokens"] == comparison.results[engines.TORCH].new_tokens
+
+
 def test_an_engine_agrees_fully_with_itself(fresh_cache):
     registry.install("distilgpt2", tiny.llama_lm())
     runner = engines.load("distilgpt2", engines.TORCH).model
@@ -258,3 +265,13 @@ def test_llamacpp_streams_through_the_shared_cache(fresh_cache):
     again = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
     assert "".join(again) == streamed  # same seed, same text
     assert again.result.measurement.load_s is None
+
+
+@pytest.mark.real_model
+def test_llamacpp_agrees_with_float32_on_a_shipped_prompt(fresh_cache):
+    _gguf()
+    text.convert_packaged_weights("smollm2-135m")  # cached between runs in UBT_CONVERTED_DIR
+    comparison = generate.compare("smollm2-135m", text.PROMPT_EXAMPLES["Explain"], GREEDY, [engines.LLAMACPP, engines.TORCH])
+    _, share = comparison.agreement[engines.LLAMACPP]
+    assert share >= 0.9  # teacher-forced next-token agreement with float32 (the tolerance)
+    assert comparison.results[engines.LLAMACPP].text and comparison.results[engines.TORCH].text

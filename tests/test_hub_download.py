@@ -75,10 +75,12 @@ def test_only_the_files_the_loader_reads_are_chosen():
         "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
     diffusers_repo = ["model_index.json", "sd_turbo.safetensors", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                       "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
-                      "text_encoder/model.fp16.safetensors", "scheduler/scheduler_config.json"]
+                      "text_encoder/model.fp16.safetensors", "scheduler/scheduler_config.json",
+                      "vae/diffusion_pytorch_model.bin", "vae/diffusion_pytorch_model.fp16.safetensors"]
     assert registry.hub_files(get_spec("sd-turbo"), diffusers_repo) == [
         "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "text_encoder/model.fp16.safetensors", "scheduler/scheduler_config.json"]  # a variant alone stays
+        "text_encoder/model.fp16.safetensors", "scheduler/scheduler_config.json",  # a variant alone stays
+        "vae/diffusion_pytorch_model.bin", "vae/diffusion_pytorch_model.fp16.safetensors"]  # full precision only as .bin
     open_clip_repo = ["open_clip_config.json", "open_clip_model.safetensors", "open_clip_pytorch_model.bin",
                       "model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"]
     assert registry.hub_files(get_spec("clip-vit-b-32"), open_clip_repo) == ["open_clip_config.json", "open_clip_model.safetensors"]

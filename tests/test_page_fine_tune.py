@@ -73,6 +73,31 @@ def test_transfer_arm_runs_in_the_background_and_shows_results(page):
     assert list(stored["approach"]) == ["transfer learning"] and list(stored["kind"]) == ["training"]
 
 
+def test_api_arm_against_a_recorded_server_is_scored_priced_and_stored(page):
+    from tests.openai_servers import RecordedServer, recorded_stream
+
+    assert page.checkbox(key="ft_use_api").value is False  # paid calls: opt in
+    _only(page, "transfer")
+    page.checkbox(key="ft_use_api").set_value(True).run()
+    with RecordedServer([recorded_stream(["positive"], prompt_tokens=30)]) as server:
+        page.text_input(key="ft_api_openai-compatible_base_url").set_value(server.url)
+        page.text_input(key="ft_api_api_key").set_value("sk-PLANTED-page")
+        page.number_input(key="ft_api_p_in").set_value(1.0)
+        page.run()
+        _run_and_wait(page)
+    assert not _problems(page)
+    result = page.session_state["ft_job"].results()["api"]
+    assert result.test_examples == len(server.requests) and result.params["cost_usd"] > 0
+    assert "Calling openai-compatible/local-model scored" in page.success[0].value
+    table = _table(page, "arm")
+    assert list(table["arm"]) == ["Transfer learning (frozen features + head)", "Call an API (hosted LLM, zero-shot)"]
+    assert table["$ per 1,000 items"].iloc[1] == pytest.approx(result.params["cost_per_1000_usd"])
+    stored = runs.fetch_runs(session_id=page.session_state["session_id"])
+    api_row = stored[stored["approach"] == "call an API"].iloc[0]
+    assert api_row["api_cost_usd"] == pytest.approx(result.params["cost_usd"])
+    assert "sk-PLANTED-page" not in stored.to_csv()
+
+
 def test_trained_head_classifies_new_text_on_the_page(page):
     _only(page, "transfer")
     page.checkbox(key="ft_label_curve").set_value(False)

@@ -38,9 +38,13 @@ def page_link(page: str, label: str, icon: str) -> None:
 
 @contextmanager
 def friendly_errors(action: str):
-    """Turn any failure inside the block into a clear message; the rest of the page keeps working."""
+    """Turn any failure inside the block into a clear message; the rest of the page keeps working.
+    A model download started inside the block shows its progress there (also in a fragment's rerun)."""
+    from ui.downloads import download_progress
+
     try:
-        yield
+        with download_progress():
+            yield
     except InputError as err:
         st.warning(str(err), icon=":material/edit_note:")
     except ModelUnavailable as err:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import registry
 from core.catalog import FAMILIES, ModelSpec, specs
 from core.config import get_settings
 from core.device import device_summary
-from core.measure import Measurement, rss_mb
+from core.measure import rss_mb
 from ui.common import SOURCE_LABELS
 
 NOT_HERE = "not here"
+FIGURES_SLOT = "sidebar_figures_slot"  # session state: where this session's sidebar figures are drawn
 
 
 @dataclass(frozen=True)
@@ -48,39 +48,36 @@ def _availability_text(rows: tuple[Available, ...]) -> str:
     return "\n\n".join(blocks)
 
 
-def show_memory(slot) -> None:
-    """Draw the memory figures (models in the cache against the budget, the process) into ``slot``, an
-    ``st.empty()``; drawing again replaces them."""
+def _draw_figures(slot) -> None:
     budget = get_settings().memory_budget_mb
     used, process = registry.CACHE.used_mb(), rss_mb()
     with slot.container():
+        st.caption(f"**Device:** {device_summary()}")
         st.caption(f"**Memory:** models {used:,.0f} MB of a {budget:,} MB budget · process {process:,.0f} MB")
         st.progress(min(used / max(budget, 1), 1.0))
 
 
-def refresh_after_load(measurement: Measurement) -> None:
-    """After a section's own run (``st.fragment``) that loaded a model, rerun the whole page once, so the
-    sidebar's device and memory figures include the model: a fragment's run leaves the sidebar as it was."""
-    ctx = get_script_run_ctx()
-    if measurement.load_s is not None and ctx is not None and ctx.fragment_ids_this_run:
-        st.rerun()
-
-
-def sidebar():
+def sidebar() -> None:
     """Draw the sidebar once per run: device, memory in use against the budget, and which models are
-    available from where.
-
-    Returns:
-        The memory slot: pass it to :func:`show_memory` after the page has run, so the figures include
-        what the page just loaded.
-    """
+    available from where."""
     with st.sidebar:
-        st.caption(f"**Device:** {device_summary()}")
-        memory = st.empty()
-        show_memory(memory)
+        slot = st.empty()
+        st.session_state[FIGURES_SLOT] = slot
+        _draw_figures(slot)
         with st.expander("Models available here", expanded=False):
             st.caption(_availability_text(_availability()))
-    return memory
+
+
+def refresh_sidebar() -> None:
+    """Draw the sidebar's device and memory figures again, as they are now (replacing the earlier ones).
+
+    app.py calls it after the page, so the figures include what the page loaded. A page section that
+    reruns on its own (``st.fragment``) calls it at its end: such a run leaves the sidebar as it was, and
+    it must draw there in the page's whole runs too, for Streamlit to keep its place.
+    """
+    slot = st.session_state.get(FIGURES_SLOT)
+    if slot is not None:  # None: a page script run on its own, without app.py
+        _draw_figures(slot)
 
 
 def model_picker(label: str, task: str, key: str, family: str | None = None) -> ModelSpec:

@@ -119,6 +119,8 @@ class EngineStream:
         self.key, self.engine, self.prompt, self.settings, self.stop_at_eos = key, engine, prompt, settings, stop_at_eos
         self.result = None
         self.started = time.perf_counter()
+        self.prompt_token_ids: list[int] = []
+        self.token_ids: list[int] = []
 
     def __iter__(self) -> Iterator[str]:
         from core import engines
@@ -151,6 +153,7 @@ class EngineStream:
             finally:
                 tokens.close()  # releases the runner for the next caller even when the reader stops early
             seconds = time.perf_counter() - start
+        self.prompt_token_ids, self.token_ids = list(ids), new_ids
         final = lm.decode(new_ids)
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown):]
@@ -218,3 +221,48 @@ def agreement(engine: EngineLM, reference: EngineLM, prompts: Sequence[str], new
         matches += sum(p == t for p, t in zip(predicted, theirs))
         positions += len(theirs)
     return Agreement(firsts, matches / max(positions, 1), positions)
+
+
+@dataclass
+class EngineComparison:
+    """One prompt on several engines, for the Text page's "compare engines".
+
+    Attributes:
+        results: engine name -> its GenerationResult (text, tokens/s, load time, peak memory).
+        agreement: engine name -> (first differing greedy token, teacher-forced next-token agreement) against
+            PyTorch float32 on this prompt; filled only for greedy decoding, when PyTorch is among the engines.
+    """
+
+    results: dict
+    agreement: dict[str, tuple[int | None, float]]
+
+
+def compare(key: str, prompt: str, settings, names: Sequence[str]) -> EngineComparison:
+    """Generate from ``prompt`` on each engine in ``names`` (same settings), and compare each with PyTorch float32.
+
+    Args:
+        key: catalog key of a text-generation model.
+        prompt: the user's prompt.
+        settings: a :class:`core.text.GenerationSettings`.
+        names: engine names, e.g. the output of :func:`core.engines.generation_engines`.
+
+    Returns:
+        The EngineComparison.
+    """
+    from core import engines
+
+    streams = {}
+    for name in names:
+        streams[name] = EngineStream(key, name, prompt, settings)
+        for _ in streams[name]:
+            pass
+    agreement = {}
+    reference = streams.get(engines.TORCH)
+    if reference is not None and settings.temperature <= 0 and reference.token_ids:
+        ids, theirs = reference.prompt_token_ids, reference.token_ids
+        for name, stream in streams.items():
+            if name != engines.TORCH:
+                predicted = engines.load(key, name).model.forced_argmax(ids + theirs, len(ids))
+                share = sum(p == t for p, t in zip(predicted, theirs)) / len(theirs)
+                agreement[name] = (first_difference(stream.token_ids, theirs), share)
+    return EngineComparison({name: stream.result for name, stream in streams.items()}, agreement)

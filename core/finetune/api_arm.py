@@ -11,9 +11,6 @@ from core import providers
 from core.errors import InputError
 from core.finetune import arms
 
-ARM, APPROACH, TITLE = "api", "call an API", "Call an API (hosted LLM, zero-shot)"
-
-
 @dataclass(frozen=True)
 class ApiSettings:
     """The endpoint to call (key included; never stored) and the most calls allowed (each one is paid)."""
@@ -57,7 +54,7 @@ def run_api(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: A
              f"{answer.input_tokens:,} input + {answer.output_tokens:,} output tokens cost ${cost:.4f} "
              f"(${m.extra['cost_per_1000_usd']:.3f} per 1,000 items at the prices set)."] + answer.notes
     return arms.ArmResult(
-        arm=ARM, approach=APPROACH, model=settings.endpoint.label, source="hosted", device=m.device, labels=labels,
+        arm="api", approach=arms.APPROACHES["api"], model=settings.endpoint.label, source="hosted", device=m.device, labels=labels,
         accuracy=accuracy, macro_f1=macro_f1, confusion=confusion, train_s=0.0,
         latency_s=m.latency_s / max(len(texts), 1), peak_mb=0.0, trainable_params=0, train_examples=0,
         test_examples=len(test_idx), params={"endpoint": settings.endpoint.label, "cost_usd": cost,

@@ -33,13 +33,15 @@ from core.finetune import stats
 from core.heads import LinearHead
 from core.measure import measured
 
-ARMS = ("zero-shot", "transfer", "fine-tune", "scratch")
-APPROACHES = {"zero-shot": "use as is", "transfer": "transfer learning", "fine-tune": "fine-tune", "scratch": "from scratch"}
+ARMS = ("zero-shot", "transfer", "fine-tune", "scratch", "api")
+APPROACHES = {"zero-shot": "use as is", "transfer": "transfer learning", "fine-tune": "fine-tune", "scratch": "from scratch",
+              "api": "call an API"}
 TITLES = {
     "zero-shot": "Use as is (zero-shot)",
     "transfer": "Transfer learning (frozen features + head)",
     "fine-tune": "Fine-tune (top layers unfrozen)",
     "scratch": "From scratch (no pretrained weights)",
+    "api": "Call an API (hosted LLM, zero-shot)",
 }
 HEAVY = frozenset({"fine-tune", "scratch"})
 TASKS = {"text": "text-classification", "image": "image-classification"}
@@ -926,7 +928,14 @@ def run_from_scratch(data, train_idx, test_idx, settings: ScratchSettings, progr
     return _scratch_images(data, train_idx, test_idx, settings, progress, stop or Event())
 
 
-RUNNERS = {"zero-shot": run_zero_shot, "transfer": run_transfer, "fine-tune": run_fine_tune, "scratch": run_from_scratch}
+def _run_api(*args) -> ArmResult:
+    from core.finetune.api_arm import run_api  # the fifth arm lives beside, with the hosted client
+
+    return run_api(*args)
+
+
+RUNNERS = {"zero-shot": run_zero_shot, "transfer": run_transfer, "fine-tune": run_fine_tune, "scratch": run_from_scratch,
+           "api": _run_api}
 
 
 def run_arm(arm: str, data, train_idx, test_idx, settings, progress: ProgressFn = _no_progress,
@@ -1027,7 +1036,11 @@ def verdict(results: dict[str, ArmResult]) -> str:
     distinguishable from it, counts as close, and the cheapest close arm is recommended.
     """
     parts = []
-    zero, transfer, tune, scratch = (results.get(arm) for arm in ARMS)
+    zero, transfer, tune, scratch, api = (results.get(arm) for arm in ARMS)
+    if api:
+        parts.append(f"Calling {api.model} scored {api.accuracy:.0%} with no training, for "
+                     f"${api.params.get('cost_usd', 0):.4f} on the held-out set "
+                     f"(${api.params.get('cost_per_1000_usd', 0):.3f} per 1,000 items).")
     if zero:
         parts.append(f"Used as is, {zero.model} scored {zero.accuracy:.0%} with no training.")
     if transfer:
@@ -1086,8 +1099,17 @@ def results_table(results: dict[str, ArmResult]) -> list[dict]:
         "95% interval": stats.interval_text(r.hits, r.test_examples), "macro-F1": r.macro_f1,
         "training (s)": r.train_s, "stopped by": stopped_by_text(r), "latency / example (ms)": r.latency_s * 1000,
         "peak memory (MB)": r.peak_mb, "trainable params": r.trainable_params, "examples used": r.train_examples,
-        "held out": r.test_examples,
+        "held out": r.test_examples, "$ per 1,000 items": _per_thousand_usd(r),
     } for r in (results[arm] for arm in ARMS if arm in results)]
+
+
+def _per_thousand_usd(result: ArmResult) -> float:
+    """What 1,000 more items would cost: an API's charge, else the inference time priced by the host."""
+    from core.costs import cost_usd
+
+    if "cost_per_1000_usd" in result.params:
+        return float(result.params["cost_per_1000_usd"])
+    return cost_usd(result.latency_s * 1000, result.device)
 
 
 def record(result: ArmResult, data, session_id: str | None = None) -> None:
@@ -1101,4 +1123,5 @@ def record(result: ArmResult, data, session_id: str | None = None) -> None:
             "train_examples": result.train_examples, "test_examples": result.test_examples, "classes": len(result.labels),
         },
         metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
+        api_cost_usd=result.params.get("cost_usd"),
     )
