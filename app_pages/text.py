@@ -1,9 +1,11 @@
 """Text page: sentiment classification and streamed text generation, measured."""
 import streamlit as st
 
-from core import text
+from core import providers, text
 from core.catalog import get_spec
 from ui.common import friendly_errors, record, show_measurement
+from ui.hosted import BOTH, HOSTED, LOCAL, endpoint_form, stream_chat, where_picker
+from ui.hosted import classify as hosted_classify
 from ui.sidebar import model_picker, refresh_sidebar
 
 SENTIMENT_EXAMPLES = {
@@ -35,6 +37,30 @@ st.caption(
 sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
 
 
+SENTIMENT_LABELS = ("positive", "negative")
+
+
+def _show_local_sentiment(result) -> None:
+    for note in result.notes:
+        st.info(note, icon=":material/info:")
+    if len(result.predictions) == 1:
+        best = result.predictions[0]
+        st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off", delta_arrow="off")
+    else:
+        st.dataframe(
+            [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
+            width="stretch", hide_index=True,
+        )
+    show_measurement(result.measurement)
+    comparison = st.session_state.get("sentiment_int8_comparison")
+    if comparison is not None:
+        st.caption(
+            f"**int8 against float32 on these texts:** {comparison.speedup:.2f}× the speed "
+            f"({comparison.int8.measurement.latency_s * 1000:.0f} ms vs {comparison.float32.measurement.latency_s * 1000:.0f} ms); "
+            f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
+        )
+
+
 # --- sentiment (a fragment: its clicks rerun this section only, not the page and its sidebar) -------
 @st.fragment
 def sentiment_section() -> None:
@@ -55,40 +81,73 @@ def sentiment_section() -> None:
     )
     _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example", lines_key="sentiment_many")
     st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
-    if st.button("Classify", type="primary", key="sentiment_run"):
+    where = where_picker("sentiment_where")
+    point = None
+    if where != LOCAL:
+        with st.expander("Hosted endpoint (a chat model, asked for “positive” or “negative”)", expanded=True):
+            point = endpoint_form(providers.CHAT, "chat", "sentiment_hosted")
+    local_out, hosted_out = st.columns(2, border=True) if where == BOTH else (st.container(), st.container())
+    if where == BOTH:
+        local_out.markdown("**This server**")
+        hosted_out.markdown("**Hosted API**")
+    if st.button("Classify", type="primary", key="sentiment_run", disabled=where != LOCAL and point is None):
         st.session_state.pop("sentiment_result", None)
-        with friendly_errors("Classification"), st.spinner(f"Running {spec.title} ..."):
+        st.session_state.pop("sentiment_hosted_result", None)
+        with friendly_errors("Classification"):
             prepared = text.prepare_texts(st.session_state.get("sentiment_text", ""), many=many)
-            comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
-            result = comparison.int8 if comparison else text.classify(prepared.texts, spec.key)
-            result.notes[:0] = prepared.notes
-            st.session_state["sentiment_result"] = result
-            st.session_state["sentiment_int8_comparison"] = comparison
-            record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
+            if where != HOSTED:
+                with local_out, st.spinner(f"Running {spec.title} ..."):
+                    comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
+                    result = comparison.int8 if comparison else text.classify(prepared.texts, spec.key)
+                    result.notes[:0] = prepared.notes
+                    st.session_state["sentiment_result"] = result
+                    st.session_state["sentiment_int8_comparison"] = comparison
+                    record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
+            if where != LOCAL:
+                with hosted_out:
+                    answer = hosted_classify(point, prepared.texts, list(SENTIMENT_LABELS))
+                if answer is not None:
+                    answer.notes[:0] = prepared.notes
+                    st.session_state["sentiment_hosted_result"] = (prepared.texts, answer)
+                    record(answer.measurement, "text", "sentiment", {"texts": len(prepared.texts)})
     result = st.session_state.get("sentiment_result")
     if result is not None:
-        for note in result.notes:
-            st.info(note, icon=":material/info:")
-        if len(result.predictions) == 1:
-            best = result.predictions[0]
-            st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off", delta_arrow="off")
-        else:
-            st.dataframe(
-                [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
-                width="stretch", hide_index=True,
-            )
-        show_measurement(result.measurement)
-        comparison = st.session_state.get("sentiment_int8_comparison")
-        if comparison is not None:
-            st.caption(
-                f"**int8 against float32 on these texts:** {comparison.speedup:.2f}× the speed "
-                f"({comparison.int8.measurement.latency_s * 1000:.0f} ms vs {comparison.float32.measurement.latency_s * 1000:.0f} ms); "
-                f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
-            )
+        with local_out:
+            _show_local_sentiment(result)
+    hosted = st.session_state.get("sentiment_hosted_result")
+    if hosted is not None:
+        with hosted_out:
+            texts, answer = hosted
+            for note in answer.notes:
+                st.info(note, icon=":material/info:")
+            if len(texts) == 1:
+                st.metric("Label", (answer.labels[0] or "no label").capitalize())
+            else:
+                st.dataframe([{"text": t, "label": label or "(no label)"} for t, label in zip(texts, answer.labels)],
+                             width="stretch", hide_index=True)
+            show_measurement(answer.measurement)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- generation (a fragment too) ------------------------------------------------------------------
+def _generate_here(spec, prepared, settings) -> None:
+    """Stream a local generation into the current container and keep and record its result."""
+    stream = text.TextStream(spec.key, prepared.texts[0], settings)  # the wait is counted from here
+    if text.needs_conversion(spec.key):
+        with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
+            stream.prepare(progress=st.write)
+            status.update(label="Converted the packaged weights", state="complete", expanded=False)
+    with st.spinner(f"Loading {get_spec(spec.key).title} ..."):
+        st.write_stream(stream)
+    stream.result.notes[:0] = prepared.notes
+    st.session_state["generation_result"] = stream.result
+    record(stream.result.measurement, "text", "generation", {
+        "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+        "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
+        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+    })
+
+
 @st.fragment
 def generation_section() -> None:
     spec = model_picker("Generation model", task="generation", key="generation_model")
@@ -110,35 +169,46 @@ def generation_section() -> None:
         ),
         seed=int(c6.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
     )
-    clicked = st.button("Generate", type="primary", key="generation_run")
-    output = st.container()
-    streamed = False
+    where = where_picker("generation_where")
+    point = None
+    if where != LOCAL:
+        with st.expander("Hosted endpoint", expanded=True):
+            point = endpoint_form(providers.CHAT, "chat", "generation_hosted")
+    clicked = st.button("Generate", type="primary", key="generation_run", disabled=where != LOCAL and point is None)
+    local_out, hosted_out = st.columns(2, border=True) if where == BOTH else (st.container(), st.container())
+    if where == BOTH:
+        local_out.markdown("**This server**")
+        hosted_out.markdown("**Hosted API**")
+    streamed = set()
     if clicked:
         st.session_state.pop("generation_result", None)
+        st.session_state.pop("generation_hosted_result", None)
         with friendly_errors("Generation"):
             prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
-            stream = text.TextStream(spec.key, prepared.texts[0], settings)  # the wait is counted from here
-            if text.needs_conversion(spec.key):
-                with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
-                    stream.prepare(progress=st.write)
-                    status.update(label="Converted the packaged weights", state="complete", expanded=False)
-            with output, st.spinner(f"Loading {get_spec(spec.key).title} ..."):
-                st.write_stream(stream)
-            streamed = True
-            stream.result.notes[:0] = prepared.notes
-            st.session_state["generation_result"] = stream.result
-            record(stream.result.measurement, "text", "generation", {
-                "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-                "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
-                "no_repeat_ngram_size": settings.no_repeat_ngram_size,
-            })
-    result = st.session_state.get("generation_result")
-    if result is not None:
-        for note in result.notes:
-            st.info(note, icon=":material/info:")
-        if not streamed:
-            output.markdown(result.text or "_(the model stopped at once: no new text)_")
-        show_measurement(result.measurement)
+            if where != HOSTED:
+                with local_out:
+                    _generate_here(spec, prepared, settings)
+                streamed.add("generation_result")
+            if where != LOCAL:
+                with hosted_out:
+                    answer = stream_chat(point, prepared.texts[0], settings.max_new_tokens, settings.temperature,
+                                         settings.top_p, settings.seed)
+                if answer is not None:
+                    streamed.add("generation_hosted_result")
+                    answer.notes[:0] = prepared.notes
+                    st.session_state["generation_hosted_result"] = answer
+                    record(answer.measurement, "text", "generation", {"max_new_tokens": settings.max_new_tokens,
+                                                                        "temperature": settings.temperature})
+    for key, out in (("generation_result", local_out), ("generation_hosted_result", hosted_out)):
+        result = st.session_state.get(key)
+        if result is None:
+            continue
+        with out:
+            for note in result.notes:
+                st.info(note, icon=":material/info:")
+            if key not in streamed:
+                st.markdown(result.text or "_(the model stopped at once: no new text)_")
+            show_measurement(result.measurement)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 

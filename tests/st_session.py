@@ -186,8 +186,8 @@ class Session:
             kind = msg.WhichOneof("type")
             if kind == "new_session":
                 self.session_id = msg.new_session.initialize.session_id
-                if whole_page:  # a fragment's run names the main script, not the page
-                    self.page_script_hash = msg.new_session.page_script_hash
+            elif kind == "navigation" and whole_page:  # st.navigation names the page it runs
+                self.page_script_hash = msg.navigation.page_script_hash
             elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                 self._learn(msg.delta.new_element, msg.delta.fragment_id)
                 run.elements.append(msg.delta.new_element)

@@ -136,3 +136,76 @@ def test_repetition_controls_default_to_the_settings_and_reach_the_run(page):
     _generate(page, generation_repetition_penalty=1.5, generation_no_repeat_ngram=2)
     params = _last_generation_run()["params"]
     assert (params["repetition_penalty"], params["no_repeat_ngram_size"]) == (1.5, 2)
+
+
+# --- hosted: "call an API" beside the local run -----------------------------------------------------
+PLANTED = "sk-PLANTED-text-page-0042"
+
+
+def _hosted(page, url: str, where: str = "Both, side by side"):
+    from core.catalog import get_spec
+
+    page.selectbox(key="generation_model").select(get_spec("smollm2-135m")).run()
+    page.button(key="generation_example_Story").click().run()
+    page.slider(key="generation_max_new_tokens").set_value(6).run()
+    page.segmented_control(key="generation_where").set_value(where).run()
+    page.text_input(key="generation_hosted_openai-compatible_base_url").set_value(url)
+    page.text_input(key="generation_hosted_api_key").set_value(PLANTED)
+    page.number_input(key="generation_hosted_p_out").set_value(2.0)
+    page.run()
+    page.button(key="generation_run").click().run()
+
+
+def test_hosted_and_local_side_by_side_against_a_recorded_server(page, tmp_path, monkeypatch):
+    from core import runs
+    from tests.openai_servers import RecordedServer, recorded_stream
+
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
+    with RecordedServer([recorded_stream(["Once", " there", " was"], prompt_tokens=12)]) as server:
+        _hosted(page, server.url)
+    assert not _errors(page)
+    hosted = page.session_state["generation_hosted_result"]
+    assert hosted.text == "Once there was" and page.session_state["generation_result"].text is not None
+    labels = [m.label for m in page.metric]
+    assert labels.count("Latency") == 2 and "Time to first token" in labels and "Cost ($)" in labels
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {PLANTED}"
+    stored = runs.fetch_runs(session_id=page.session_state["session_id"])
+    assert sorted(stored["approach"]) == ["call an API", "use as is"]
+    assert stored.loc[stored["approach"] == "call an API", "api_cost_usd"].iloc[0] == pytest.approx(3 * 2.0 / 1e6)
+    # the key is nowhere but the request it authorised: not in the run store file, not in any element drawn
+    assert PLANTED.encode() not in (tmp_path / "runs.sqlite").read_bytes()
+    assert PLANTED not in str([e.proto for e in page.main]) + str([e.proto for e in page.sidebar])
+
+
+def test_hosted_failure_is_one_line_and_the_local_answer_stays(page):
+    from tests.openai_servers import RecordedServer, recorded_error
+
+    with RecordedServer([recorded_error(401, f"bad key {PLANTED}")]) as server:
+        _hosted(page, server.url)
+    assert not page.exception
+    (error,) = [e.value for e in page.error]
+    assert "refused the key (HTTP 401)" in error and PLANTED not in error
+    assert page.session_state["generation_result"] is not None  # the local run is kept
+
+
+def test_hosted_generate_is_disabled_until_the_endpoint_is_complete(page):
+    page.segmented_control(key="generation_where").set_value("Hosted API").run()
+    page.text_input(key="generation_hosted_openai-compatible_base_url").set_value("").run()
+    assert page.button(key="generation_run").disabled
+    assert any("base URL" in w.value for w in page.warning)
+
+
+def test_hosted_sentiment_against_a_recorded_server(page):
+    from tests.openai_servers import RecordedServer, recorded_stream
+
+    page.button(key="sentiment_example_Happy").click().run()
+    page.segmented_control(key="sentiment_where").set_value("Hosted API").run()
+    page.text_input(key="sentiment_hosted_openai-compatible_base_url").set_value("http://127.0.0.1:9/v1").run()
+    with RecordedServer([recorded_stream(["Positive"])]) as server:
+        page.text_input(key="sentiment_hosted_openai-compatible_base_url").set_value(server.url).run()
+        page.button(key="sentiment_run").click().run()
+    assert not _errors(page)
+    assert "Positive" in [m.value for m in page.metric]
+    assert "sentiment_result" not in page.session_state  # hosted only: nothing ran here
+    sent = server.requests[0]["body"].decode()
+    assert "positive" in sent and "negative" in sent and "I love this movie" in sent

@@ -20,6 +20,7 @@ SOURCE_LABELS = {
     "package": "PyPI package",
     "bundled": "trained by this project",
     "test": "test model",
+    "hosted": "hosted API (weights not here)",
 }
 
 
@@ -71,6 +72,8 @@ def _extra_metric(name: str, value: float) -> tuple[str, str]:
         return words[:-2].capitalize(), _fmt_seconds(value)
     if name.endswith("_mb"):
         return words[:-3].capitalize(), f"{value:,.0f} MB"
+    if name.endswith("_usd"):
+        return words[:-4].capitalize() + " ($)", f"${value:,.4g}"
     return words.capitalize(), f"{value:,.3g}"
 
 
@@ -79,6 +82,7 @@ LOADED_HELP = "Time this run spent loading the model: only its first use pays it
 CACHED_HELP = "The model was already in memory, so this run loaded nothing."
 ADDED_HELP = ("Memory this run needed: its peak minus what the server held before it, plus the model's own "
               "size when this run loaded it.")
+HOSTED_HELP = "From sending the request to the last piece of the answer, network included."
 PEAK_HELP = ("The whole server process at its highest during this run: every model loaded, Streamlit and other "
              "people's runs included. Not what this run needed: see Memory added.")
 
@@ -89,13 +93,16 @@ def show_measurement(m: Measurement) -> None:
         st.caption(
             f"**Model** `{m.model_id}` · **weights** {SOURCE_LABELS.get(m.source, m.source)} · **device** {m.device}"
         )
-        metrics = [
-            ("Load (first use)", "cached", CACHED_HELP) if m.load_s is None
-            else ("Load (first use)", _fmt_seconds(m.load_s), LOADED_HELP),
-            ("Latency", _fmt_seconds(m.latency_s), None),
-            ("Memory added", "—" if m.added_mb is None else f"{m.added_mb:,.0f} MB", ADDED_HELP),
-            ("Peak memory", f"{m.peak_mb:,.0f} MB", PEAK_HELP),
-        ]
+        if m.source == "hosted":  # nothing loads or runs here: the figures are the call's
+            metrics = [("Latency", _fmt_seconds(m.latency_s), HOSTED_HELP)]
+        else:
+            metrics = [
+                ("Load (first use)", "cached", CACHED_HELP) if m.load_s is None
+                else ("Load (first use)", _fmt_seconds(m.load_s), LOADED_HELP),
+                ("Latency", _fmt_seconds(m.latency_s), None),
+                ("Memory added", "—" if m.added_mb is None else f"{m.added_mb:,.0f} MB", ADDED_HELP),
+                ("Peak memory", f"{m.peak_mb:,.0f} MB", PEAK_HELP),
+            ]
         metrics += [(*_extra_metric(name, value), None) for name, value in m.extra.items()]
         for start in range(0, len(metrics), METRICS_PER_ROW):
             cols = st.columns(METRICS_PER_ROW)
@@ -104,11 +111,13 @@ def show_measurement(m: Measurement) -> None:
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
-    """Store a run's measurements (never its inputs) in the run store."""
+    """Store a run's measurements (never its inputs) in the run store; a hosted call as "call an API", with its charge."""
     from core import runs
 
+    hosted = m.source == "hosted"
     runs.record_run(
         page=page, task=task, model=m.model, source=m.source, device=m.device, params=params or {},
         load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
         metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
+        approach="call an API" if hosted else "use as is", api_cost_usd=m.extra.get("cost_usd") if hosted else None,
     )

@@ -5,6 +5,8 @@ it is never echoed, logged, stored in the run store, or put in a URL.
 """
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from core import providers
@@ -39,7 +41,7 @@ def endpoint_form(kind: str, task: str, key: str) -> providers.Endpoint | None:
         key: a prefix for the widgets' keys, unique on the page.
     """
     choices = [p.key for p in providers.PROVIDERS.values() if kind in p.kinds]
-    env_url = secrets().get("OPENAI_BASE_URL") or ""
+    env_url = secrets().get("OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL", "")
     provider_key = st.selectbox("Provider", choices, key=f"{key}_provider",
                                 format_func=lambda k: providers.PROVIDERS[k].title)
     provider = providers.PROVIDERS[provider_key]
@@ -82,3 +84,36 @@ def hosted_error(err: providers.HostedError) -> None:
     icon = {"no-key": ":material/key_off:", "unreachable": ":material/cloud_off:",
             "rate-limited": ":material/hourglass_top:"}.get(err.kind, ":material/error:")
     st.error(str(err), icon=icon)
+
+
+# --- runs on a family page ---------------------------------------------------------------------------
+LOCAL, HOSTED, BOTH = "This server", "Hosted API", "Both, side by side"
+
+
+def where_picker(key: str) -> str:
+    """Where to run: this server, a hosted API, or both on the same input."""
+    return st.segmented_control("Run on", [LOCAL, HOSTED, BOTH], default=LOCAL, key=key,
+                                help="A hosted API runs the model elsewhere: no weights here, a price per call.") or LOCAL
+
+
+def stream_chat(point: providers.Endpoint, prompt: str, max_tokens: int, temperature: float, top_p: float,
+                seed: int) -> providers.HostedText | None:
+    """Stream a hosted chat answer into the page; None (with one line said) when the call failed."""
+    stream = providers.ChatStream(point, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    try:
+        with st.spinner(f"Calling {point.label} ..."):
+            st.write_stream(stream)
+    except providers.HostedError as err:
+        hosted_error(err)
+        return None
+    return stream.result
+
+
+def classify(point: providers.Endpoint, texts: list[str], labels: list[str]) -> providers.HostedLabels | None:
+    """Zero-shot labels from a hosted chat model; None (with one line said) when a call failed."""
+    try:
+        with st.spinner(f"Calling {point.label} ({len(texts)} call{'s' if len(texts) != 1 else ''}) ..."):
+            return providers.classify(point, texts, labels)
+    except providers.HostedError as err:
+        hosted_error(err)
+        return None

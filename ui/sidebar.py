@@ -42,7 +42,8 @@ def _availability_text(rows: tuple[Available, ...]) -> str:
     """The list of models by family, as one block of markdown (one element instead of one per model)."""
     blocks = []
     for family in FAMILIES:
-        lines = [f"{'✅' if r.source != NOT_HERE else '⛔'} {r.title} — {r.source}" for r in rows if r.family == family]
+        lines = [f"{':material/check_circle:' if r.source != NOT_HERE else ':material/block:'} {r.title} — {r.source}"
+                 for r in rows if r.family == family]
         if lines:
             blocks.append(f"**{family}**  \n" + "  \n".join(lines))
     return "\n\n".join(blocks)
