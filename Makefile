@@ -1,8 +1,9 @@
-# Two commands: `make run` (install everything, start the app) and `make test` (install everything, run the tests).
+# Two commands: `make run` (install the app, start it) and `make test` (install the app and the test tools, run the tests).
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PORT   ?= 8501
 
 .PHONY: run test bench browser clean
@@ -10,11 +11,16 @@ PORT   ?= 8501
 # requirements.txt is Community Cloud's file: torch and torchvision from PyTorch's CPU wheel index, which
 # this project's machines cannot reach (pip would wait on it). Here the same pins come from PyPI: the index
 # line and the +cpu labels are dropped (tests/test_requirements.py checks the versions installed here match).
-$(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
+$(STAMP): requirements.txt requirements-offline.txt
 	$(PYTHON) -m venv $(VENV)
 	sed -e '/^--extra-index-url/d' -e 's/+cpu$$//' requirements.txt > $(VENV)/requirements-local.txt
-	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt
+	$(BIN)/pip install -r $(VENV)/requirements-local.txt
 	$(BIN)/pip install --no-deps --require-hashes -r requirements-offline.txt
+	touch $@
+
+# What only the tests need, above all llama.cpp's server, which compiles: never on `make run`'s path.
+$(TEST_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt
 	touch $@
 
 # Debian's Chromium and its driver, for the browser test (skipped when already there).
@@ -26,10 +32,10 @@ browser:
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from bench.common import MET, NOISE, NOT_MET, OUT, ROOT
 
-FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory", "engines", "clicks", "many_people")
+FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory", "engines", "hosted", "clicks", "many_people")
 COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "spread", "floor", "vs_floor", "peak_mb", "target", "status", "note")
 
 

@@ -93,7 +93,7 @@ def main() -> None:
     levels, requests, mixed_requests, tokens = ((1, 8, 32), 3, 2, 24) if args.quick else ((1, 8, 32), 8, 3, 48)
     classify, minimal, generate, transcribe = scenarios(tokens)
     work = Path(tempfile.mkdtemp(prefix="ubt-bench-many-"))
-    for folder in ("app", "ref", "page", "mixed"):
+    for folder in ("app", "ref", "page", "one-thread", "mixed"):
         (work / folder).mkdir()
     (work / "page" / "minimal.py").write_text(MINIMAL_PAGE)
     shutil.copytree(ROOT / ".streamlit", work / "page" / ".streamlit")
@@ -110,6 +110,12 @@ def main() -> None:
                 rows.append(_row(f"{sessions} session(s) × {requests} classify (MiniLM head)", ours, theirs,
                                  final=sessions == max(levels)))
                 print(rows[-1], flush=True)
+        sessions = max(levels)
+        with tiny_server(work / "one-thread", env={**env, "UBT_THREADS": "1"}, start_timeout_s=300) as app:
+            drive(app, 1, 1, (classify,))
+            rows.append(_row(f"{sessions} sessions × {requests} classify, one torch thread per request (UBT_THREADS=1)",
+                             drive(app, sessions, requests, (classify,)), None, final=True))
+            rows[-1]["note"] = "an option, to compare with the row above (default threads), measured after it"
         with tiny_server(work / "mixed", env=env, start_timeout_s=300) as app:
             rows += mixed(app, (classify, generate, transcribe), mixed_requests)
     finally:

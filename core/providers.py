@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from core.errors import InputError
 from core.measure import Measurement
 
-CHAT, TRANSCRIPTION, IMAGES, HF_TASKS = "openai-chat", "openai-transcription", "openai-images", "hf"
+CHAT, TRANSCRIPTION, IMAGES = "openai-chat", "openai-transcription", "openai-images"
 REACH_TIMEOUT_S = 2.0  # "endpoint unreachable" is said within this
 MAX_RESPONSE_BYTES = 20 * 2**20  # a larger answer is refused as oversized
 MAX_RETRY_WAIT_S = 20.0  # a 429 asking for a longer wait is not retried
@@ -58,11 +58,11 @@ class Provider:
     Attributes:
         key: short name, used in settings and the run store.
         title: what the page shows.
-        kinds: the call kinds it serves (``openai-chat``, ``openai-transcription``, ``openai-images``, ``hf``).
+        kinds: the call kinds it serves (``openai-chat``, ``openai-transcription``, ``openai-images``); this
+            version calls ``openai-chat`` only.
         base_url: its API root; None when the user supplies one (any OpenAI-compatible server).
         key_env: environment variables (and secrets names) that may hold its key, first found wins.
         url_env: an environment variable (and secrets name) that may hold its base URL.
-        hf_provider: the ``provider=`` of Hugging Face Inference Providers, for ``hf`` calls.
         models: an example model per task.
         prices: example prices (see :class:`Prices`).
         key_required: whether a call without a key is refused before it is sent.
@@ -74,7 +74,6 @@ class Provider:
     base_url: str | None
     key_env: tuple[str, ...]
     url_env: str | None = None
-    hf_provider: str | None = None
     models: Mapping[str, str] = field(default_factory=dict)
     prices: Prices = Prices()
     key_required: bool = True
@@ -93,17 +92,9 @@ PROVIDERS: dict[str, Provider] = {p.key: p for p in (
         prices=Prices(input_per_m=0.15, output_per_m=0.60, per_image=0.04, per_audio_minute=0.006, as_of="2026-11 example"),
     ),
     Provider(
-        "hf", "Hugging Face Inference Providers", (CHAT, HF_TASKS), "https://router.huggingface.co/v1", ("HF_TOKEN",),
-        hf_provider="auto",
-        models={"chat": "HuggingFaceTB/SmolLM3-3B", "sentiment": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
-                "zero-shot-image": "openai/clip-vit-base-patch32", "caption": "Salesforce/blip-image-captioning-base",
-                "transcription": "openai/whisper-large-v3", "images": "black-forest-labs/FLUX.1-schnell"},
-        prices=Prices(input_per_m=0.10, output_per_m=0.30, per_image=0.003, per_audio_minute=0.006, as_of="2026-11 example"),
-    ),
-    Provider(
-        "replicate", "Replicate (through Hugging Face Inference Providers)", (HF_TASKS,), None, ("REPLICATE_API_TOKEN",),
-        hf_provider="replicate", models={"images": "black-forest-labs/FLUX.1-schnell"},
-        prices=Prices(per_image=0.003, as_of="2026-11 example"),
+        "hf", "Hugging Face Inference Providers", (CHAT,), "https://router.huggingface.co/v1", ("HF_TOKEN",),
+        models={"chat": "HuggingFaceTB/SmolLM3-3B"},
+        prices=Prices(input_per_m=0.10, output_per_m=0.30, as_of="2026-11 example"),
     ),
 )}
 
@@ -128,7 +119,7 @@ class Endpoint:
 
     Attributes:
         provider: the provider.
-        base_url: API root (OpenAI-compatible calls) or None (HF tasks use the provider's routing).
+        base_url: API root, without a trailing slash.
         model: model name as the endpoint knows it.
         api_key: the key, or None.
         key_source: where the key came from (``this session``, ``secrets``, ``environment``, ``none``).
@@ -137,7 +128,7 @@ class Endpoint:
     """
 
     provider: Provider
-    base_url: str | None
+    base_url: str
     model: str
     api_key: str | None = field(default=None, repr=False)
     key_source: str = "none"
@@ -207,15 +198,14 @@ def endpoint(provider_key: str, model: str = "", base_url: str = "", session_key
     else:
         key, source = _lookup(provider.key_env, secrets, env)
     url = base_url.strip() or provider.base_url or (_lookup((provider.url_env,), secrets, env)[0] if provider.url_env else None)
-    if HF_TASKS not in provider.kinds or provider.base_url is not None:
-        if not url:
-            raise InputError(f"{provider.title} needs a base URL, such as http://127.0.0.1:8080/v1.")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError(f"The base URL must start with http:// or https:// and name a host (got {url[:80]!r}).")
-        if parts.username or parts.password or parts.query:
-            raise InputError("Put the key in the key field, not in the URL; the base URL takes no user, password or query.")
-        url = url.rstrip("/")
+    if not url:
+        raise InputError(f"{provider.title} needs a base URL, such as http://127.0.0.1:8080/v1.")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"The base URL must start with http:// or https:// and name a host (got {url[:80]!r}).")
+    if parts.username or parts.password or parts.query:
+        raise InputError("Put the key in the key field, not in the URL; the base URL takes no user, password or query.")
+    url = url.rstrip("/")
     model = model.strip() or provider.models.get(task, "")
     if not model:
         raise InputError(f"Enter a model name for {provider.title}.")

@@ -6,11 +6,13 @@ It runs tests/test_load.py (concurrent websocket sessions on a tiny-model server
 uploads over the size limit), tests/test_faults.py and tests/test_security.py with pytest, collects
 what each test recorded (``record_property``: load figures, the fault injected, how many hostile
 inputs were tried, runs recorded against runs found) and its outcome, and writes the figures as
-markdown. Exit status 1 when any test failed (the report is written either way).
+markdown, with the real-model load figures of the last ``python -m bench`` run (bench/results.json:
+the many_people and clicks families). Exit status 1 when any test failed (the report is written either way).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -21,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "RELIABILITY.md"
+BENCH_RESULTS = ROOT / "bench" / "results.json"
 TEST_FILES = ("tests/test_load.py", "tests/test_faults.py", "tests/test_security.py")
 
 
@@ -123,6 +126,71 @@ def load_section(results: list[Result]) -> list[str]:
     return lines
 
 
+def _bench(path: Path) -> tuple[dict, dict]:
+    """The last benchmark run's meta and results ({} when there is none)."""
+    if not path.exists():
+        return {}, {}
+    data = json.loads(path.read_text())
+    return data.get("meta", {}), data.get("results", {})
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def _real_model_summary(path: Path = BENCH_RESULTS) -> str:
+    """Throughput and p95 at the most sessions from the last many_people benchmark, with its reference."""
+    rows = _bench(path)[1].get("many_people")
+    final = [r for r in rows if r.get("reference") is not None and "p95" in str(r.get("target"))] if isinstance(rows, list) else []
+    if not final:
+        return "not measured yet (`python -m bench --only many_people`)"
+    r = final[0]
+    return (f"{r['workload']}: {_cell(r['ours'])} requests/s (minimal page, same run: {_cell(r['reference'])}), "
+            f"p95 {_s(r.get('p95_s'))}, {r.get('errors')} errors, {r.get('status')}")
+
+
+def real_model_section(path: Path = BENCH_RESULTS) -> list[str]:
+    """Load and per-click cost with the real offline models, from bench/results.json (``python -m bench``)."""
+    meta, results = _bench(path)
+    people, clicks = results.get("many_people"), results.get("clicks")
+    lines = ["## Load with the real models", ""]
+    if not isinstance(people, list) and not isinstance(clicks, list):
+        return lines + ["Not measured yet: run `.venv/bin/python -m bench --only clicks,many_people`.", ""]
+    lines += [
+        f"From `python -m bench` (bench/results.json, {meta.get('mode', '?')} mode, written {meta.get('when', '?')}; "
+        f"families run then: {meta.get('families_run', '?')}). Each figure sits next to a reference measured in the "
+        "same run, because this machine is shared and its speed moves from minute to minute.", "",
+    ]
+    if isinstance(people, list):
+        lines += [
+            "**Many people** (bench/many_people.py): websocket sessions held at once on /text, each classifying with "
+            "the real MiniLM sentiment head (one request after another); the reference is a minimal page making the "
+            "same model call on a second server, same sessions; then a mixed load.", "",
+            "| workload | ours | reference | p50 / p95 | errors | loads | server CPU per request | target | status |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {_cell(r['workload'])} | {_cell(r.get('ours'))} {r.get('unit', '')} | {_cell(r.get('reference'))} "
+                  f"| {_s(r.get('p50_s'))} / {_s(r.get('p95_s'))} | {_cell(r.get('errors'))} | {_cell(r.get('loads'))} "
+                  f"| {_cell(r.get('cpu_ms_per_request'))} ms | {_cell(r.get('target'))} | {_cell(r.get('status'))} |"
+                  for r in people]
+        lines.append("")
+    if isinstance(clicks, list):
+        lines += [
+            "**Server CPU per click** (bench/clicks.py): one session, each page's main action, against a minimal page "
+            "with the same widgets (for Classify: and the same model call); the profile of each click is in "
+            "bench/results.md.", "",
+            "| action | ours (ms CPU) | reference (ms CPU) | minimal page | model time | target | status |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {_cell(r['workload'])} | {_cell(r.get('ours'))} | {_cell(r.get('reference'))} "
+                  f"| {_cell(r.get('minimal_ms'))} ms | {_cell(r.get('model_ms'))} ms | {_cell(r.get('target'))} "
+                  f"| {_cell(r.get('status'))} |" for r in clicks if not str(r["workload"]).startswith("profile")]
+        lines.append("")
+    return lines
+
+
 def table_section(title: str, intro: str, rows: list[tuple[str, Result]], extra: str = "", ok: str = "✅ passed") -> list[str]:
     lines = [f"## {title}", "", intro, "", f"| {'what' if not extra else 'input'} | result |{' ' + extra + ' |' if extra else ''}",
              f"|---|---|{'---|' if extra else ''}"]
@@ -161,6 +229,7 @@ def report(results: list[Result], sessions: int, requests: int, command: str) ->
         f"| sessions held at once | {load.get('sessions', 'n/a')} |",
         f"| requests answered | {load.get('ok', 'n/a')} of {load.get('requests', 'n/a')} |",
         f"| throughput, p95 latency | {load.get('throughput_per_s', float('nan')):.2f} requests/s, {_s(load.get('p95_s'))} |",
+        f"| real sentiment model, most sessions (bench) | {_real_model_summary()} |",
         f"| server RSS peak vs budget | {_mb(load['rss_peak_mb']) if load else 'n/a'} vs {_mb(load['budget_mb']) if load else 'n/a'} "
         f"+ {_mb(load['allowance_mb']) if load else 'n/a'} allowance |",
         f"| loads per model | {', '.join(f'{k}: {v}' for k, v in load.get('loads', {}).items()) or 'n/a'} |",
@@ -170,6 +239,7 @@ def report(results: list[Result], sessions: int, requests: int, command: str) ->
         "",
     ]
     lines += load_section(results)
+    lines += real_model_section()
     lines += table_section(
         "Limits on the running server", "Against the same server: deep links, uploads above `server.maxUploadSize` "
         "(with a Content-Length, and streamed without one), uploads without the XSRF token.", limits)

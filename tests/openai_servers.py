@@ -35,11 +35,11 @@ def packaged_gguf() -> Path | None:
 
 
 @contextmanager
-def llama_server(api_key: str | None = None, log_path: Path | None = None):
+def llama_server(api_key: str | None = None, log_path: Path | None = None, threads: int = 1):
     """llama.cpp's OpenAI-compatible server on a free loopback port; yields its base URL (``.../v1``)."""
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
-               "--port", str(port), "--n_threads", "1", "--n_ctx", "1024", "--verbose", "false"]
+               "--port", str(port), "--n_threads", str(threads), "--n_ctx", "1024", "--verbose", "false"]
     if api_key:
         command += ["--api_key", api_key]
     log = open(log_path, "w+") if log_path else subprocess.DEVNULL

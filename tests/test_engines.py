@@ -212,7 +212,7 @@ def test_forced_argmax_of_greedy_text_is_that_text(fresh_cache):
 # --- llama.cpp on the real packaged GGUF -------------------------------------------------------------------
 def _gguf() -> str:
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed (it builds from source; see requirements-test-engines.txt)")
+        pytest.skip("llama-cpp-python is not installed (it builds from source; see requirements-dev.txt)")
     from core.catalog import get_spec
 
     path = registry.packaged_path(get_spec("smollm2-135m"))

@@ -26,8 +26,8 @@ def test_session_key_wins_over_secrets_and_environment_and_repr_hides_it():
 
 
 def test_configured_names_sources_never_keys():
-    found = providers.configured(secrets={"HF_TOKEN": "hf_abc"}, env={"REPLICATE_API_TOKEN": "r8_x"})
-    assert found == {"hf": "secrets", "replicate": "environment"}
+    found = providers.configured(secrets={"HF_TOKEN": "hf_abc"}, env={"OPENAI_API_KEY": "sk-x"})
+    assert found == {"openai-compatible": "environment", "openai": "environment", "hf": "secrets"}
 
 
 def test_base_url_comes_from_env_and_bad_urls_are_refused_in_one_line():

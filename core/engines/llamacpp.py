@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -93,4 +94,7 @@ def load(path: str, chat: bool, threads: int) -> LlamaCppLM:
     from llama_cpp import Llama
 
     llm = Llama(path, n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False)
-    return LlamaCppLM(llm, chat, threads)
+    runner = LlamaCppLM(llm, chat, threads)
+    weakref.finalize(runner, llm.close)  # frees it before interpreter shutdown tears down llama_cpp's module globals
+    runner._run(runner.prompt_ids("warm up"), reset=True)  # touches every weight now, not on the first request
+    return runner
