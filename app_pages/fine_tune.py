@@ -1,4 +1,4 @@
-"""Fine-tune page: should I train this, or just use it? Four arms measured on the user's own labelled data."""
+"""Fine-tune page: should I train this, or just use it? Five arms (four ways to use or train, and calling an API) measured on the user's own labelled data."""
 from itertools import count
 
 import pandas as pd

@@ -41,7 +41,7 @@ if stored.empty:
     st.info(
         f"No runs recorded {where} yet. Every inference and every training run is measured and "
         "recorded here: classify or generate some text, caption an image or transcribe a clip to "
-        "measure *using* a model; compare the four approaches on labelled data to measure *training* one."
+        "measure *using* a model; compare the approaches (calling an API, using as is, three ways of training) on labelled data."
     )
     page_link("app_pages/text.py", "Text: use a pretrained model", ":material/text_fields:")
     page_link("app_pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")

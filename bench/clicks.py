@@ -9,9 +9,9 @@ budget is twice their own model time (the result card's latency) plus the bare m
 The app runs in tests/serve_tiny.py's launcher (Streamlit in one process, on loopback), driven by
 tests/st_session.py over Streamlit's own websocket protocol, one session at a time, so the server's CPU
 between a click and its ``script_finished`` is that click's cost. Real offline models where they exist
-(MiniLM sentiment, SmolLM2, faster-whisper tiny.en, the digits generator); tiny CLIP for /image-text.
-
-Both servers run torch on one thread (``UBT_THREADS=1``; see main()).
+(MiniLM sentiment, SmolLM2, faster-whisper tiny.en, the digits generator), on a server started as
+``streamlit run`` would start it; tiny CLIP for /image-text, on a second server. Last, one option
+before against after: OpenMP's default wait policy against the ``PASSIVE`` one app.py sets.
 
 Usage: python -m bench.clicks [--quick]
 """
@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.common import ROOT, report, summarise, verdict
+from bench.common import MET, ROOT, report, summarise, verdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CLASSIFY_BUDGET_MS = 75.0  # issue 17: Classify with the warm MiniLM head
-MINIMAL_PAGE = '''import streamlit as st
+MINIMAL_PAGE = '''import os
 
+import streamlit as st
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does
 st.title("Minimal page")
 st.text_area("Text", key="text")
 with_model = st.toggle("Run the sentiment model", key="model")
@@ -65,6 +68,7 @@ class Action:
         click: the button pressed; None when the action is a change of ``toggle``'s value.
         toggle: for value-change actions: the key and two values to alternate between.
         result: a metric label that only a finished result shows ("" for none).
+        tiny: it needs the tiny models (no offline weights exist for its real one).
     """
 
     name: str
@@ -73,6 +77,7 @@ class Action:
     click: str | None = None
     toggle: tuple[str, object, object] | None = None
     result: str = "Latency"
+    tiny: bool = False
 
 
 ACTIONS = (
@@ -84,7 +89,7 @@ ACTIONS = (
                        "generation_max_new_tokens": [8], "generation_temperature": [0.0]}],
            click="generation_run"),
     Action("image-text: Label images (tiny CLIP, 1 image)", "image-text",
-           [lambda s: {"it_labels": "cat, dog, bird"}], click="it_label_run"),
+           [lambda s: {"it_labels": "cat, dog, bird"}], click="it_label_run", tiny=True),
     Action("speech: Transcribe (faster-whisper tiny.en, sample)", "speech",
            [lambda s: {"speech_backend": s.option("speech_backend", "faster")},
             lambda s: {"speech_model_faster-whisper": s.option("speech_model_faster-whisper", "tiny.en"),
@@ -256,7 +261,37 @@ def measure(action: Action, ours_server, minimal_server, repeats: int, block: in
         "minimal_ms": bare_s * 1000, "model_ms": model_s * 1000, "script_thread_ms": script_cpu * 1000,
         "wall_ms": statistics.median(walls) * 1000,
     }
+    if row["status"] != MET:  # the measured cause: where the script run's CPU goes, from the profile below
+        parts = [r for r in profile if r["unit"] == "ms/click cumulative" and not r["workload"].endswith("<module>")]
+        row["note"] += "; profiled (script-thread CPU per click, cProfile inflates small calls): " + ", ".join(
+            f"{r['workload'].rsplit(' · ', 1)[-1]} {r['ours']:.0f} ms" for r in parts[:4])
     return [row] + profile
+
+
+def measure_wait_policy(default_server, passive_server, repeats: int, block: int) -> dict:
+    """Classify on two servers that differ only in OMP_WAIT_POLICY, clicked alternately: after (PASSIVE,
+    as app.py sets it) against before (OpenMP's default: idle threads spin for a while)."""
+    after, before = Clicker(passive_server, ACTIONS[0]), Clicker(default_server, ACTIONS[0])
+    try:
+        for clicker in (after, before, after, before):  # load, then warm
+            clicker.click()
+        pairs = []
+        for i in range(repeats):
+            first, second = (after, before) if i % 2 == 0 else (before, after)
+            measured = {id(first): first.block(block)[0], id(second): second.block(block)[0]}
+            pairs.append((measured[id(after)], measured[id(before)]))
+    finally:
+        after.close()
+        before.close()
+    result = summarise(pairs, 0.0)
+    return {
+        "workload": "option: OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE), text: Classify",
+        "ours": result.ours_s * 1000, "reference": result.reference_s * 1000, "unit": "ms server CPU/click",
+        "ratio": result.ratio, "spread": result.spread, "target": "ratio >= 1",
+        "status": verdict(result.ratio, 1.0, (result.low, result.high)),
+        "note": "reference: the same app with OpenMP's default wait policy, same run; each script run is a new "
+                "thread with its own OpenMP team",
+    }
 
 
 def main() -> None:
@@ -268,25 +303,26 @@ def main() -> None:
     repeats, block, profiled = (4, 3, 3) if args.quick else (10, 4, 6)
     actions = [a for a in ACTIONS if a.name in QUICK] if args.quick else list(ACTIONS)
     work = Path(tempfile.mkdtemp(prefix="ubt-bench-clicks-"))
-    minimal_dir, profile_dir = work / "minimal", work / "profiles"
-    for folder in (minimal_dir, profile_dir, work / "app", work / "ref"):
-        folder.mkdir()
+    minimal_dir = work / "minimal"
+    for folder in ("minimal", "real", "tiny", "ref", "default", "real-prof", "tiny-prof"):
+        (work / folder).mkdir()
     (minimal_dir / "minimal.py").write_text(MINIMAL_PAGE)
     shutil.copytree(ROOT / ".streamlit", minimal_dir / ".streamlit")  # the same server settings
-    # The one-time GGUF conversion is kept; one torch thread in both servers: on this shared machine two
-    # OpenMP threads spin while they wait for a core and multiply the model's CPU by up to 10x (measured),
-    # which would drown the page's own cost that this benchmark is about.
-    env = {"UBT_CONVERTED_DIR": str(get_settings().converted_dir), "UBT_THREADS": "1"}
+    env = {"UBT_CONVERTED_DIR": str(get_settings().converted_dir)}  # the one-time GGUF conversion is kept
     rows = []
     try:
-        with tiny_server(work / "app", env=env, profile_dir=profile_dir, start_timeout_s=300) as ours, \
+        with tiny_server(work / "real", env=env, profile_dir=work / "real-prof", tiny=False) as real, \
+                tiny_server(work / "tiny", env=env, profile_dir=work / "tiny-prof", start_timeout_s=300) as tiny, \
                 tiny_server(work / "ref", env=env, app=minimal_dir / "minimal.py") as minimal:
             for action in actions:
+                ours, profile_dir = (tiny, work / "tiny-prof") if action.tiny else (real, work / "real-prof")
                 try:
                     rows += measure(action, ours, minimal, repeats, block, profile_dir, profiled)
                 except Exception as err:  # one page failing is a finding; the others still run
                     rows.append({"workload": action.name, "status": "not met", "note": f"failed: {type(err).__name__}: {err}"[:400]})
                 print(rows[-1] if rows else "", flush=True)
+            with tiny_server(work / "default", env={**env, "OMP_WAIT_POLICY": ""}, tiny=False) as default:
+                rows.append(measure_wait_policy(default, real, repeats, block))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report("clicks", rows)

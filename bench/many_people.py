@@ -3,7 +3,8 @@
 second server, at the same concurrency in the same run; then a mixed load (classify + generate +
 transcribe) where the first generation under load is compared with a generation alone.
 
-The servers are tests/serve_tiny.py launchers on loopback; the sessions are tests/st_session.py clients
+The servers are tests/serve_tiny.py launchers on loopback, started as ``streamlit run`` would start
+them (real models only); the sessions are tests/st_session.py clients
 driven by tests/test_load.py's ``drive`` (each session renders its page, all wait for each other, then
 each sends its requests one after the other). Throughput counts answered requests over the time from
 the common start to the last answer.
@@ -100,7 +101,7 @@ def main() -> None:
     env = {"UBT_CONVERTED_DIR": str(get_settings().converted_dir)}  # the one-time GGUF conversion is kept
     rows = []
     try:
-        with tiny_server(work / "app", env=env, start_timeout_s=300) as app, \
+        with tiny_server(work / "app", env=env, tiny=False) as app, \
                 tiny_server(work / "ref", env=env, app=work / "page" / "minimal.py") as reference:
             drive(app, 1, 1, (classify,))  # first use loads the model: not part of the figures
             drive(reference, 1, 1, (minimal,))
@@ -111,12 +112,12 @@ def main() -> None:
                                  final=sessions == max(levels)))
                 print(rows[-1], flush=True)
         sessions = max(levels)
-        with tiny_server(work / "one-thread", env={**env, "UBT_THREADS": "1"}, start_timeout_s=300) as app:
+        with tiny_server(work / "one-thread", env={**env, "UBT_THREADS": "1"}, tiny=False) as app:
             drive(app, 1, 1, (classify,))
             rows.append(_row(f"{sessions} sessions × {requests} classify, one torch thread per request (UBT_THREADS=1)",
                              drive(app, sessions, requests, (classify,)), None, final=True))
             rows[-1]["note"] = "an option, to compare with the row above (default threads), measured after it"
-        with tiny_server(work / "mixed", env=env, start_timeout_s=300) as app:
+        with tiny_server(work / "mixed", env=env, tiny=False) as app:
             rows += mixed(app, (classify, generate, transcribe), mixed_requests)
     finally:
         shutil.rmtree(work, ignore_errors=True)

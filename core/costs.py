@@ -123,7 +123,7 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
     Returns:
         Columns ``approach``, ``runs``, ``median training time (s)``, ``median training cost ($)``,
         ``memory added (MB)`` (the most any run added), ``process peak (MB)``, ``data needed
-        (examples)``, ``best accuracy``, ``best macro-F1``; all four approaches in order, NaN where
+        (examples)``, ``best accuracy``, ``best macro-F1``; all five approaches in order, NaN where
         nothing was measured.
     """
     import pandas as pd

@@ -104,7 +104,8 @@ def load_section(results: list[Result]) -> list[str]:
         "one after the other (type a text or labels, press the button, wait for the result). Half the sessions "
         "are on /text (sentiment, tiny DistilBERT), half on /image-text (zero-shot labels on a sample photo, tiny "
         "CLIP); both tiny checkpoints are loaded from `$UBT_MODEL_DIR` by the app's own loaders. Latency is "
-        "request sent → script finished with the result drawn, so it includes Streamlit's rerun of the whole page.", "",
+        "request sent → script finished with the result drawn, so it includes Streamlit's rerun of the page (of its "
+        "section only, where the button sits in an `st.fragment`, as on /text).", "",
         "| figure | value |", "|---|---|",
         f"| sessions held at once | {f['sessions']} (distinct sessions in the run store: {f['sessions_in_store']}) |",
         f"| requests | {f['ok']} of {f['requests']} answered with a result; problems: {len(f['problems'])} |",
@@ -134,10 +135,16 @@ def _bench(path: Path) -> tuple[dict, dict]:
     return data.get("meta", {}), data.get("results", {})
 
 
-def _cell(value, digits: int = 3) -> str:
+def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value).replace("|", "\\|")
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{_cell(value)} ms"
 
 
 def _real_model_summary(path: Path = BENCH_RESULTS) -> str:
@@ -173,7 +180,7 @@ def real_model_section(path: Path = BENCH_RESULTS) -> list[str]:
         ]
         lines += [f"| {_cell(r['workload'])} | {_cell(r.get('ours'))} {r.get('unit', '')} | {_cell(r.get('reference'))} "
                   f"| {_s(r.get('p50_s'))} / {_s(r.get('p95_s'))} | {_cell(r.get('errors'))} | {_cell(r.get('loads'))} "
-                  f"| {_cell(r.get('cpu_ms_per_request'))} ms | {_cell(r.get('target'))} | {_cell(r.get('status'))} |"
+                  f"| {_ms(r.get('cpu_ms_per_request'))} | {_cell(r.get('target'))} | {_cell(r.get('status'))} |"
                   for r in people]
         lines.append("")
     if isinstance(clicks, list):
@@ -185,7 +192,7 @@ def real_model_section(path: Path = BENCH_RESULTS) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [f"| {_cell(r['workload'])} | {_cell(r.get('ours'))} | {_cell(r.get('reference'))} "
-                  f"| {_cell(r.get('minimal_ms'))} ms | {_cell(r.get('model_ms'))} ms | {_cell(r.get('target'))} "
+                  f"| {_ms(r.get('minimal_ms'))} | {_ms(r.get('model_ms'))} | {_cell(r.get('target'))} "
                   f"| {_cell(r.get('status'))} |" for r in clicks if not str(r["workload"]).startswith("profile")]
         lines.append("")
     return lines

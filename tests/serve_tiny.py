@@ -9,10 +9,11 @@ checkpoint would be; ``--install key=module:function`` puts any other ready-made
 with ``registry.install``. Streamlit then runs IN THIS PROCESS (``streamlit.web.bootstrap.run``),
 so every session's script run shares one registry. Every load the cache performs is counted per
 model, and the figures (loads, cache use against the budget, resident memory now and at peak) are
-written to a JSON stats file every quarter second, with the CPU time spent in script runs (the thread
-that runs app.py and the page) next to the process's own. ``--app`` serves another main script (a
-benchmark's reference page); ``--profile-dir`` profiles each script run with cProfile (the script
-thread's CPU time) while the file ``<dir>/on`` exists, one ``.prof`` file per run.
+written to a JSON stats file every quarter second, with the CPU time spent in script runs (the threads
+that run app.py and the page). For benchmarks: ``--real-only`` skips the tiny models (the process is then
+as ``streamlit run`` makes it); ``--app`` serves another main script (a reference page);
+``--profile-dir`` profiles each script run with cProfile (the script thread's CPU time) while the file
+``<dir>/on`` exists, one ``.prof`` file per run.
 
 :func:`tiny_server` starts the launcher as a child process for a test and stops it afterwards;
 :func:`declared_pages` / :func:`page_script` find the page scripts from app.py, by URL path.
@@ -215,7 +216,7 @@ def _write_stats(path: Path, loads: Counter, lock: threading.Lock, totals: Count
 
 
 def serve(port: int, stats: Path, installed: tuple[str, ...] = (), app: Path = APP,
-          profile_dir: Path | None = None) -> None:
+          profile_dir: Path | None = None, tiny: bool = True) -> None:
     """Prepare tiny models, then run Streamlit on ``127.0.0.1:port`` in this process (blocks).
 
     Args:
@@ -225,6 +226,8 @@ def serve(port: int, stats: Path, installed: tuple[str, ...] = (), app: Path = A
             ``key=module:function`` builders returning the loaded model.
         app: the main script (default: the app's app.py).
         profile_dir: where to write a cProfile file per script run while ``<profile_dir>/on`` exists.
+        tiny: write the tiny models first; False serves the real models only, as ``streamlit run``
+            would (torch is then first imported by a page, in a script run's thread).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("UBT_OFFLINE", "1")
@@ -235,7 +238,7 @@ def serve(port: int, stats: Path, installed: tuple[str, ...] = (), app: Path = A
 
     from core import registry
 
-    if app == APP:  # another main script (a benchmark's reference page) gets a bare Streamlit process
+    if tiny and app == APP:  # another main script (a benchmark's reference page) gets a bare Streamlit process
         prepare_tiny_models(model_dir)
     for item in installed:
         key, target = item.split("=", 1)
@@ -294,7 +297,7 @@ def free_port() -> int:
 @contextmanager
 def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ...] = (),
                 start_timeout_s: float = 120.0, app: Path | None = None,
-                profile_dir: Path | None = None) -> Iterator[TinyServer]:
+                profile_dir: Path | None = None, tiny: bool = True) -> Iterator[TinyServer]:
     """Start the launcher on a free loopback port, wait until it answers, stop it afterwards.
 
     Args:
@@ -303,7 +306,7 @@ def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ..
         installed: ``key=module:function`` models to install ready-made.
         start_timeout_s: the longest to wait for the health endpoint and the first stats.
         app: another main script to serve instead of app.py.
-        profile_dir: see :func:`serve`.
+        profile_dir, tiny: see :func:`serve`.
 
     Yields:
         The TinyServer.
@@ -322,6 +325,7 @@ def tiny_server(workdir: Path, env: dict | None = None, installed: tuple[str, ..
     command += [arg for item in installed for arg in ("--install", item)]
     command += ["--app", str(app)] if app is not None else []
     command += ["--profile-dir", str(profile_dir)] if profile_dir is not None else []
+    command += [] if tiny else ["--real-only"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://{LOOPBACK}:{port}"
@@ -355,8 +359,9 @@ def main() -> None:
                         help="put a ready-made model in the cache (repeatable)")
     parser.add_argument("--app", type=Path, default=APP, help="the main script (default: app.py)")
     parser.add_argument("--profile-dir", type=Path, help="profile script runs while <dir>/on exists")
+    parser.add_argument("--real-only", action="store_true", help="no tiny models: the real ones only, as `streamlit run`")
     args = parser.parse_args()
-    serve(args.port, args.stats, tuple(args.install), args.app, args.profile_dir)
+    serve(args.port, args.stats, tuple(args.install), args.app, args.profile_dir, tiny=not args.real_only)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,38 @@ def test_forced_argmax_of_greedy_text_is_that_text(fresh_cache):
     assert runner.forced_argmax(ids + tokens, len(ids)) == tokens
 
 
+# --- CTranslate2 int8, converted once from a tiny transformers folder ------------------------------------------
+def test_ct2_converts_once_and_generates(tmp_path, monkeypatch):
+    from core.catalog import get_spec
+    from core.engines import ct2
+
+    settings = dataclasses.replace(get_settings(), converted_dir=tmp_path / "converted")
+    monkeypatch.setattr(ct2, "get_settings", lambda: settings)
+    lm = tiny.llama_lm()
+    folder = tmp_path / "tiny-llama"
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    resolution = Resolution("local", str(folder))
+    runner = ct2.load(get_spec("distilgpt2"), resolution, threads=1)
+    ids = runner.prompt_ids("Once upon a time")
+    assert ids == lm.tokenizer("Once upon a time")["input_ids"]
+    tokens = list(runner.generate_ids(ids, GREEDY))
+    assert len(tokens) == GREEDY.max_new_tokens and all(0 <= t < len(lm.tokenizer) for t in tokens)
+    assert len(runner.forced_argmax(ids + tokens, len(ids))) == len(tokens)
+    assert runner.label == "cpu · CTranslate2 int8 · 1 thread(s)"
+    monkeypatch.setattr(ct2, "_convert", lambda *a: pytest.fail("converted again"))
+    assert list(ct2.load(get_spec("distilgpt2"), resolution, threads=1).generate_ids(ids, GREEDY)) == tokens
+
+
+# --- floors come from rates measured in the same run ----------------------------------------------------------
+def test_machine_rates_are_measured_now():
+    from bench.common import machine_rates
+
+    rates = machine_rates(threads=1, seconds=0.05)
+    assert set(rates) == {"gemm_gflops", "copy_gbs"}
+    assert rates["gemm_gflops"] > 0 and rates["copy_gbs"] > 0
+
+
 # --- llama.cpp on the real packaged GGUF -------------------------------------------------------------------
 def _gguf() -> str:
     if importlib.util.find_spec("llama_cpp") is None:

@@ -1,4 +1,4 @@
-"""The four arms of "should I train this, or just use it?", run on one held-out split.
+"""The arms of "should I train this, or just use it?", run on one held-out split.
 
 1. ``zero-shot`` (use as is): texts by cosine similarity of sentence embeddings to a sentence
    made from each label; images by CLIP zero-shot with the class names.
@@ -7,6 +7,8 @@
    for a few epochs within a time budget (text; images when CLIP's image tower is available).
 4. ``scratch`` (from scratch): no pretrained weights; TF-IDF + logistic regression for texts, a
    small CNN on the raw pixels for images.
+5. ``api`` (call an API): a hosted chat model asked for one of the class names; it lives in
+   :mod:`core.finetune.api_arm`, beside the hosted client.
 
 Every arm returns an :class:`ArmResult` with the same measured figures, and whether it got each
 held-out item right (for :func:`verdict`'s paired test). Arms 3 and 4 share one training loop: it
