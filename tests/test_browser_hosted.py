@@ -9,12 +9,13 @@ from tests.openai_servers import llama_server
 from tests.test_providers import needs_llama
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model, needs_llama]
+PLANTED = "sk-PLANTED-browser-7f3a9c"  # the server checks it, so the call works only if the typed key was sent
 
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory):
     """The server's URL, also as OPENAI_BASE_URL for the app (started after this, by the `server` fixture)."""
-    with llama_server(log_path=tmp_path_factory.mktemp("llama") / "server.log") as url:
+    with llama_server(api_key=PLANTED, log_path=tmp_path_factory.mktemp("llama") / "server.log") as url:
         before = os.environ.get("OPENAI_BASE_URL")
         os.environ["OPENAI_BASE_URL"] = url
         yield url
@@ -24,7 +25,7 @@ def llama_url(tmp_path_factory):
             os.environ["OPENAI_BASE_URL"] = before
 
 
-def test_text_page_generates_locally_and_hosted_side_by_side(llama_url, server, browser):
+def test_text_page_generates_locally_and_hosted_side_by_side(llama_url, server, browser, tmp_path_factory):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/text")
@@ -34,7 +35,12 @@ def test_text_page_generates_locally_and_hosted_side_by_side(llama_url, server, 
     time.sleep(1)
     click(browser, "Both, side by side")
     wait_text(browser, "Hosted endpoint")
-    time.sleep(1)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    field = WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "input[aria-label='API key (this session only)']"))
+    field.send_keys(PLANTED + "\n")
+    time.sleep(2)
     click(browser, "Generate")
     wait_text(browser, "Cost ($)", timeout=300)
     wait_text(browser, "Memory added", timeout=300)
@@ -44,3 +50,13 @@ def test_text_page_generates_locally_and_hosted_side_by_side(llama_url, server, 
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "This server" in body and "Hosted API" in body and "hosted API (weights not here)" in body
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    # the planted key: nowhere in the page but the password field it was typed into (removed first),, the run store or the server's log
+    browser.execute_script("document.querySelectorAll(\"input[type='password']\").forEach(e => e.remove())")
+    source = browser.page_source
+    at = source.find(PLANTED)
+    assert at < 0, source[max(at - 300, 0):at + 60]
+    from core import runs
+
+    assert PLANTED.encode() not in runs.db_path().read_bytes()
+    logs = list(tmp_path_factory.getbasetemp().rglob("streamlit.log"))
+    assert logs and all(PLANTED not in log.read_text() for log in logs)

@@ -178,3 +178,14 @@ def test_real_llama_server_classifies_by_label_names(llama):
     found = providers.classify(_point(llama), ["I love it.", "I hate it."], ["positive", "negative"])
     assert len(found.labels) == 2 and set(found.labels) <= {"positive", "negative", None}
     assert found.measurement.extra["cost_per_1000_usd"] == 0.0  # a local server's example price is zero
+
+
+def test_sidebar_names_configured_providers_never_their_keys(monkeypatch):
+    from tests.apptest import app_at
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    at = app_at("app_pages/home.py", 60).run()
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "Hosted APIs with a key" in captions and "OpenAI (environment)" in captions
+    assert KEY not in str([e.proto for e in at.sidebar]) + str([e.proto for e in at.main])

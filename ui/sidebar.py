@@ -11,6 +11,7 @@ from core.catalog import FAMILIES, ModelSpec, specs
 from core.config import get_settings
 from core.device import device_summary
 from core.measure import rss_mb
+from ui import hosted
 from ui.common import SOURCE_LABELS
 
 NOT_HERE = "not here"
@@ -67,6 +68,7 @@ def sidebar() -> None:
         _draw_figures(slot)
         with st.expander("Models available here", expanded=False):
             st.caption(_availability_text(_availability()))
+        st.caption(hosted.configured_caption())  # which providers have a key; never the keys
 
 
 def refresh_sidebar() -> None:
