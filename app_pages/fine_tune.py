@@ -206,7 +206,7 @@ def _arm_settings(kind: str) -> dict:
     if no_encoder:
         st.info(no_encoder, icon=":material/cloud_off:")
     ticked = []
-    for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), border=True)):
+    for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), gap="small")):
         with column:
             if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in ENCODER_ARMS)
                              or (arm == "api" and kind != "text")):
@@ -333,9 +333,10 @@ def _export_and_import(job) -> None:
 # --- page -------------------------------------------------------------------------------------------
 st.title("Fine-tune: should I train this, or just use it?")
 st.caption(
-    "Four ways to get a classifier for your labelled data, scored on the same held-out examples and measured on "
+    "Five ways to get a classifier for your labelled data, scored on the same held-out examples and measured on "
     "this server: use a pretrained model as is, train a small head on its frozen features, fine-tune its top "
-    "layers, or train from scratch. Training runs in the background: you can keep using the app."
+    "layers, train from scratch, or call a hosted model's API. Training runs in the background: you can keep "
+    "using the app."
 )
 
 # 1 · data (notes on what was skipped or refused are shown with any error that follows them)

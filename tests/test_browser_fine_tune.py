@@ -75,6 +75,11 @@ def test_encoder_names_in_the_arm_settings_are_not_cut(server, browser):
 
     browser.get(f"{server}/fine-tune")  # the text example: the arms' encoders are text encoders
     wait_text(browser, "Settings of the chosen arms", 60)
+    wait_for_page(browser)
+    cut = browser.execute_script(
+        "return [...document.querySelectorAll(\"[data-testid='stCheckbox'] *\")]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1 && e.textContent.trim()).map(e => e.textContent.trim());")
+    assert not cut, f"arm names cut: {cut}"
     next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander'] summary")
          if "Settings of the chosen arms" in e.text).click()
     wait_for_page(browser)
