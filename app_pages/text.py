@@ -209,7 +209,40 @@ def generation_section() -> None:
             if key not in streamed:
                 st.markdown(result.text or "_(the model stopped at once: no new text)_")
             show_measurement(result.measurement)
+    _compare_engines(spec, settings)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
+
+
+def _compare_engines(spec, settings) -> None:
+    """The same prompt and settings on every engine that can run this model here, side by side with PyTorch."""
+    with st.expander("Compare engines on this prompt (same weights: PyTorch, CTranslate2 int8, llama.cpp)"):
+        st.caption("Each engine installed here runs the prompt with the settings above. With temperature 0 (greedy), "
+                   "each is also checked against PyTorch float32: the first token that differs, and how often it "
+                   "predicts PyTorch's next token.")
+        if st.button("Compare engines", key="generation_compare_engines"):
+            st.session_state.pop("generation_engines", None)
+            with friendly_errors("Engine comparison"), st.spinner("Running the prompt on each engine ..."):
+                from core import engines, registry
+                from core.engines import generate
+
+                prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
+                names = engines.generation_engines(registry.resolve(spec))
+                comparison = generate.compare(spec.key, prepared.texts[0], settings, names)
+                st.session_state["generation_engines"] = generate.comparison_rows(comparison)
+                for name, result in comparison.results.items():
+                    record(result.measurement, "text", "generation", {"engine": name, "max_new_tokens": settings.max_new_tokens,
+                                                                        "temperature": settings.temperature})
+        rows = st.session_state.get("generation_engines")
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch", column_config={
+                "tokens/s": st.column_config.NumberColumn(format="%.1f"),
+                "time to first token (s)": st.column_config.NumberColumn(format="%.2f"),
+                "load (s)": st.column_config.NumberColumn(format="%.2f"),
+                "memory added (MB)": st.column_config.NumberColumn(format="%.0f"),
+                "next-token agreement": st.column_config.NumberColumn(
+                    format="percent", help="Greedy runs only: how often the engine predicts PyTorch float32's next "
+                    "token on PyTorch's own answer (teacher-forced)."),
+            })
 
 
 with sentiment_tab:

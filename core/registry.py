@@ -395,7 +395,8 @@ class ModelCache:
             start = time.perf_counter()
             model = load()
             load_s = time.perf_counter() - start
-            size_mb = max(torch_bytes(model) / 2**20, 0.0) or float(spec.ram_mb)
+            # a runner that knows its own size (an engine's) says so; else count its tensors; else the spec's estimate
+            size_mb = getattr(model, "size_mb", None) or max(torch_bytes(model) / 2**20, 0.0) or float(spec.ram_mb)
             loaded = Loaded(model, spec, resolution, load_s, size_mb)
             self._make_room(size_mb, spec.title)
             with self._lock:

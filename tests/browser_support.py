@@ -47,7 +47,11 @@ def server(tmp_path_factory):
         pytest.fail("streamlit did not start:\n" + log.read())
     yield url
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:  # a model still running in a script thread can hold it up
+        proc.kill()
+        proc.wait(10)
     log.seek(0)
     assert "Traceback" not in log.read(), "the server logged a traceback"
 

@@ -49,4 +49,18 @@ def test_text_page_gives_real_sentiment_and_generation_offline(server, browser):
     browser.save_screenshot(str(SHOTS / "text-generation.png"))
     from selenium.webdriver.common.by import By
 
+    next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander'] summary")
+         if "Compare engines" in e.text).click()
+    click(browser, "Compare engines")
+    time.sleep(2)
+    deadline = time.monotonic() + 600
+    while "Running the prompt on each engine" in browser.find_element(By.TAG_NAME, "body").text:
+        assert time.monotonic() < deadline, "the engine comparison did not finish in 600 s"
+        time.sleep(1)
+    wait_for_page(browser)
+    browser.execute_script("document.querySelector(\"[data-testid='stMain']\").scrollTo(0, 100000)")
+    time.sleep(1)
+    browser.save_screenshot(str(SHOTS / "text-compare-engines.png"))
+    from selenium.webdriver.common.by import By
+
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")

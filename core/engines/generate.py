@@ -237,6 +237,25 @@ class EngineComparison:
     agreement: dict[str, tuple[int | None, float]]
 
 
+def comparison_rows(comparison: EngineComparison) -> list[dict]:
+    """One row per engine for the page's table: speed, load, memory and, for greedy runs, agreement with PyTorch."""
+    from core import engines
+
+    rows = []
+    for name, result in comparison.results.items():
+        m = result.measurement
+        first, share = comparison.agreement.get(name, (None, None))
+        rows.append({
+            "engine": engines.ENGINES[name].title, "tokens/s": m.extra.get("tokens_per_s"),
+            "time to first token (s)": m.extra.get("time_to_first_token_s"), "load (s)": m.load_s,
+            "memory added (MB)": m.added_mb, "new tokens": result.new_tokens,
+            "differs from PyTorch at token": "—" if name == engines.TORCH or share is None
+            else ("none" if first is None else first + 1),
+            "next-token agreement": share,
+        })
+    return rows
+
+
 def compare(key: str, prompt: str, settings, names: Sequence[str]) -> EngineComparison:
     """Generate from ``prompt`` on each engine in ``names`` (same settings), and compare each with PyTorch float32.
 

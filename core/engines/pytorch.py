@@ -20,7 +20,7 @@ class TorchLM:
         self.lm, self.context = lm, lm.context
         eos = lm.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self.label = choose_device().label()
+        self.label = f"{choose_device().label()} · PyTorch"
 
     def prompt_ids(self, prompt: str) -> list[int]:
         tokenizer = self.lm.tokenizer
