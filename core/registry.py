@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from core.catalog import ASSETS, ModelSpec, get_spec
+from core.catalog import ASSETS, OPEN_CLIP_WEIGHTS, ModelSpec, get_spec
 from core.config import get_settings
 from core.errors import InputError, ModelTooLarge, ModelUnavailable
 from core.measure import Measurement
@@ -186,7 +186,6 @@ def hub_files(spec: ModelSpec, names: list[str]) -> list[str]:
         The paths to download.
     """
     if spec.loader == "core.vision:load_clip":
-        from core.vision import OPEN_CLIP_WEIGHTS
 
         names = [n for n in names if n in OPEN_CLIP_WEIGHTS or n == "open_clip_config.json"]
     diffusers = "model_index.json" in names

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from core import registry
-from core.catalog import ModelSpec, get_spec, specs
+from core.catalog import OPEN_CLIP_WEIGHTS, ModelSpec, get_spec, specs
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.measure import Measurement, measured
@@ -32,8 +32,6 @@ MAX_BEAMS = 8
 MAX_NEW_TOKENS = 100
 CLIP_BATCH = 16
 CAPTION_BATCH = 4
-OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-"""File names of open_clip checkpoints in a Hub repo (or a local copy of one), preferred first."""
 
 Progress = Callable[[int, int], None]
 

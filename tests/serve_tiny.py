@@ -86,7 +86,7 @@ def _distilbert(folder: Path) -> None:
 def _clip(folder: Path) -> None:
     from safetensors.torch import save_file
 
-    from core.vision import OPEN_CLIP_WEIGHTS
+    from core.catalog import OPEN_CLIP_WEIGHTS
     from tests import tiny_vision
 
     folder.mkdir(parents=True, exist_ok=True)

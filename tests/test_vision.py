@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core import registry, vision
-from core.catalog import ModelSpec, get_spec, specs
+from core.catalog import OPEN_CLIP_WEIGHTS, ModelSpec, get_spec, specs
 from core.charts.vision import label_probabilities_chart, probability_heatmap
 from core.config import get_settings
 from core.errors import InputError, ModelUnavailable
@@ -118,7 +118,7 @@ def _write_checkpoint(clip, folder):
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, folder / vision.OPEN_CLIP_WEIGHTS[0])
+    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, folder / OPEN_CLIP_WEIGHTS[0])
 
 
 def _same_weights(a, b) -> bool:
