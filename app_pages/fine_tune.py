@@ -100,7 +100,8 @@ def _preview(data) -> None:
     left, right = st.columns([3, 2])
     with left:
         if data.kind == "text":
-            st.dataframe(pd.DataFrame({"text": data.items[:50], "label": data.labels[:50]}), hide_index=True, height=240)
+            st.dataframe(pd.DataFrame({"label": data.labels[:50], "text": data.items[:50]}), hide_index=True, height=240,
+                         width="stretch")  # the short label first, so a long text never hides it
         else:
             st.image(data.items[:16], caption=data.labels[:16], width=64)
         st.caption(f"{len(data.labels):,} {data.kind}s · {len(data.classes())} classes · {data.source}")
