@@ -74,7 +74,7 @@ def browser():
     driver.quit()
 
 
-def wait_for_page(driver, timeout=90, quiet_s=1.5):
+def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 cores with the server
     """Wait until the page has a title and its content has stopped changing for ``quiet_s``."""
     from selenium.webdriver.common.by import By
 

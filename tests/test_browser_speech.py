@@ -25,7 +25,8 @@ def _first(driver, selector: str, timeout: float = 60):
 
 
 def _transcript(driver) -> str:
-    return _main(driver, "[data-testid='stTextArea'] textarea")[0].get_attribute("value")
+    """The transcript box's text, once the box is drawn (it can follow the coverage line by a moment)."""
+    return _first(driver, "[data-testid='stTextArea'] textarea").get_attribute("value")
 
 
 def _shot(driver, name: str) -> None:
