@@ -92,17 +92,18 @@ def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 co
     raise AssertionError(f"page did not finish rendering in {timeout} s")
 
 
-def click(driver, text, timeout=30):
+def click(driver, text, timeout=30, selector="button, [role='tab']"):
+    """Click the first element matching ``selector`` whose text is ``text``, once it appears."""
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for button in driver.find_elements(By.CSS_SELECTOR, "button, [role='tab']"):
-            if button.text.strip() == text:
-                button.click()
+        for element in driver.find_elements(By.CSS_SELECTOR, selector):
+            if element.text.strip() == text:
+                element.click()
                 return
         time.sleep(0.25)
-    raise AssertionError(f"no button {text!r} appeared in {timeout} s")
+    raise AssertionError(f"no {selector!r} element {text!r} appeared in {timeout} s")
 
 
 def wait_text(driver, needle, timeout=180):

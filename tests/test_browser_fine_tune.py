@@ -31,16 +31,7 @@ def hostile_zip() -> bytes:
 
 
 def _pick_radio_option(driver, text: str, timeout: float = 30) -> None:
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for label in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stRadio'] label"):
-            if label.text.strip() == text:
-                label.click()
-                return
-        time.sleep(0.25)
-    raise AssertionError(f"no radio option {text!r} appeared in {timeout} s")
+    click(driver, text, timeout, selector="[data-testid='stRadio'] label")
 
 
 def test_hostile_zip_shows_every_note_with_the_folder_worded_error(server, browser, tmp_path):
