@@ -41,6 +41,8 @@ class Measurement:
         extra: task-specific figures (tokens/s, real-time factor, s/step, items/s ...).
         added_mb: memory the call added: its peak minus resident memory before it, plus the model's
             footprint when it was loaded for the call; None when not measured.
+        engine: what ran the model (a key of ``core.engines.ENGINES``, e.g. ``pytorch``, ``llama.cpp``,
+            ``onnxruntime``, ``ctranslate2``), or ``hosted`` for a call to an API.
     """
 
     model: str
@@ -52,6 +54,7 @@ class Measurement:
     peak_mb: float
     extra: dict[str, float] = field(default_factory=dict)
     added_mb: float | None = None
+    engine: str = "pytorch"
 
 
 class PeakMB(float):

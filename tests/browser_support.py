@@ -26,7 +26,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
-    env = {**os.environ, "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
+    # no file watcher, as in production: a file touched during the run must not hold a "Source file changed"
+    # prompt in the status widget, which wait_for_page would read as a page still running
+    env = {**os.environ, "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
     log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -89,7 +91,12 @@ def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 co
         elif time.monotonic() - since >= quiet_s:
             return titles[0].text
         time.sleep(0.25)
-    raise AssertionError(f"page did not finish rendering in {timeout} s")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / f"not-rendered-{int(time.time())}.png"
+    driver.save_screenshot(str(shot))
+    status = " | ".join(e.text for e in running) or "none"
+    raise AssertionError(f"page did not finish rendering in {timeout} s (status widget: {status}; title found: "
+                         f"{bool(titles)}; screenshot {shot}); the page's last text:\n{(last or '')[-1500:]}")
 
 
 def click(driver, text, timeout=30, selector="button, [role='tab']"):
