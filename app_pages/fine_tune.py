@@ -13,6 +13,7 @@ from core.finetune import features as feats
 from core.finetune.api_arm import ApiSettings
 from ui.common import friendly_errors, session_id
 from ui.hosted import endpoint_form
+from ui.queue import model_turn
 
 EXAMPLES = {
     "Example: product-review sentiment (text)": ("example:sentiment", labelled_data.example_sentiment),
@@ -31,9 +32,10 @@ def _section(title: str) -> None:
     st.subheader(f"{next(SECTIONS)} · {title}")
 
 
-def _memo(key: str, make):
-    """The value made for ``key`` in this session (the last few kept), so reruns do not re-parse uploads."""
-    memo = st.session_state.setdefault("ft_memo", {})
+def _memo(key: str, make, store: str = "ft_memo"):
+    """The value made for ``key`` in this session (the last few of each ``store`` kept), so reruns do not
+    re-parse uploads or re-split the data."""
+    memo = st.session_state.setdefault(store, {})
     if key not in memo:
         memo[key] = make()
         while len(memo) > MEMO_SIZE:
@@ -96,6 +98,12 @@ def _forget_results_of_other_data(data) -> None:
         st.session_state.pop(key, None)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _class_balance_spec(counts: tuple[tuple[str, int], ...]) -> dict:
+    """The class-balance chart as a Vega-Lite spec, built and validated once per class count (for all sessions)."""
+    return charts.class_balance_chart(dict(counts)).to_dict()
+
+
 def _preview(data) -> None:
     left, right = st.columns([3, 2])
     with left:
@@ -106,7 +114,7 @@ def _preview(data) -> None:
             st.image(data.items[:16], caption=data.labels[:16], width=64)
         st.caption(f"{len(data.labels):,} {data.kind}s · {len(data.classes())} classes · {data.source}")
     with right:
-        st.altair_chart(charts.class_balance_chart(data.class_counts()), width="stretch")
+        st.vega_lite_chart(_class_balance_spec(tuple(data.class_counts().items())), width="stretch")
     _show_notes(data.notes)
 
 
@@ -325,10 +333,33 @@ def _export_and_import(job) -> None:
         with friendly_errors("Reading the images"):
             items = [open_image(f.getvalue(), f.name) for f in files or []]
     if st.button("Classify", key="ft_predict_run"):
-        with friendly_errors("Classifying"), st.spinner("Computing features ..."):
+        with friendly_errors("Classifying"), model_turn("classify"), st.spinner("Computing features ..."):
             predictions = export.predict(head, items)
             st.dataframe(pd.DataFrame([{"item": i + 1, "label": label, "probability": round(p, 3)}
                                        for i, (label, p) in enumerate(predictions)]), hide_index=True)
+
+
+@st.fragment
+def _split_section(data):
+    """The held-out share and seed, and the split they make: a change reruns only this section.
+
+    Returns:
+        (train, test) as ``labelled_data.split`` makes them, or None when the data cannot be split so.
+    """
+    left, right = st.columns(2)
+    test_size = left.slider("Held-out share", 0.1, 0.5, 0.25, 0.05, key="ft_test_size")
+    seed = int(right.number_input("Split seed", 0, 10_000, 0, key="ft_seed"))
+    split = None
+    with friendly_errors("Splitting the data"):
+        split = _memo(f"{data.fingerprint}:{test_size}:{seed}", lambda: labelled_data.split(data, test_size, seed),
+                      store="ft_splits")
+        st.caption(f"Every arm is scored on the same {len(split[1]):,} held-out examples ({test_size:.0%}, stratified "
+                   f"by class, seed {seed}); no arm trains on them. {len(split[0]):,} examples remain for training.")
+    failed = split is None
+    if st.session_state.setdefault("ft_split_failed", failed) != failed:  # the arms below appear or go: whole page
+        st.session_state["ft_split_failed"] = failed
+        st.rerun()
+    return split
 
 
 # --- page -------------------------------------------------------------------------------------------
@@ -353,13 +384,7 @@ _forget_results_of_other_data(data)
 split = None
 if data is not None:
     _preview(data)
-    left, right = st.columns(2)
-    test_size = left.slider("Held-out share", 0.1, 0.5, 0.25, 0.05, key="ft_test_size")
-    seed = int(right.number_input("Split seed", 0, 10_000, 0, key="ft_seed"))
-    with friendly_errors("Splitting the data"):
-        split = labelled_data.split(data, test_size, seed)
-        st.caption(f"Every arm is scored on the same {len(split[1]):,} held-out examples ({test_size:.0%}, stratified "
-                   f"by class, seed {seed}); no arm trains on them. {len(split[0]):,} examples remain for training.")
+    split = _split_section(data)
 
 # 2 · arms
 job = st.session_state.get("ft_job")

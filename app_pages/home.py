@@ -106,25 +106,31 @@ with train.container(border=True):
 page_link("app_pages/summary.py", "Summary: effort against impact for every run measured here", ":material/monitoring:")
 
 # --- the guide ----------------------------------------------------------------------------------
-st.subheader("Before you train: three questions")
-task = st.selectbox("What do you want to do?", list(TASKS), key="guide_task")
-has_model = st.segmented_control(
-    "1. Is there a model already for your task?", [YES, NO, UNSURE], key="guide_model",
-    help="A pretrained model on the Hugging Face Hub, in a library, or behind an API.",
-)
-works = None
-if has_model == YES:
-    works = st.segmented_control("2. Does it work on your input?", [YES, NO, UNTESTED], key="guide_works")
-fixable = None
-if works == NO:
-    fixable = st.segmented_control(
-        "3. Could a prompt, wrapper or UI fix the gap?", [YES, NO, UNSURE], key="guide_fix",
-        help="A better prompt or label set, pre- or post-processing, or a person checking results in the UI.",
+@st.fragment
+def guide() -> None:
+    """The three questions and the recommendation: an answer reruns only this section, not the page and sidebar."""
+    task = st.selectbox("What do you want to do?", list(TASKS), key="guide_task")
+    has_model = st.segmented_control(
+        "1. Is there a model already for your task?", [YES, NO, UNSURE], key="guide_model",
+        help="A pretrained model on the Hugging Face Hub, in a library, or behind an API.",
     )
+    works = None
+    if has_model == YES:
+        works = st.segmented_control("2. Does it work on your input?", [YES, NO, UNTESTED], key="guide_works")
+    fixable = None
+    if works == NO:
+        fixable = st.segmented_control(
+            "3. Could a prompt, wrapper or UI fix the gap?", [YES, NO, UNSURE], key="guide_fix",
+            help="A better prompt or label set, pre- or post-processing, or a person checking results in the UI.",
+        )
 
-advice = advise(task, has_model, works, fixable)
-if advice is None:
-    st.caption("Answer the questions to get a recommendation.")
-else:
-    st.success(f"**{advice.verdict}.** {advice.why}", icon=":material/lightbulb:")
-    page_link(advice.page, f"Open {advice.title}", ":material/arrow_forward:")
+    advice = advise(task, has_model, works, fixable)
+    if advice is None:
+        st.caption("Answer the questions to get a recommendation.")
+    else:
+        st.success(f"**{advice.verdict}.** {advice.why}", icon=":material/lightbulb:")
+        page_link(advice.page, f"Open {advice.title}", ":material/arrow_forward:")
+
+
+st.subheader("Before you train: three questions")
+guide()

@@ -1,10 +1,14 @@
-"""Image generation page: text-to-image with a pretrained diffusion model, or digits from a model this project trained."""
+"""Image generation page: text-to-image with a pretrained diffusion model (here, on a hosted API, or both side by
+side), or digits from a model this project trained."""
 import streamlit as st
 
-from core import generation, registry
+from core import generation, providers, registry
 from core.charts.generation import loss_curve_chart
 from core.config import get_settings
 from ui.common import friendly_errors, record, show_measurement
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import call as hosted_call
+from ui.queue import model_turn
 from ui.sidebar import model_picker
 
 MODES = ("Text to image (pretrained)", "Digits (trained by this project, offline)")
@@ -46,14 +50,15 @@ def _cancelled_note(prefix: str) -> None:
             st.info("Nothing is running.", icon=":material/info:")
 
 
-def _buttons(prefix: str, label: str) -> bool:
+def _buttons(prefix: str, label: str, disabled: bool = False) -> bool:
     run, cancel, _ = st.columns([1, 1, 4])
-    clicked = run.button(label, type="primary", key=f"{prefix}_run", on_click=_set, args=(f"{prefix}_cancel", False))
+    clicked = run.button(label, type="primary", key=f"{prefix}_run", on_click=_set, args=(f"{prefix}_cancel", False),
+                         disabled=disabled)
     cancel.button("Cancel", key=f"{prefix}_cancel_button", on_click=_set, args=(f"{prefix}_cancel", True))
     return clicked
 
 
-def _show_result(result, image, prefix: str, caption: str) -> None:
+def _show_result(result, image, prefix: str, caption: str, narrow: bool = False) -> None:
     for note in result.notes:
         st.info(note, icon=":material/info:")
     if result.cancelled:
@@ -62,7 +67,7 @@ def _show_result(result, image, prefix: str, caption: str) -> None:
         st.image(image, caption=caption, width=min(image.size[0], 900))
         st.download_button("Download PNG (settings in its metadata)", result.png(), file_name=f"{prefix}.png",
                            mime="image/png", key=f"{prefix}_download", on_click="ignore")
-    show_measurement(result.measurement)
+    show_measurement(result.measurement, narrow)
 
 
 def _unavailable(spec) -> None:
@@ -73,7 +78,8 @@ def _unavailable(spec) -> None:
         f"from the Hugging Face Hub, {why}, and no copy is on this disk. No PyPI package ships text-to-image weights.\n\n"
         f"**To use it:** run the app on a machine with internet access (the weights download once and are cached), or "
         f"download the repository elsewhere (`hf download {spec.hub_id}`) and copy the folder to "
-        f"`$UBT_MODEL_DIR/{spec.hub_id}`.\n\n**Works offline now:** the digits generator this project trained itself.",
+        f"`$UBT_MODEL_DIR/{spec.hub_id}`, or run it on a **Hosted API** (Run on, above).\n\n**Works offline now:** "
+        "the digits generator this project trained itself.",
         icon=":material/cloud_off:",
     )
     st.button("Use the digits generator", key="imagegen_use_digits", on_click=_set, args=("imagegen_mode", MODES[1]))
@@ -86,16 +92,32 @@ st.caption(
 )
 mode = st.radio("Generator", MODES, key="imagegen_mode", horizontal=True)
 
-# --- text to image --------------------------------------------------------------------------------
+# --- text to image: here, on a hosted API, or both ---------------------------------------------------
+def _show_hosted(result: providers.HostedImage, narrow: bool) -> None:
+    for note in result.notes:
+        st.info(note, icon=":material/info:")
+    st.image(result.image, caption=f"{result.measurement.model} · {result.image.width}x{result.image.height}",
+             width=min(result.image.width, 900))
+    extension = result.mime.split("/")[-1].replace("jpeg", "jpg")
+    st.download_button("Download the image as sent", result.data, file_name=f"hosted.{extension}", mime=result.mime,
+                       key="imagegen_hosted_download", on_click="ignore")
+    show_measurement(result.measurement, narrow)
+
+
 if mode == MODES[0]:
-    spec = model_picker("Model", task="text-to-image", key="imagegen_model", family="image-generation")
-    answer = registry.availability(spec)
-    if answer.resolution is None:
+    where = where_picker("imagegen_where")
+    spec = model_picker("Model", task="text-to-image", key="imagegen_model", family="image-generation") if where != HOSTED else None
+    local_ok = spec is not None and registry.availability(spec).resolution is not None
+    point = None
+    if where != LOCAL:
+        with st.expander("Hosted endpoint (OpenAI-compatible images, Hugging Face or Replicate)", expanded=True):
+            point = endpoint_form(providers.IMAGE_KINDS, "images", "imagegen_hosted")
+    if spec is not None and not local_ok:
         _unavailable(spec)
-    else:
-        if note := generation.budget_note(spec.key):
+    if local_ok or where != LOCAL:
+        if local_ok and (note := generation.budget_note(spec.key)):
             st.warning(note, icon=":material/memory:")
-        guided = spec.options.get("guidance", 0.0) > 1.0
+        guided = spec.options.get("guidance", 0.0) > 1.0 if local_ok else False
         cols = st.columns(len(PROMPT_EXAMPLES))
         for col, (name, value) in zip(cols, PROMPT_EXAMPLES.items()):
             col.button(name, key=f"imagegen_example_{name}", on_click=_set, args=("imagegen_prompt", value), width="stretch")
@@ -103,36 +125,64 @@ if mode == MODES[0]:
         if guided:
             st.text_input("Negative prompt (what to avoid)", key="imagegen_negative")
         c1, c2, c3, c4 = st.columns(4)
-        steps = c1.slider("Steps", 1, generation.MAX_STEPS, int(spec.options.get("steps", 1)), key="imagegen_steps")
+        steps = c1.slider("Steps", 1, generation.MAX_STEPS, int(spec.options.get("steps", 1)) if local_ok else 4,
+                          key="imagegen_steps")
         guidance = c2.slider("Guidance scale", 1.0, 12.0, float(spec.options.get("guidance", 7.5)), 0.5,
                              key="imagegen_guidance") if guided else 0.0
         width = c3.number_input("Width (px)", generation.MIN_SIZE, generation.MAX_SIZE, 512, 8, key="imagegen_width")
         height = c4.number_input("Height (px)", generation.MIN_SIZE, generation.MAX_SIZE, 512, 8, key="imagegen_height")
         c5, c6 = st.columns(2)
         seed = c5.number_input("Seed", 0, generation.MAX_SEED, 0, key="imagegen_seed")
-        tiny = c6.toggle("Tiny decoder (TAESD): much faster decoding, slightly softer detail", key="imagegen_tiny")
-        clicked = _buttons("imagegen", "Generate")
+        tiny = c6.toggle("Tiny decoder (TAESD): much faster decoding, slightly softer detail", key="imagegen_tiny",
+                         disabled=not local_ok)
+        clicked = _buttons("imagegen", "Generate", disabled=where != LOCAL and point is None)
         _cancelled_note("imagegen")
+        local_out, hosted_out = outputs(where)
+        if where == BOTH and not local_ok:
+            local_out.caption(f"Not run: {spec.title} cannot load on this server (see above).")
         if clicked:
             st.session_state.pop("imagegen_result", None)
+            st.session_state.pop("imagegen_hosted_result", None)
             request = generation.ImageRequest(
                 prompt=st.session_state.get("imagegen_prompt", ""), negative_prompt=st.session_state.get("imagegen_negative", ""),
                 steps=steps, guidance_scale=guidance, width=int(width), height=int(height), seed=int(seed), tiny_decoder=tiny,
             )
-            on_step, progress = _progress("imagegen", 192)
-            with friendly_errors("Image generation"), st.spinner(f"Generating with {spec.title} (its first use loads it) ..."):
-                result = generation.generate_image(spec.key, request, on_step,
-                                                   lambda: bool(st.session_state.get("imagegen_cancel")))
-                st.session_state["imagegen_result"] = result
-                record(result.measurement, "image-generation", "text-to-image", {
-                    "steps": result.request.steps, "width": result.request.width, "height": result.request.height,
-                    "guidance_scale": result.request.guidance_scale, "tiny_decoder": tiny, "cancelled": result.cancelled,
-                })
-            progress.empty()
-            st.session_state.pop("imagegen_progress", None)  # finished or failed; a Cancel click never gets here
+            with friendly_errors("Image generation"):
+                request, _ = generation.validate_request(request)  # a bad prompt or size is said once, before any call
+                if local_ok:
+                    with local_out:
+                        on_step, progress = _progress("imagegen", 192)
+                        with friendly_errors("Image generation"), model_turn("generate image"), st.spinner(f"Generating with {spec.title} (its first use loads it) ..."):
+                            result = generation.generate_image(spec.key, request, on_step,
+                                                               lambda: bool(st.session_state.get("imagegen_cancel")))
+                            st.session_state["imagegen_result"] = result
+                            record(result.measurement, "image-generation", "text-to-image", {
+                                "steps": result.request.steps, "width": result.request.width, "height": result.request.height,
+                                "guidance_scale": result.request.guidance_scale, "tiny_decoder": tiny, "cancelled": result.cancelled,
+                            })
+                        progress.empty()
+                        st.session_state.pop("imagegen_progress", None)  # finished or failed; a Cancel click never gets here
+                if point is not None:
+                    with hosted_out:
+                        hosted = hosted_call(point, "one image", providers.generate_image, request.prompt, request.width,
+                                             request.height, request.seed, steps=request.steps,
+                                             negative_prompt=request.negative_prompt)
+                    if hosted is not None:
+                        st.session_state["imagegen_hosted_result"] = hosted
+                        record(hosted.measurement, "image-generation", "text-to-image", {
+                            "width": request.width, "height": request.height, "seed": request.seed})
         result = st.session_state.get("imagegen_result")
-        if result is not None:
-            _show_result(result, result.image, "imagegen", f"{result.parameters['model']} · seed {result.request.seed}")
+        if result is not None and local_ok:
+            with local_out:
+                _show_result(result, result.image, "imagegen", f"{result.parameters['model']} · seed {result.request.seed}",
+                             narrow=where == BOTH)
+        hosted = st.session_state.get("imagegen_hosted_result")
+        if hosted is not None and point is not None:
+            with hosted_out:
+                _show_hosted(hosted, narrow=where == BOTH)
+        if where == BOTH and result is not None and hosted is not None and not result.cancelled:
+            comparison(result.measurement, hosted.measurement, "images", 1 / max(result.measurement.latency_s, 1e-9),
+                       hosted.measurement.extra["images_per_s"])
 
 # --- digits, trained by this project ------------------------------------------------------------------
 else:
@@ -157,7 +207,7 @@ else:
     if clicked:
         st.session_state.pop("digits_result", None)
         on_step, progress = _progress("digits", 384)
-        with friendly_errors("Digit generation"):
+        with friendly_errors("Digit generation"), model_turn("generate image"):
             result = generation.generate_digits(
                 st.session_state.get("digits_digit", 0), count, steps, guidance, int(seed), on_step,
                 lambda: bool(st.session_state.get("digits_cancel")),

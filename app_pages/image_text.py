@@ -1,9 +1,13 @@
-"""Image-text page: CLIP zero-shot labels and BLIP captions for your own images, measured."""
+"""Image-text page: CLIP zero-shot labels and BLIP captions for your own images, here, from a hosted vision chat
+model, or both side by side, measured."""
 import streamlit as st
 
-from core import images, vision
+from core import images, providers, vision
 from core.charts.vision import label_probabilities_chart, probability_heatmap
 from ui.common import friendly_errors, record, show_measurement
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import call as hosted_call
+from ui.queue import model_turn
 from ui.sidebar import model_picker
 
 LABEL_EXAMPLES = {
@@ -52,6 +56,23 @@ def _show_caption(cell) -> None:
     (_, image), text = cell
     st.image(image, width="stretch")
     st.markdown(f"**{_plain(text)}**")
+
+
+def _show_hosted_label(cell) -> None:
+    (_, image), label = cell
+    st.image(image, width="stretch")
+    st.markdown(f"**{_plain(label)}**" if label else "_(the answer named no label)_")
+
+
+def _hosted_setup(prefix: str, what: str):
+    """The Run on choice and, for a hosted run, the vision chat endpoint form; returns (where, endpoint or None)."""
+    where = where_picker(f"{prefix}_where")
+    point = None
+    if where != LOCAL:
+        with st.expander(f"Hosted endpoint (a vision chat model, {what})", expanded=True):
+            point = endpoint_form(providers.CHAT, "vision", f"{prefix}_hosted")
+    return where, point
+
 
 
 def _unavailable_note(missing: dict[str, str], key: str) -> str | None:
@@ -113,76 +134,144 @@ labels_tab, caption_tab = st.tabs(["Zero-shot labels (CLIP)", "Caption (BLIP)"])
 
 # --- zero-shot labelling --------------------------------------------------------------------------
 with labels_tab:
-    spec = model_picker("CLIP model", task="zero-shot", key="it_clip_model", family="image-text")
-    problem = _unavailable_note(missing, spec.key)
+    where, point = _hosted_setup("it_label", "shown each image and asked to pick one of your labels")
+    problem = None
+    if where != HOSTED:
+        spec = model_picker("CLIP model", task="zero-shot", key="it_clip_model", family="image-text")
+        problem = _unavailable_note(missing, spec.key)
     example_cols = st.columns(len(LABEL_EXAMPLES))
     for col, (name, value) in zip(example_cols, LABEL_EXAMPLES.items()):
         col.button(name, key=f"it_labels_{name}", on_click=_fill, args=("it_labels", value), width="stretch")
     st.session_state.setdefault("it_labels", LABEL_EXAMPLES["Sample subjects"])
     st.text_area("Candidate labels (comma separated or one per line)", key="it_labels", height=80)
     st.session_state.setdefault("it_template", vision.DEFAULT_TEMPLATE)
-    st.text_input("Prompt template ({} is replaced by each label)", key="it_template")
-    if st.button("Label images", type="primary", key="it_label_run", disabled=problem is not None, help=problem):
+    if where != HOSTED:
+        st.text_input("Prompt template ({} is replaced by each label)", key="it_template")
+    run_here, run_hosted = where != HOSTED and problem is None, where != LOCAL and point is not None
+    clicked = st.button("Label images", type="primary", key="it_label_run",
+                        disabled=not (run_hosted if where != LOCAL else run_here), help=problem if where == LOCAL else None)
+    local_out, hosted_out = outputs(where)
+    if where == BOTH and problem:
+        local_out.caption("Not run: this model cannot load on this server (see above).")
+    if clicked:
         st.session_state.pop("it_zero_shot", None)
-        with friendly_errors("Zero-shot labelling"), st.spinner(f"Running {spec.title} ..."):
-            bar, progress = _progress_bar("Encoding")
-            result = vision.zero_shot(pictures, vision.parse_labels(st.session_state["it_labels"]),
-                                      st.session_state["it_template"], key=spec.key, progress=progress)
-            bar.empty()
-            st.session_state["it_zero_shot"] = (result, list(zip(names, pictures)))
-            record(result.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(result.labels)})
-    if "it_zero_shot" in st.session_state:
-        result, shown = st.session_state["it_zero_shot"]
-        if len(shown) == 1:
-            image_col, chart_col = st.columns([1, 2])
-            image_col.image(shown[0][1], width="stretch")
-            label, probability = result.top[0]
-            chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
-                                                             f"Most likely: {label} ({probability:.0%})"),
-                                   width="stretch")
-        else:
-            _grid(list(zip(shown, result.top)), _show_top_label)
-            st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities),
-                            width="stretch")
-        show_measurement(result.measurement)
-        m = result.measurement
-        st.caption(
-            f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
-            f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is the model. "
-            f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
-        )
+        st.session_state.pop("it_zero_shot_hosted", None)
+        with friendly_errors("Zero-shot labelling"):
+            labels = vision.parse_labels(st.session_state["it_labels"])
+            if run_here:
+                with local_out, friendly_errors("Zero-shot labelling"), model_turn("label images"), st.spinner(f"Running {spec.title} ..."):
+                    bar, progress = _progress_bar("Encoding")
+                    result = vision.zero_shot(pictures, labels, st.session_state["it_template"], key=spec.key,
+                                              progress=progress)
+                    bar.empty()
+                    st.session_state["it_zero_shot"] = (result, list(zip(names, pictures)))
+                    record(result.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(result.labels)})
+            if run_hosted:
+                with hosted_out:
+                    hosted = hosted_call(point, f"{len(pictures)} image(s), one call each", providers.label_images,
+                                         pictures, labels)
+                if hosted is not None:
+                    st.session_state["it_zero_shot_hosted"] = (hosted, list(zip(names, pictures)))
+                    record(hosted.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(labels)})
+    if where != HOSTED and "it_zero_shot" in st.session_state:
+        with local_out:
+            result, shown = st.session_state["it_zero_shot"]
+            if len(shown) == 1:
+                image_col, chart_col = st.columns([1, 2])
+                image_col.image(shown[0][1], width="stretch")
+                label, probability = result.top[0]
+                chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
+                                                                 f"Most likely: {label} ({probability:.0%})"),
+                                       width="stretch")
+            else:
+                _grid(list(zip(shown, result.top)), _show_top_label)
+                st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities),
+                                width="stretch")
+            show_measurement(result.measurement, narrow=where == BOTH)
+            m = result.measurement
+            st.caption(
+                f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
+                f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is the model. "
+                f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
+            )
+    if where != LOCAL and "it_zero_shot_hosted" in st.session_state:
+        with hosted_out:
+            hosted, shown = st.session_state["it_zero_shot_hosted"]
+            for note in hosted.notes:
+                st.info(note, icon=":material/info:")
+            _grid(list(zip(shown, hosted.labels)), _show_hosted_label)
+            show_measurement(hosted.measurement, narrow=where == BOTH)
+            st.caption("A chat model names one label per image: no probabilities, and a price per call.")
+    if where == BOTH and "it_zero_shot" in st.session_state and "it_zero_shot_hosted" in st.session_state:
+        result, _ = st.session_state["it_zero_shot"]
+        hosted, _ = st.session_state["it_zero_shot_hosted"]
+        comparison(result.measurement, hosted.measurement, "images", result.measurement.extra["images_per_s"],
+                   hosted.measurement.extra["images_per_s"])
+        agree = sum(label == top for label, (top, _) in zip(hosted.labels, result.top))
+        st.caption(f"The two agree on {agree} of {len(result.top)} image(s).")
 
 # --- captioning -----------------------------------------------------------------------------------
 with caption_tab:
-    spec = model_picker("Captioning model", task="captioning", key="it_caption_model", family="image-text")
-    problem = _unavailable_note(missing, spec.key)
-    st.text_input("Optional text prefix (the caption continues it)", key="it_prefix", placeholder="a picture of")
-    decoding_col, beams_col, tokens_col = st.columns(3)
-    decoding = decoding_col.radio("Decoding", ["Greedy", "Beam search"], key="it_decoding", horizontal=True)
-    beams = beams_col.slider("Beams", 2, vision.MAX_BEAMS, 3, key="it_beams", disabled=decoding == "Greedy")
-    max_new_tokens = tokens_col.slider("Max new tokens", 5, 60, 30, key="it_max_new_tokens")
-    if st.button("Caption images", type="primary", key="it_caption_run", disabled=problem is not None, help=problem):
+    where, point = _hosted_setup("it_caption", f"asked: “{providers.CAPTION_PROMPT}”")
+    problem = None
+    if where != HOSTED:
+        spec = model_picker("Captioning model", task="captioning", key="it_caption_model", family="image-text")
+        problem = _unavailable_note(missing, spec.key)
+        st.text_input("Optional text prefix (the caption continues it)", key="it_prefix", placeholder="a picture of")
+        decoding_col, beams_col, tokens_col = st.columns(3)
+        decoding = decoding_col.radio("Decoding", ["Greedy", "Beam search"], key="it_decoding", horizontal=True)
+        beams = beams_col.slider("Beams", 2, vision.MAX_BEAMS, 3, key="it_beams", disabled=decoding == "Greedy")
+        max_new_tokens = tokens_col.slider("Max new tokens", 5, 60, 30, key="it_max_new_tokens")
+    run_here, run_hosted = where != HOSTED and problem is None, where != LOCAL and point is not None
+    clicked = st.button("Caption images", type="primary", key="it_caption_run",
+                        disabled=not (run_hosted if where != LOCAL else run_here), help=problem if where == LOCAL else None)
+    local_out, hosted_out = outputs(where)
+    if where == BOTH and problem:
+        local_out.caption("Not run: this model cannot load on this server (see above).")
+    if clicked:
         st.session_state.pop("it_captions", None)
-        with friendly_errors("Captioning"), st.spinner(f"Running {spec.title} ..."):
-            bar, progress = _progress_bar("Captioning")
-            used_beams = 1 if decoding == "Greedy" else beams
-            result = vision.caption(pictures, key=spec.key, prefix=st.session_state.get("it_prefix", ""),
-                                    beams=used_beams, max_new_tokens=max_new_tokens, progress=progress)
-            bar.empty()
-            st.session_state["it_captions"] = (result, list(zip(names, pictures)))
-            record(result.measurement, "image-text", "captioning", {
-                "images": len(pictures), "beams": used_beams, "max_new_tokens": max_new_tokens,
-                "prefix": bool(result.prefix),
-            })
-    if "it_captions" in st.session_state:
-        result, shown = st.session_state["it_captions"]
-        for note in result.notes:
-            st.info(note, icon=":material/info:")
-        _grid(list(zip(shown, result.captions)), _show_caption)
-        show_measurement(result.measurement)
-        m = result.measurement
-        st.caption(
-            f"{len(shown)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
-            f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is encoding the image "
-            "and generating tokens one at a time."
-        )
+        st.session_state.pop("it_captions_hosted", None)
+        with friendly_errors("Captioning"):
+            if run_here:
+                with local_out, friendly_errors("Captioning"), model_turn("caption"), st.spinner(f"Running {spec.title} ..."):
+                    bar, progress = _progress_bar("Captioning")
+                    used_beams = 1 if decoding == "Greedy" else beams
+                    result = vision.caption(pictures, key=spec.key, prefix=st.session_state.get("it_prefix", ""),
+                                            beams=used_beams, max_new_tokens=max_new_tokens, progress=progress)
+                    bar.empty()
+                    st.session_state["it_captions"] = (result, list(zip(names, pictures)))
+                    record(result.measurement, "image-text", "captioning", {
+                        "images": len(pictures), "beams": used_beams, "max_new_tokens": max_new_tokens,
+                        "prefix": bool(result.prefix),
+                    })
+            if run_hosted:
+                with hosted_out:
+                    hosted = hosted_call(point, f"{len(pictures)} image(s), one call each", providers.caption, pictures)
+                if hosted is not None:
+                    st.session_state["it_captions_hosted"] = (hosted, list(zip(names, pictures)))
+                    record(hosted.measurement, "image-text", "captioning", {"images": len(pictures)})
+    if where != HOSTED and "it_captions" in st.session_state:
+        with local_out:
+            result, shown = st.session_state["it_captions"]
+            for note in result.notes:
+                st.info(note, icon=":material/info:")
+            _grid(list(zip(shown, result.captions)), _show_caption)
+            show_measurement(result.measurement, narrow=where == BOTH)
+            m = result.measurement
+            st.caption(
+                f"{len(shown)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
+                f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is encoding the image "
+                "and generating tokens one at a time."
+            )
+    if where != LOCAL and "it_captions_hosted" in st.session_state:
+        with hosted_out:
+            hosted, shown = st.session_state["it_captions_hosted"]
+            for note in hosted.notes:
+                st.info(note, icon=":material/info:")
+            _grid(list(zip(shown, hosted.captions)), _show_caption)
+            show_measurement(hosted.measurement, narrow=where == BOTH)
+    if where == BOTH and "it_captions" in st.session_state and "it_captions_hosted" in st.session_state:
+        result, _ = st.session_state["it_captions"]
+        hosted, _ = st.session_state["it_captions_hosted"]
+        comparison(result.measurement, hosted.measurement, "images", result.measurement.extra["images_per_s"],
+                   hosted.measurement.extra["images_per_s"])

@@ -1,9 +1,13 @@
-"""Speech page: transcribe the sample, an upload or a recording with Whisper; compare two backends."""
+"""Speech page: transcribe the sample, an upload or a recording with Whisper, here, on a hosted API, or both side by
+side; compare two local backends."""
 import streamlit as st
 
-from core import audio, registry, speech
+from core import audio, providers, registry, speech
 from core.errors import InputError
 from ui.common import friendly_errors, record, show_measurement
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import call as hosted_call
+from ui.queue import model_turn
 from ui.sidebar import model_picker
 
 FORMATS = ["wav", "mp3", "m4a", "ogg", "flac", "webm"]
@@ -76,7 +80,8 @@ def show_transcript(t: speech.Transcript, reference: str | None, key: str, name:
         st.warning(warning, icon=":material/warning:")
     cols = st.columns(3)
     probability = "" if t.language_probability is None else f"p = {t.language_probability:.2f}"
-    cols[0].metric("Language", t.language, probability or "not detected", delta_color="off", delta_arrow="off")
+    said = "named by the API" if t.backend == "hosted" else "not detected"
+    cols[0].metric("Language", t.language, probability or said, delta_color="off", delta_arrow="off")
     cols[1].metric("Segments", len(t.segments))
     if reference is not None:
         cols[2].metric("WER vs known text", f"{speech.word_error_rate(reference, t.text):.1%}", help="Word error rate against the sample's known transcript.")
@@ -102,35 +107,82 @@ def metrics(t: speech.Transcript, reference: str | None) -> dict:
 
 transcribe_tab, compare_tab = st.tabs(["One model", "Side by side"])
 
-# --- one model, segments streamed as they are decoded ----------------------------------------------------
+# --- one model (here, hosted, or both), local segments streamed as they are decoded ----------------------
+def _transcribe_here(spec, backend: str) -> None:
+    """Stream a local transcription into the current container, then keep and record it."""
+    clip = decoded_clip()
+    stream = speech.TranscriptionStream(spec.key, clip, options)
+    bar = st.progress(0.0, text=f"Loading {spec.title} and reading the first 30 s ...")
+    live, lines = st.empty(), []
+    try:
+        with model_turn("transcribe"):
+            for segment in stream:
+                lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
+                bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
+                live.markdown("  \n".join(lines[-12:]))
+    finally:  # no progress bar left behind when it fails
+        bar.empty()
+        live.empty()
+    st.session_state["speech_result"] = (stream.result, reference)
+    record(stream.result.measurement, "speech", "transcription", {"backend": backend, **params}, metrics(stream.result, reference))
+
+
+def _audio_rate(m) -> float:
+    """Audio seconds transcribed per second of processing."""
+    return m.extra.get("audio_s_per_s") or m.extra["audio_s"] / max(m.latency_s, 1e-9)
+
+
 with transcribe_tab:
-    backend = st.radio("Backend", speech.BACKENDS, horizontal=True, key="speech_backend")
-    st.caption(BACKEND_NOTES[backend])
-    spec = model_picker("Model", task=backend, key=f"speech_model_{backend}")
-    english_only_note(spec)
-    if reason := unavailable(spec):
-        st.caption(f"Cannot transcribe: {reason}")
-    if st.button("Transcribe", type="primary", key="speech_run", disabled=bool(reason)):
+    where = where_picker("speech_where")
+    point, reason = None, ""
+    if where != LOCAL:
+        with st.expander("Hosted endpoint (OpenAI-compatible /audio/transcriptions, e.g. OpenAI or faster-whisper-server)",
+                         expanded=True):
+            point = endpoint_form(providers.TRANSCRIPTION, "transcription", "speech_hosted")
+    if where != HOSTED:
+        backend = st.radio("Backend", speech.BACKENDS, horizontal=True, key="speech_backend")
+        st.caption(BACKEND_NOTES[backend])
+        spec = model_picker("Model", task=backend, key=f"speech_model_{backend}")
+        english_only_note(spec)
+        if reason := unavailable(spec):
+            st.caption(f"Cannot transcribe: {reason}")
+    run_here, run_hosted = where != HOSTED and not reason, where != LOCAL and point is not None
+    clicked = st.button("Transcribe", type="primary", key="speech_run",
+                        disabled=not run_hosted if where != LOCAL else not run_here)
+    local_out, hosted_out = outputs(where)
+    if where == BOTH and reason:
+        local_out.caption("Not run: this model cannot load on this server (see above).")
+    if clicked:
         st.session_state.pop("speech_result", None)
+        st.session_state.pop("speech_hosted_result", None)
         with friendly_errors("Transcription"):
             clip = decoded_clip()
-            stream = speech.TranscriptionStream(spec.key, clip, options)
-            bar = st.progress(0.0, text=f"Loading {spec.title} and reading the first 30 s ...")
-            live, lines = st.empty(), []
-            try:
-                for segment in stream:
-                    lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
-                    bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
-                    live.markdown("  \n".join(lines[-12:]))
-            finally:  # no progress bar left behind when it fails
-                bar.empty()
-                live.empty()
-            st.session_state["speech_result"] = (stream.result, reference)
-            record(stream.result.measurement, "speech", "transcription", {"backend": backend, **params}, metrics(stream.result, reference))
-    if (stored := st.session_state.get("speech_result")) is not None:
-        result, result_reference = stored
-        show_transcript(result, result_reference, "speech_result")
-        show_measurement(result.measurement)
+            if run_here:
+                with local_out, friendly_errors("Transcription"):
+                    _transcribe_here(spec, backend)
+            if run_hosted:
+                with hosted_out:
+                    hosted = hosted_call(point, f"{clip.duration_s:.0f} s of audio", providers.transcribe, clip, options)
+                if hosted is not None:
+                    st.session_state["speech_hosted_result"] = (hosted, reference)
+                    record(hosted.measurement, "speech", "transcription", {"backend": "hosted", **params},
+                           metrics(hosted, reference))
+    here = st.session_state.get("speech_result") if where != HOSTED else None
+    there = st.session_state.get("speech_hosted_result") if where != LOCAL else None
+    if here is not None:
+        with local_out:
+            show_transcript(*here, "speech_result", " (this server)" if where == BOTH else "")
+            show_measurement(here[0].measurement, narrow=where == BOTH)
+    if there is not None:
+        with hosted_out:
+            show_transcript(*there, "speech_hosted_result", " (hosted)")
+            show_measurement(there[0].measurement, narrow=where == BOTH)
+    if where == BOTH and here is not None and there is not None:
+        comparison(here[0].measurement, there[0].measurement, "audio s", _audio_rate(here[0].measurement),
+                   _audio_rate(there[0].measurement))
+        price = point.prices.per_audio_minute if point is not None else 0.0
+        st.caption(f"Hosted price: ${price:,.4f} per audio minute (edit it under Prices). The local run costs this "
+                   "server's time and memory instead.")
 
 # --- both backends on the same clip -------------------------------------------------------------------------
 with compare_tab:
@@ -150,7 +202,8 @@ with compare_tab:
             clip = decoded_clip()
             bar = st.progress(0.0, text="Starting ...")
             try:
-                comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
+                with model_turn("transcribe"):
+                    comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
             finally:
                 bar.empty()
             st.session_state["speech_comparison"] = (comparison, reference)

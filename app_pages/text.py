@@ -1,11 +1,13 @@
 """Text page: sentiment classification and streamed text generation, measured."""
 import streamlit as st
 
-from core import providers, text
+from core import engines, providers, registry, text
 from core.catalog import get_spec
+from core.engines import generate
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, endpoint_form, stream_chat, where_picker
+from ui.hosted import BOTH, HOSTED, LOCAL, endpoint_form, outputs, stream_chat, where_picker
 from ui.hosted import classify as hosted_classify
+from ui.queue import model_turn
 from ui.sidebar import model_picker, refresh_sidebar
 
 SENTIMENT_EXAMPLES = {
@@ -40,7 +42,7 @@ sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
 SENTIMENT_LABELS = ("positive", "negative")
 
 
-def _show_local_sentiment(result) -> None:
+def _show_local_sentiment(result, narrow: bool) -> None:
     for note in result.notes:
         st.info(note, icon=":material/info:")
     if len(result.predictions) == 1:
@@ -51,7 +53,7 @@ def _show_local_sentiment(result) -> None:
             [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
             width="stretch", hide_index=True,
         )
-    show_measurement(result.measurement)
+    show_measurement(result.measurement, narrow)
     comparison = st.session_state.get("sentiment_int8_comparison")
     if comparison is not None:
         st.caption(
@@ -86,17 +88,15 @@ def sentiment_section() -> None:
     if where != LOCAL:
         with st.expander("Hosted endpoint (a chat model, asked for “positive” or “negative”)", expanded=True):
             point = endpoint_form(providers.CHAT, "chat", "sentiment_hosted")
-    local_out, hosted_out = st.columns(2, border=True) if where == BOTH else (st.container(), st.container())
-    if where == BOTH:
-        local_out.markdown("**This server**")
-        hosted_out.markdown("**Hosted API**")
-    if st.button("Classify", type="primary", key="sentiment_run", disabled=where != LOCAL and point is None):
+    clicked = st.button("Classify", type="primary", key="sentiment_run", disabled=where != LOCAL and point is None)
+    local_out, hosted_out = outputs(where)
+    if clicked:
         st.session_state.pop("sentiment_result", None)
         st.session_state.pop("sentiment_hosted_result", None)
         with friendly_errors("Classification"):
             prepared = text.prepare_texts(st.session_state.get("sentiment_text", ""), many=many)
             if where != HOSTED:
-                with local_out, st.spinner(f"Running {spec.title} ..."):
+                with local_out, model_turn("classify"), st.spinner(f"Running {spec.title} ..."):
                     comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
                     result = comparison.int8 if comparison else text.classify(prepared.texts, spec.key)
                     result.notes[:0] = prepared.notes
@@ -110,11 +110,11 @@ def sentiment_section() -> None:
                     answer.notes[:0] = prepared.notes
                     st.session_state["sentiment_hosted_result"] = (prepared.texts, answer)
                     record(answer.measurement, "text", "sentiment", {"texts": len(prepared.texts)})
-    result = st.session_state.get("sentiment_result")
+    result = st.session_state.get("sentiment_result") if where != HOSTED else None  # an earlier run's, other mode
     if result is not None:
         with local_out:
-            _show_local_sentiment(result)
-    hosted = st.session_state.get("sentiment_hosted_result")
+            _show_local_sentiment(result, narrow=where == BOTH)
+    hosted = st.session_state.get("sentiment_hosted_result") if where != LOCAL else None
     if hosted is not None:
         with hosted_out:
             texts, answer = hosted
@@ -125,24 +125,63 @@ def sentiment_section() -> None:
             else:
                 st.dataframe([{"text": t, "label": label or "(no label)"} for t, label in zip(texts, answer.labels)],
                              width="stretch", hide_index=True)
-            show_measurement(answer.measurement)
+            show_measurement(answer.measurement, narrow=where == BOTH)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- generation (a fragment too) ------------------------------------------------------------------
-def _generate_here(spec, prepared, settings) -> None:
-    """Stream a local generation into the current container and keep and record its result."""
-    stream = text.TextStream(spec.key, prepared.texts[0], settings)  # the wait is counted from here
-    if text.needs_conversion(spec.key):
-        with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
+def _engine_title(name: str, auto: engines.EngineChoice | None) -> str:
+    if name != engines.AUTO:
+        return engines.ENGINES[name].title
+    return f"Auto: {engines.ENGINES[auto.engine].title}" if auto else "Auto"
+
+
+def _engine_picker(spec) -> engines.EngineChoice | None:
+    """The Engine selectbox (Auto, or each engine that can run this model here) and a line saying what runs and why."""
+    resolution = registry.availability(spec).resolution
+    auto = engines.choose_generation_engine(resolution) if resolution else None
+    options = [engines.AUTO] + (engines.generation_engines(resolution) if resolution else [])
+    column, _ = st.columns([1, 2])
+    wanted = column.selectbox(
+        "Engine", options, key="generation_engine", format_func=lambda name: _engine_title(name, auto),
+        help="What runs the model: the same weights on llama.cpp, CTranslate2 int8 or plain PyTorch. "
+        "Auto picks the fastest one installed here; PyTorch float32 is the reference the others are compared with.",
+    )
+    if resolution is None:
+        return None
+    choice = engines.choose_generation_engine(resolution, wanted or engines.AUTO)
+    st.caption(engines.explain(choice, wanted or engines.AUTO))
+    return choice
+
+
+def _stream_for(spec, prompt: str, settings, engine: str):
+    """The stream of a local generation on ``engine``, with its one-time preparation shown as it happens."""
+    title = get_spec(spec.key).title
+    if engine == engines.TORCH:
+        stream = text.TextStream(spec.key, prompt, settings)  # the wait is counted from here
+        if text.needs_conversion(spec.key):
+            with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
+                stream.prepare(progress=st.write)
+                status.update(label="Converted the packaged weights", state="complete", expanded=False)
+        return stream
+    stream = generate.EngineStream(spec.key, engine, prompt, settings)
+    if engines.needs_preparation(spec.key, engine):
+        with st.status(f"First use: preparing {title} for {engines.ENGINES[engine].title}, once per machine "
+                       "(up to a minute)", expanded=True) as status:
             stream.prepare(progress=st.write)
-            status.update(label="Converted the packaged weights", state="complete", expanded=False)
-    with st.spinner(f"Loading {get_spec(spec.key).title} ..."):
+            status.update(label="Prepared once; later runs start in seconds", state="complete", expanded=False)
+    return stream
+
+
+def _generate_here(spec, prepared, settings, engine: str) -> None:
+    """Stream a local generation on ``engine`` into the current container and keep and record its result."""
+    stream = _stream_for(spec, prepared.texts[0], settings, engine)
+    with model_turn("generate"), st.spinner(f"Loading {get_spec(spec.key).title} on {engines.ENGINES[engine].title} ..."):
         st.write_stream(stream)
     stream.result.notes[:0] = prepared.notes
     st.session_state["generation_result"] = stream.result
     record(stream.result.measurement, "text", "generation", {
-        "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+        "engine": engine, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
         "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
         "no_repeat_ngram_size": settings.no_repeat_ngram_size,
     })
@@ -170,15 +209,13 @@ def generation_section() -> None:
         seed=int(c6.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
     )
     where = where_picker("generation_where")
+    choice = _engine_picker(spec) if where != HOSTED else None
     point = None
     if where != LOCAL:
         with st.expander("Hosted endpoint", expanded=True):
             point = endpoint_form(providers.CHAT, "chat", "generation_hosted")
     clicked = st.button("Generate", type="primary", key="generation_run", disabled=where != LOCAL and point is None)
-    local_out, hosted_out = st.columns(2, border=True) if where == BOTH else (st.container(), st.container())
-    if where == BOTH:
-        local_out.markdown("**This server**")
-        hosted_out.markdown("**Hosted API**")
+    local_out, hosted_out = outputs(where)
     streamed = set()
     if clicked:
         st.session_state.pop("generation_result", None)
@@ -187,7 +224,7 @@ def generation_section() -> None:
             prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
             if where != HOSTED:
                 with local_out:
-                    _generate_here(spec, prepared, settings)
+                    _generate_here(spec, prepared, settings, choice.engine if choice else engines.TORCH)
                 streamed.add("generation_result")
             if where != LOCAL:
                 with hosted_out:
@@ -199,16 +236,17 @@ def generation_section() -> None:
                     st.session_state["generation_hosted_result"] = answer
                     record(answer.measurement, "text", "generation", {"max_new_tokens": settings.max_new_tokens,
                                                                         "temperature": settings.temperature})
+    shown = {"generation_result": where != HOSTED, "generation_hosted_result": where != LOCAL}
     for key, out in (("generation_result", local_out), ("generation_hosted_result", hosted_out)):
         result = st.session_state.get(key)
-        if result is None:
+        if result is None or not shown[key]:  # an earlier run's, in the other mode
             continue
         with out:
             for note in result.notes:
                 st.info(note, icon=":material/info:")
             if key not in streamed:
                 st.markdown(result.text or "_(the model stopped at once: no new text)_")
-            show_measurement(result.measurement)
+            show_measurement(result.measurement, narrow=where == BOTH)
     _compare_engines(spec, settings)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
@@ -221,10 +259,7 @@ def _compare_engines(spec, settings) -> None:
                    "predicts PyTorch's next token.")
         if st.button("Compare engines", key="generation_compare_engines"):
             st.session_state.pop("generation_engines", None)
-            with friendly_errors("Engine comparison"), st.spinner("Running the prompt on each engine ..."):
-                from core import engines, registry
-                from core.engines import generate
-
+            with friendly_errors("Engine comparison"), model_turn("generate"), st.spinner("Running the prompt on each engine ..."):
                 prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
                 names = engines.generation_engines(registry.resolve(spec))
                 comparison = generate.compare(spec.key, prepared.texts[0], settings, names)

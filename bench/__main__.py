@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from bench.common import MET, NOISE, NOT_MET, OUT, ROOT
 
 FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory", "engines", "hosted", "clicks", "many_people")
+# Rows a family also shows from another module: (module, its flags, the bench/out name it writes). The Text page's
+# default engines (generation on llama.cpp or CTranslate2, sentiment on ONNX Runtime) belong with the text rows.
+ALSO = {"text": [("bench.engines", ["--text"], "text-engines")]}
 COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "spread", "floor", "vs_floor", "peak_mb", "target", "status", "note")
 
 
@@ -73,6 +76,18 @@ def _targets(results: dict) -> list[str]:
     return lines
 
 
+def _run(module: str, flags: list[str], name: str) -> list | str:
+    """Run one benchmark module in its own process: its rows (from bench/out/<name>.json), or why it failed."""
+    out = OUT / f"{name}.json"
+    out.unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", module] + flags, cwd=ROOT, capture_output=True, text=True)
+    print(f"{module} {' '.join(flags)}: exit {proc.returncode} in {time.perf_counter() - start:.0f} s", flush=True)
+    if proc.returncode == 0 and out.exists():
+        return json.loads(out.read_text())
+    return f"{module} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:] or ''}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -82,16 +97,10 @@ def main() -> None:
     earlier = json.loads(combined.read_text())["results"] if combined.exists() and args.only != ",".join(FAMILIES) else {}
     results: dict[str, list | str] = {}
     for family in args.only.split(","):
-        out = OUT / f"{family}.json"
-        out.unlink(missing_ok=True)
-        start = time.perf_counter()
-        cmd = [sys.executable, "-m", f"bench.{family}"] + (["--quick"] if args.quick else [])
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        print(f"bench.{family}: exit {proc.returncode} in {time.perf_counter() - start:.0f} s", flush=True)
-        if proc.returncode == 0 and out.exists():
-            results[family] = json.loads(out.read_text())
-        else:
-            results[family] = f"bench.{family} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:] or ''}"
+        parts = [(f"bench.{family}", [], family)] + ALSO.get(family, [])
+        outcomes = [_run(module, flags + (["--quick"] if args.quick else []), name) for module, flags, name in parts]
+        failed = [o for o in outcomes if isinstance(o, str)]
+        results[family] = failed[0] if failed else [row for rows in outcomes for row in rows]
     results = {family: results.get(family, earlier.get(family)) for family in FAMILIES if family in results or family in earlier}
     meta = {
         "when": datetime.now(timezone.utc).isoformat(timespec="minutes"),

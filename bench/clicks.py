@@ -52,6 +52,7 @@ if "result" in st.session_state:
     st.metric("Label", st.session_state["result"])
 '''
 SENTENCE = "I love this movie, the cast is wonderful."
+SUMMARY_RUNS = 120  # runs in the store the Summary row draws (the rows before it add theirs)
 IDLE_S = 2.0
 PROFILE_TOP = 8
 
@@ -104,7 +105,7 @@ ACTIONS = (
     Action("summary: change the CPU price", "summary", toggle=("rate_cpu", 0.5, 0.6), result=""),
 )
 QUICK = ("text: Classify (MiniLM head, warm)", "image-text: Label images (tiny CLIP, 1 image)",
-         "home: answer a guide question")
+         "home: answer a guide question", "fine-tune: change the held-out share")
 
 
 class Clicker:
@@ -163,6 +164,33 @@ class Clicker:
 
     def close(self) -> None:
         self.session.close()
+
+
+def seed_runs(path: Path, count: int = SUMMARY_RUNS) -> None:
+    """Fill a fresh run store with ``count`` runs of every approach and engine, so that the Summary row clicks a
+    page with charts and tables to draw, as on a server people have used."""
+    from core import runs
+
+    before = os.environ.get(runs.RUNS_DB_ENV)
+    os.environ[runs.RUNS_DB_ENV] = str(path)
+    try:
+        kinds = [
+            dict(page="text", task="generation", model="smollm2-135m", engine="torch", wall_s=2.9),
+            dict(page="text", task="generation", model="smollm2-135m", engine="llama.cpp", wall_s=0.5),
+            dict(page="text", task="sentiment", model="minilm-sentiment", engine="onnxruntime", wall_s=0.005),
+            dict(page="speech", task="transcription", model="faster-whisper-tiny-en", engine="ctranslate2", wall_s=0.9),
+            dict(page="fine-tune", task="sentiment", model="minilm-l6", engine="torch", wall_s=12.0, kind="training",
+                 approach="transfer learning", params={"train_examples": 200}, metrics={"macro_f1": 0.84}),
+        ]
+        for n in range(count):
+            run = kinds[n % len(kinds)]
+            runs.record_run(**{"source": "package", "device": "cpu", "peak_mb": 900.0, "added_mb": 50.0, **run,
+                               "session_id": f"seed-{n % 7}", "load_s": 1.0 if n < len(kinds) else None})
+    finally:
+        if before is None:
+            os.environ.pop(runs.RUNS_DB_ENV)
+        else:
+            os.environ[runs.RUNS_DB_ENV] = before
 
 
 def _seconds(text: str) -> float | None:
@@ -309,6 +337,9 @@ def main() -> None:
     (minimal_dir / "minimal.py").write_text(MINIMAL_PAGE)
     shutil.copytree(ROOT / ".streamlit", minimal_dir / ".streamlit")  # the same server settings
     env = {"UBT_CONVERTED_DIR": str(get_settings().converted_dir)}  # the one-time GGUF conversion is kept
+    if any(a.page == "summary" for a in actions):
+        (work / "real" / "data").mkdir()
+        seed_runs(work / "real" / "data" / "runs.sqlite")
     rows = []
     try:
         with tiny_server(work / "real", env=env, profile_dir=work / "real-prof", tiny=False) as real, \

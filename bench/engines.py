@@ -7,13 +7,18 @@ Rows:
   transformers float32, each with its decode floor (weight bytes read per token / copy rate), its agreement with
   float32 (first differing greedy token, teacher-forced next-token agreement over the shipped prompts), and its
   first use in a fresh process (imports + load + first answer; peak memory);
-- MiniLM sentiment on ONNX Runtime against the PyTorch path of the app: one sentence and 64 texts, labels
-  compared, with the compute floor (FLOPs counted by torch / GEMM rate).
+- MiniLM sentiment on the app's default path (ONNX Runtime) against its PyTorch path: one sentence and 64 texts,
+  labels compared, with the compute floor (FLOPs counted by torch / GEMM rate).
 
-Usage: python -m bench.engines [--quick]
+With ``--text`` (run by ``python -m bench --only text``): the machine rates, the sentiment rows, and the Text page's
+default generation engine (:func:`core.engines.choose_generation_engine`) streamed through the page's own path against
+its PyTorch float32 path, with agreement; written to bench/out/text-engines.json.
+
+Usage: python -m bench.engines [--quick] [--text]
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -23,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, compared, machine_rates, paired, parse_args, report, verdict
+from bench.common import ROOT, compared, machine_rates, paired, report, verdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KEY = "smollm2-135m"
@@ -179,27 +184,26 @@ def _flops(model, tokenizer, texts: list[str]) -> float:
 
 
 def encoder_rows(rates: dict, repeats: int) -> list[dict]:
+    """The sentiment path of the app (MiniLM + head, encoder on its default engine) against the same path on PyTorch."""
     from core import engines, registry, text
 
-    head = registry.load("minilm-sentiment").model.head
     base = registry.load("minilm-l6").model
-    loaded = engines.load("minilm-l6", engines.ONNXRUNTIME)
-    runner = loaded.model
-    if not hasattr(runner, "encode"):
-        return [{"workload": "MiniLM on ONNX Runtime", "note": f"skipped: {runner.note}"}]
-    record = runner.record
+    loaded, choice = engines.load_encoder("minilm-l6")
+    if choice.engine != engines.ONNXRUNTIME:
+        return [{"workload": "MiniLM on ONNX Runtime", "note": f"skipped: {choice.note}"}]
+    record = loaded.model.record
 
-    def ort_labels(texts: list[str]) -> list[str]:
-        probs = head.predict_proba(text.in_length_order(texts, 32, runner.encode))
-        return [head.labels[i] for i in probs.argmax(axis=1)]
+    def labels(texts: list[str], engine: str, ran: str) -> list[str]:
+        result = text.classify(texts, "minilm-sentiment", engine=engine)
+        assert result.measurement.engine == ran, result.notes
+        return [p.label for p in result.predictions]
 
-    def torch_labels(texts: list[str]) -> list[str]:
-        return [p.label for p in text.classify(texts, "minilm-sentiment").predictions]
-
+    ours = lambda texts: labels(texts, engines.AUTO, engines.ONNXRUNTIME)  # the app's default
+    torch_path = lambda texts: labels(texts, engines.TORCH, engines.TORCH)
     rows = []
     sentence_flops = _flops(base.model, base.tokenizer, [SENTENCE_32])
-    one = paired(lambda: ort_labels([SENTENCE_32]), lambda: torch_labels([SENTENCE_32]), repeats * 4, warmup=3)
-    rows.append(compared("sentiment, MiniLM + head, 1 sentence: ONNX Runtime vs the app's PyTorch path", one,
+    one = paired(lambda: ours([SENTENCE_32]), lambda: torch_path([SENTENCE_32]), repeats * 4, warmup=3)
+    rows.append(compared("sentiment, MiniLM + head, 1 sentence: the app's default (ONNX Runtime) vs its PyTorch path", one,
                          need=MIN_SENTENCE_RATIO, note=f"export agreement: lowest cosine {record['cosine']:.7f} "
                          f"(needs >= {record['min_cosine']}); exported once in {record['export_s']} s, cached on disk"))
     floor = sentence_flops / (rates["gemm_gflops"] * 1e9)
@@ -208,30 +212,73 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
                  "status": verdict(one.ours_s / floor, MAX_COMPUTE_VS_FLOOR, at_most=True),
                  "note": f"{sentence_flops / 1e9:.2f} GFLOP counted by torch at {rates['gemm_gflops']:.0f} GFLOP/s"})
     texts = _shipped_texts(64)
-    same = ort_labels(texts) == torch_labels(texts)
-    batch = paired(lambda: ort_labels(texts), lambda: torch_labels(texts), repeats)
-    row = compared("sentiment, MiniLM + head, 64 texts: ONNX Runtime vs the app's PyTorch path", batch,
+    same = ours(texts) == torch_path(texts)
+    batch = paired(lambda: ours(texts), lambda: torch_path(texts), repeats)
+    row = compared("sentiment, MiniLM + head, 64 texts: the app's default (ONNX Runtime) vs its PyTorch path", batch,
                    need=MIN_BATCH_RATIO, target=f"ratio >= {MIN_BATCH_RATIO:g}; labels identical",
                    note=f"labels identical on the 64 texts: {same}; both batch 32 texts of similar length")
     row["status"] = row["status"] if same else "not met"
     rows.append(row)
     all_texts = _shipped_texts(10_000)
-    flips = sum(a != b for a, b in zip(ort_labels(all_texts), torch_labels(all_texts)))
+    flips = sum(a != b for a, b in zip(ours(all_texts), torch_path(all_texts)))
     rows.append({"workload": f"sentiment labels, ONNX Runtime vs PyTorch, all {len(all_texts)} shipped texts", "ours": flips,
                  "unit": "labels changed", "target": "0", "status": verdict(flips, 0, at_most=True)})
     return rows
 
 
+def default_generation_rows(new_tokens: int, repeats: int) -> list[dict]:
+    """The Text page's default generation: its chosen engine, streamed as the page streams it, against the page's
+    PyTorch float32 path on the same prompt, plus the agreement of that engine with float32."""
+    from core import engines, registry, text
+    from core.catalog import get_spec
+    from core.engines import generate
+
+    choice = engines.choose_generation_engine(registry.resolve(get_spec(KEY)))
+    if choice.engine == engines.TORCH:
+        return [{"workload": "generation on the Text page's default engine", "note": f"skipped: it is PyTorch here ({choice.note})"}]
+    prompts = list(text.PROMPT_EXAMPLES.values())
+    greedy = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    text.convert_packaged_weights(KEY)  # the reference's one-time dequantisation (cached after the first run)
+
+    def streamed(stream) -> float:
+        for _ in stream:
+            pass
+        assert stream.result.new_tokens == new_tokens
+        return new_tokens / stream.result.measurement.latency_s
+
+    ours = lambda: streamed(generate.EngineStream(KEY, choice.engine, prompts[1], greedy, stop_at_eos=False))
+    reference = lambda: streamed(text.TextStream(KEY, prompts[1], greedy, stop_at_eos=False))
+    result = paired(ours, reference, repeats)
+    title = engines.ENGINES[choice.engine].title
+    row = compared(f"generation on the Text page's default engine ({title}) vs its PyTorch float32 path, SmolLM2-135M, "
+                   f"{new_tokens} new tokens, greedy, prefill included", result, unit="tokens/s",
+                   target=f">= {MIN_TOKENS_PER_S:g} tokens/s", note=engines.explain(choice))
+    row["ours"], row["reference"] = new_tokens / result.ours_s, new_tokens / result.reference_s
+    fastest, slowest = new_tokens / min(p[0] for p in result.pairs), new_tokens / max(p[0] for p in result.pairs)
+    row["status"] = verdict(row["ours"], MIN_TOKENS_PER_S, (slowest, fastest))
+    agreement = generate.agreement(engines.load(KEY, choice.engine).model, engines.load(KEY, engines.TORCH).model,
+                                   prompts, new_tokens)
+    return [row, {"workload": f"agreement of the default engine ({title}) with float32 over the {len(prompts)} shipped prompts",
+                  "ours": agreement.forced_agreement, "unit": "share", "target": f">= {MIN_FORCED_AGREEMENT:.0%} next-token agreement",
+                  "status": verdict(agreement.forced_agreement, MIN_FORCED_AGREEMENT), "note": agreement.summary()}]
+
+
 def main() -> None:
-    args = parse_args(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few repeats, for a fast check")
+    parser.add_argument("--text", action="store_true", help="only the rows of the Text page's default engines")
+    args = parser.parse_args()
     from core import engines
 
     threads = engines.threads()
     rows, rates = rate_rows(threads)
-    for section in (lambda: encoder_rows(rates, 5 if args.quick else 15), lambda: generation_rows(rates, 64, 3 if args.quick else 7)):
+    repeats = 3 if args.quick else 7
+    sections = [lambda: encoder_rows(rates, 5 if args.quick else 15)]
+    sections.append((lambda: default_generation_rows(64, repeats)) if args.text else (lambda: generation_rows(rates, 64, repeats)))
+    for section in sections:
         rows += section()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: this shared machine can be slow
-    report("engines", rows)
+    report("text-engines" if args.text else "engines", rows)
 
 
 if __name__ == "__main__":

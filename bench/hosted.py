@@ -6,7 +6,10 @@ Rows:
 - client overhead: ``core.providers.chat`` (streamed, measured, priced) against ``huggingface_hub.InferenceClient``
   streaming the same request from the same server, alternating; ratio = reference / ours, target >= 0.95;
 - local vs hosted: the Text page's local generation (``core.text.TextStream``, same weights in fp32 PyTorch) and the
-  hosted call on the same prompt, 32 new tokens, greedy: latency, time to first token, tokens/s (information rows).
+  hosted call on the same prompt, 32 new tokens, greedy: latency, time to first token, tokens/s (information rows);
+- local vs hosted transcription, where faster-whisper-server is installed: the Speech page's local faster-whisper
+  tiny.en and ``core.providers.transcribe`` against faster-whisper-server serving the same packaged weights, on the
+  bundled 10 s sample: latency and audio seconds per second (information rows).
 
 Usage: .venv/bin/python -m bench.hosted [--quick]
 """
@@ -55,6 +58,29 @@ def _rows(url: str, repeats: int) -> list[dict]:
     return rows
 
 
+def _speech_rows(repeats: int) -> list[dict]:
+    from core import audio, providers, speech
+    from tests.openai_servers import whisper_server
+
+    data, _ = speech.sample_clip()
+    clip = audio.decode(data, "sample.flac")
+    options = speech.TranscribeOptions(beam_size=5)
+    speech.transcribe("faster-whisper-tiny-en", clip, options)  # load and warm up outside the figures
+    with whisper_server() as url:
+        point = providers.endpoint("openai-compatible", model="whisper-1", base_url=url, task="transcription", env={})
+        providers.transcribe(point, clip, options)  # the server loads its model on the first call
+        local = [speech.transcribe("faster-whisper-tiny-en", clip, options).measurement for _ in range(repeats)]
+        hosted = [providers.transcribe(point, clip, options).measurement for _ in range(repeats)]
+    rows = []
+    for name, unit, pick in (("latency", "s", lambda m: m.latency_s),
+                             ("audio seconds per second", "audio s/s", lambda m: m.extra["audio_s"] / m.latency_s)):
+        rows.append({"workload": f"transcription, 10 s sample, local faster-whisper vs faster-whisper-server: {name}",
+                     "ours": sorted(map(pick, local))[len(local) // 2],
+                     "reference": sorted(map(pick, hosted))[len(hosted) // 2], "unit": unit, "target": "", "status": "",
+                     "note": "ours = this server's local run; reference = the hosted call, same weights (medians)"})
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__)
     os.environ.pop("HF_HUB_OFFLINE", None)  # InferenceClient refuses even loopback calls in offline mode
@@ -63,8 +89,13 @@ def main() -> None:
     if packaged_gguf() is None:
         report("hosted", [{"workload": "hosted", "status": "", "note": "the packaged SmolLM2 GGUF is not installed"}])
         return
+    from tests.openai_servers import packaged_whisper, whisper_server_installed
+
     with llama_server(threads=2) as url:
-        report("hosted", _rows(url, 3 if args.quick else 10))
+        rows = _rows(url, 3 if args.quick else 10)
+    if whisper_server_installed() and packaged_whisper() is not None:
+        rows += _speech_rows(3 if args.quick else 10)
+    report("hosted", rows)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Many people at once: 1, 8 and 32 websocket sessions classifying sentiment with the real offline model
 (MiniLM + this project's head) on one server, against a minimal page making the same model call on a
 second server, at the same concurrency in the same run; then a mixed load (classify + generate +
-transcribe) where the first generation under load is compared with a generation alone.
+transcribe) where the first generation under load is compared with a generation alone: once with every model
+call taking its turn in core/queue.py's line, as the pages run (ui/queue.py's ``model_turn``), and once with
+the line opened wide (``UBT_MODEL_SLOTS=64``: every call at once, as before the line existed).
 
 The servers are tests/serve_tiny.py launchers on loopback, started as ``streamlit run`` would start
 them (real models only); the sessions are tests/st_session.py clients
@@ -24,6 +26,7 @@ from bench.common import MET, NOT_MET, ROOT, report
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 THROUGHPUT_PER_S, P95_S, LONE_SHARE = 15.0, 3.0, 0.5  # issue 17's targets
+NO_LINE = 64  # UBT_MODEL_SLOTS for the run without turns: more slots than sessions, so no call ever waits
 SENTENCES = (
     "I love this movie, the cast is wonderful.",
     "This was a waste of money; it broke after two days.",
@@ -117,15 +120,21 @@ def main() -> None:
             rows.append(_row(f"{sessions} sessions × {requests} classify, one torch thread per request (UBT_THREADS=1)",
                              drive(app, sessions, requests, (classify,)), None, final=True))
             rows[-1]["note"] = "an option, to compare with the row above (default threads), measured after it"
-        with tiny_server(work / "mixed", env=env, tiny=False) as app:
+        with tiny_server(work / "mixed", env={**env, "UBT_MODEL_SLOTS": str(NO_LINE)}, tiny=False) as app:
             rows += mixed(app, (classify, generate, transcribe), mixed_requests)
+        with tiny_server(work / "mixed-turns", env=env, tiny=False) as app:
+            rows += mixed(app, (classify, generate, transcribe), mixed_requests, turns=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report("many_people", rows)
 
 
-def mixed(app, kinds, requests: int) -> list[dict]:
-    """A generation alone (warm), then 4 classify + 2 generate + 2 transcribe sessions at once."""
+def mixed(app, kinds, requests: int, turns: bool = False) -> list[dict]:
+    """A generation alone (warm), then 4 classify + 2 generate + 2 transcribe sessions at once.
+
+    Args:
+        turns: the server's model calls take turns in its line (else the line is opened wide): said in the row's name.
+    """
     from tests.test_load import drive
 
     classify, generate, transcribe = kinds
@@ -140,7 +149,8 @@ def mixed(app, kinds, requests: int) -> list[dict]:
     meets = (share is not None and share >= LONE_SHARE or queued) and not load["problems"] and \
         all(v == 1 for v in load["all_loads"].values())
     return [{
-        "workload": f"mixed: 4 classify + 2 generate + 2 transcribe sessions × {requests}, first generation",
+        "workload": f"mixed: 4 classify + 2 generate + 2 transcribe sessions × {requests}, first generation"
+                    + (", model calls taking turns (core/queue.py, 1 slot per 2 threads)" if turns else ""),
         "ours": loaded, "reference": lone, "unit": "tokens/s", "ratio": share,
         "target": f">= {LONE_SHARE:.0%} of its lone tokens/s, or the page says it is queued; 0 errors; loaded once",
         "status": MET if meets else NOT_MET,

@@ -47,6 +47,8 @@ class Settings:
         preload: catalog keys to load in the background when the server starts (empty: none).
         max_audio_s: longest audio accepted for transcription.
         feature_cache_mb: memory for cached encoder features on the Fine-tune page.
+        model_slots: model calls served at once, for all sessions (core/queue.py); 0 means half the torch
+            threads, at least 1.
     """
 
     memory_budget_mb: int = 1600
@@ -62,6 +64,7 @@ class Settings:
     preload: tuple[str, ...] = ()
     max_audio_s: float = 600.0
     feature_cache_mb: float = 256.0
+    model_slots: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -82,5 +85,6 @@ def get_settings() -> Settings:
         max_batch_lines=int(_env("MAX_BATCH_LINES", "200")),
         max_audio_s=float(_env("MAX_AUDIO_S", "600")),
         feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
+        model_slots=int(_env("MODEL_SLOTS", "0")),
         preload=tuple(k.strip() for k in _env("PRELOAD", "").split(",") if k.strip()),
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.catalog import CATALOG
-from core.runs import APPROACHES, UNTRAINED
+from core.runs import APPROACHES, DEFAULT_ENGINE, UNTRAINED
 
 if TYPE_CHECKING:
     import pandas
@@ -31,6 +31,7 @@ IMPACT_METRICS = ("macro_f1", "accuracy")
 PAGE_INPUT = "page input (not stored)"
 UNNAMED_DATA = "unnamed data"
 SHORT_FINGERPRINT = 8  # hex characters shown of a data fingerprint
+SPEED_UP = "speed-up vs PyTorch (×)"
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,10 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
         enriched: a frame from :func:`enrich`.
 
     Returns:
-        Columns ``approach``, ``runs``, ``median training time (s)``, ``median training cost ($)``,
-        ``memory added (MB)`` (the most any run added), ``process peak (MB)``, ``data needed
-        (examples)``, ``best accuracy``, ``best macro-F1``; all five approaches in order, NaN where
-        nothing was measured.
+        Columns ``approach``, ``engines`` (what ran its runs, e.g. ``torch, onnxruntime``), ``runs``,
+        ``median training time (s)``, ``median training cost ($)``, ``memory added (MB)`` (the most any
+        run added), ``process peak (MB)``, ``data needed (examples)``, ``best accuracy``, ``best
+        macro-F1``; all five approaches in order, NaN where nothing was measured.
     """
     import pandas as pd
 
@@ -135,6 +136,7 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
         untrained = approach in UNTRAINED
         rows.append({
             "approach": approach,
+            "engines": ", ".join(sorted(group["engine"].dropna().unique())),
             "runs": len(group),
             "median training time (s)": 0.0 if untrained else trained["wall_s"].median(),
             "median training cost ($)": 0.0 if untrained else trained["cost_usd"].median(),
@@ -148,7 +150,7 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
 
 
 def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls: int = 1000) -> "pandas.DataFrame":
-    """The chapter's "inference considerations", one row per family, model and device, measured.
+    """The chapter's "inference considerations", one row per family, model, engine and device, measured.
 
     Args:
         enriched: a frame from :func:`enrich`.
@@ -156,24 +158,33 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
         calls: how many calls the cost column prices.
 
     Returns:
-        Columns ``family``, ``model``, ``device``, ``runs``, ``median load time (s)`` (over cold
-        starts), ``median latency (s)``, ``memory added (MB)`` (the most any run added, its load
-        included), ``process peak (MB)`` and ``$ per <calls> calls`` (median latency priced by the
-        device's host).
+        Columns ``family``, ``model``, ``engine``, ``device``, ``runs``, ``median load time (s)`` (over
+        cold starts), ``median latency (s)``, ``speed-up vs PyTorch (×)`` (the same model's median latency
+        on PyTorch on the same kind of host, CPU or GPU, divided by this row's; NaN without a PyTorch row), ``memory added
+        (MB)`` (the most any run added, its load included), ``process peak (MB)`` and ``$ per <calls>
+        calls`` (median latency priced by the device's host).
     """
     import pandas as pd
 
     inference = enriched[enriched["kind"] == "inference"]
-    columns = ["family", "model", "device", "runs", "median load time (s)", "median latency (s)",
-               "memory added (MB)", "process peak (MB)", f"$ per {calls:,} calls"]
+    columns = ["family", "model", "engine", "device", "runs", "median load time (s)", "median latency (s)",
+               SPEED_UP, "memory added (MB)", "process peak (MB)", f"$ per {calls:,} calls"]
     if inference.empty:
         return pd.DataFrame(columns=columns)
     table = (
-        inference.groupby(["family", "model", "device"], sort=True)
+        inference.groupby(["family", "model", "engine", "device"], sort=True)
         .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"),
              added=("added_mb", "max"), peak=("peak_mb", "max"), api=("api_cost_usd", "median"))
         .reset_index()
     )
+    # engines label their device in their own words ("cpu · int8 · 2 thread(s)"): compare on the kind of host
+    hosts = [is_gpu(device) for device in table["device"]]
+    baseline = table[table["engine"] == DEFAULT_ENGINE].groupby(["model", pd.Series(hosts, index=table.index)])
+    baseline = baseline["latency"].median().to_dict()
+    table.insert(table.columns.get_loc("latency") + 1, "speed_up", [
+        baseline.get((model, host), math.nan) / latency if latency > 0 else math.nan
+        for model, host, latency in zip(table["model"], hosts, table["latency"])
+    ])
     table["cost"] = [api * calls if not math.isnan(api) else cost_usd(s * calls, d, rates)
                      for api, s, d in zip(table.pop("api"), table["latency"], table["device"])]
     table.columns = columns

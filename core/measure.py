@@ -41,7 +41,7 @@ class Measurement:
         extra: task-specific figures (tokens/s, real-time factor, s/step, items/s ...).
         added_mb: memory the call added: its peak minus resident memory before it, plus the model's
             footprint when it was loaded for the call; None when not measured.
-        engine: what ran the model (a key of ``core.engines.ENGINES``, e.g. ``pytorch``, ``llama.cpp``,
+        engine: what ran the model (a key of ``core.engines.ENGINES``, e.g. ``torch``, ``llama.cpp``,
             ``onnxruntime``, ``ctranslate2``), or ``hosted`` for a call to an API.
     """
 
@@ -54,7 +54,7 @@ class Measurement:
     peak_mb: float
     extra: dict[str, float] = field(default_factory=dict)
     added_mb: float | None = None
-    engine: str = "pytorch"
+    engine: str = "torch"
 
 
 class PeakMB(float):

@@ -92,7 +92,7 @@ class Loaded:
     size_mb: float
 
     def measurement(self, seconds: float, peak_mb: float, load_s: float | None = None, device: str | None = None,
-                    **extra: float) -> Measurement:
+                    engine: str | None = None, **extra: float) -> Measurement:
         """The Measurement of one call on this model.
 
         The memory the call added is the call's own (``peak_mb`` minus the memory in use when it
@@ -103,6 +103,7 @@ class Loaded:
             peak_mb: peak process memory during the call, from :class:`core.measure.PeakTracker`.
             load_s: load time to report when it differs from this model's own (e.g. two models loaded).
             device: device label when the model does not run where choose_device() says (e.g. CTranslate2).
+            engine: what ran the model (see :data:`core.engines.ENGINES`); None: PyTorch, the Measurement's default.
             extra: task figures (``*_per_s`` rates, ``*_s`` durations ...).
         """
         from core.device import choose_device
@@ -115,6 +116,7 @@ class Loaded:
             device=device or choose_device().label(), load_s=load_s, latency_s=seconds, peak_mb=peak_mb,
             extra=dict(extra),
             added_mb=None if call_mb is None else call_mb + (self.size_mb if load_s is not None else 0.0),
+            engine=engine or Measurement.engine,
         )
 
 

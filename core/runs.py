@@ -16,7 +16,8 @@ run used.
 
 The file is ``$UBT_RUNS_DB`` (read at every call), else ``<data_dir>/runs.sqlite``. Its schema
 is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS`. It runs in WAL
-mode with a busy timeout, one connection per call, and one lock per file inside the process.
+mode (``synchronous=NORMAL``) with a busy timeout, one connection per call, and one lock per file inside
+the process. :func:`store_version` changes whenever the runs do, so pages can cache what they draw.
 Nothing here raises into a page:
 
 * damaged file (not a database, malformed): moved aside to ``<name>.corrupt-<timestamp>``,
@@ -57,8 +58,10 @@ KINDS = ("inference", "training")
 COLUMNS = (
     "id", "time_utc", "session_id", "page", "task", "model", "source", "device", "approach",
     "kind", "params", "load_s", "wall_s", "peak_mb", "added_mb", "metrics", "data_fingerprint", "data_source",
-    "api_cost_usd",
+    "api_cost_usd", "engine",
 )
+HOSTED_ENGINE = "hosted"  # the engine of a call to an API; local engines are the keys of core.engines.ENGINES
+DEFAULT_ENGINE = "torch"  # core.engines.TORCH, named here so that importing this module stays cheap
 MAX_SETTING_CHARS = 120
 BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked store
 WRITE_ATTEMPTS = 2
@@ -107,9 +110,27 @@ def _add_api_cost(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN api_cost_usd REAL")
 
 
+_SETTINGS = "CASE WHEN json_valid(params) THEN params ELSE '{}' END"
+# The engine of a run stored before runs recorded one, from what it did record: a hosted call is hosted, a run
+# that named its engine in its settings (the Text page's engine comparison) keeps it, faster-whisper is
+# CTranslate2, and everything else ran on PyTorch.
+_ENGINE_OF_OLDER_RUN = f"""CASE
+    WHEN source = 'hosted' OR approach = 'call an API' THEN '{HOSTED_ENGINE}'
+    WHEN json_type({_SETTINGS}, '$.engine') = 'text' THEN json_extract({_SETTINGS}, '$.engine')
+    WHEN model LIKE 'faster-whisper%' OR json_extract({_SETTINGS}, '$.backend') = 'faster-whisper' THEN 'ctranslate2'
+    ELSE '{DEFAULT_ENGINE}'
+END"""
+
+
+def _add_engine(conn: sqlite3.Connection) -> None:
+    """What ran the model (engines issue); older runs get it from what they recorded."""
+    conn.execute("ALTER TABLE runs ADD COLUMN engine TEXT")
+    conn.execute(f"UPDATE runs SET engine = {_ENGINE_OF_OLDER_RUN}")
+
+
 # Schema version N is reached by applying MIGRATIONS[:N]; append, never edit or reorder.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _create_runs, _index_session_and_task, _add_added_memory_and_data_source, _add_api_cost,
+    _create_runs, _index_session_and_task, _add_added_memory_and_data_source, _add_api_cost, _add_engine,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -124,6 +145,7 @@ class _Store:
     read_only: bool = False
     pending: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    writes: int = 0  # transactions this process committed: part of store_version()
 
 
 _stores: dict[Path, _Store] = {}
@@ -198,6 +220,7 @@ def record_run(
     added_mb: float | None = None,
     data_source: str | None = None,
     api_cost_usd: float | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> None:
     """Store one run; never raises (problems are logged and reported by :func:`store_status`).
 
@@ -221,6 +244,7 @@ def record_run(
         data_source: the data's name (``upload: reviews.csv``, ``example: digits``), never the data;
             cut to ``MAX_SETTING_CHARS``.
         api_cost_usd: what a hosted call ("call an API") was charged, at the prices the user set.
+        engine: what ran the model: a key of ``core.engines.ENGINES``, or :data:`HOSTED_ENGINE`.
     """
     try:
         if approach not in APPROACHES:
@@ -246,12 +270,14 @@ def record_run(
             "data_fingerprint": data_fingerprint,
             "data_source": None if data_source is None else str(data_source)[:MAX_SETTING_CHARS],
             "api_cost_usd": None if api_cost_usd is None else float(api_cost_usd),
+            "engine": str(engine),
         }
         store = _store()
         with store.lock:
             if store.read_only:
                 store.pending.append(row)
             elif _write(store, [*store.pending, row]):
+                store.writes += 1
                 store.pending.clear()
                 store.notes.pop("busy", None)
                 store.notes.pop("error", None)
@@ -295,6 +321,26 @@ def fetch_runs(session_id: str | None = None, task: str | None = None) -> "panda
     for column in ("params", "metrics"):
         frame[column] = [json.loads(text) if text else {} for text in frame[column]]
     return frame.sort_values("time_utc", kind="stable").reset_index(drop=True)
+
+
+def store_version() -> tuple:
+    """A token that changes whenever :func:`fetch_runs` could return something new, read without opening
+    the database, so that a page can cache what it draws from the runs.
+
+    Returns:
+        The store's path, the writes this process made to it, the runs held in memory, and the size and
+        modification time (ns) of the file and its WAL (which catch other processes' writes).
+    """
+    store = _store()
+    stamps = []
+    for suffix in ("", "-wal"):
+        try:
+            found = os.stat(f"{store.path}{suffix}")
+            stamps += [found.st_size, found.st_mtime_ns]
+        except OSError:
+            stamps += [None, None]
+    with store.lock:
+        return (str(store.path), store.writes, len(store.pending), *stamps)
 
 
 def to_csv(runs: "pandas.DataFrame") -> bytes:
@@ -363,6 +409,8 @@ def _connect(store: _Store) -> sqlite3.Connection:
     conn = sqlite3.connect(store.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        # under WAL, NORMAL syncs at checkpoints only: a power cut may lose the last runs, never damage the file
+        conn.execute("PRAGMA synchronous = NORMAL")
         if not store.ready:
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
@@ -423,11 +471,13 @@ def _read(store: _Store, session_id: str | None, task: str | None) -> list[dict[
             conn = _connect(store)
         try:
             conn.row_factory = sqlite3.Row
-            # a store opened read-only is never migrated: columns it lacks read as NULL
+            # a store opened read-only is never migrated: columns it lacks read as NULL (the engine as derived)
             found = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
             if not found:
                 return []
-            chosen = ", ".join(column if column in found else f"NULL AS {column}" for column in COLUMNS)
+            missing = {"engine": _ENGINE_OF_OLDER_RUN}
+            chosen = ", ".join(column if column in found else f"{missing.get(column, 'NULL')} AS {column}"
+                               for column in COLUMNS)
             sql = f"SELECT {chosen} FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
             rows = [dict(row) for row in conn.execute(sql, args)]
         finally:

@@ -31,6 +31,7 @@ from core import registry
 from core.audio import SAMPLE_RATE, SILENCE_DBFS, Audio
 from core.catalog import ASSETS, ModelSpec, get_spec
 from core.device import choose_device
+from core.engines import CTRANSLATE2, TORCH
 from core.errors import InputError, ModelUnavailable
 from core.measure import Measurement, PeakTracker
 from core.registry import Resolution
@@ -401,10 +402,10 @@ class TranscriptionStream:
             start = time.perf_counter()
             if isinstance(runner, CT2Whisper):
                 language, probability, source = _faster_decode(runner, self.clip, self.options)
-                device = f"cpu · int8 · {runner.threads} thread(s)"
+                device, engine = f"cpu · int8 · {runner.threads} thread(s)", CTRANSLATE2
             else:
                 language, probability, source = _openai_decode(runner, self.clip, self.options)
-                device = choose_device().label()
+                device, engine = choose_device().label(), TORCH
             for segment in source:
                 segments.append(segment)
                 self.progress = min(segment.end / duration, 1.0)
@@ -412,7 +413,7 @@ class TranscriptionStream:
             seconds = time.perf_counter() - start
         self.progress = 1.0
         measurement = loaded.measurement(
-            seconds, tracker.peak_mb, device=device, real_time_factor=seconds / duration, audio_s=duration,
+            seconds, tracker.peak_mb, device=device, engine=engine, real_time_factor=seconds / duration, audio_s=duration,
         )
         self.result = Transcript(
             self.spec.key, backend(self.spec), segments, language, probability, duration,

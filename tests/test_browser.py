@@ -47,6 +47,10 @@ def test_text_page_gives_real_sentiment_and_generation_offline(server, browser):
     click(browser, "Generate")
     wait_text(browser, "Tokens/s")
     browser.save_screenshot(str(SHOTS / "text-generation.png"))
+    from core import engines
+
+    expected = "Runs on llama.cpp" if engines.installed(engines.LLAMACPP) else "running on CTranslate2, int8 instead"
+    assert expected in browser.find_element("tag name", "body").text  # the page says which engine generated, and why
     from selenium.webdriver.common.by import By
 
     next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander'] summary")

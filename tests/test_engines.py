@@ -70,6 +70,30 @@ def test_encoder_choice_falls_back_to_torch_without_onnxruntime(monkeypatch):
     assert choice.engine == engines.TORCH and "not installed" in choice.note
 
 
+def test_a_model_that_exists_only_in_memory_runs_on_pytorch_and_says_why(monkeypatch):
+    _only_installed(monkeypatch, engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH)
+    in_memory = Resolution("test", "in memory")
+    assert engines.generation_engines(in_memory) == [engines.TORCH]
+    choice = engines.choose_generation_engine(in_memory, wanted=engines.CTRANSLATE2)
+    assert choice.engine == engines.TORCH and "only in memory" in choice.note
+
+
+def test_the_page_line_says_what_runs_and_why(monkeypatch):
+    _only_installed(monkeypatch, engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH)
+    assert engines.explain(engines.choose_generation_engine(GGUF)).startswith("Runs on llama.cpp")
+    assert "as chosen" in engines.explain(engines.choose_generation_engine(GGUF, engines.TORCH), engines.TORCH)
+    _only_installed(monkeypatch, engines.CTRANSLATE2, engines.TORCH)  # a `make run` install: no compiler, no llama.cpp
+    line = engines.explain(engines.choose_generation_engine(GGUF))
+    assert "llama.cpp" in line and "not installed" in line and "running on CTranslate2, int8 instead" in line
+
+
+def test_measurement_engine_is_pytorch_unless_told(fresh_cache):
+    registry.install("distilgpt2", tiny.llama_lm())
+    loaded = registry.load("distilgpt2")
+    assert loaded.measurement(0.1, 10.0).engine == engines.TORCH == "torch"
+    assert loaded.measurement(0.1, 10.0, engine=engines.LLAMACPP).engine == "llama.cpp"
+
+
 def test_installed_looks_modules_up_without_importing_them():
     assert engines.installed(engines.TORCH)
     assert engines.installed(engines.LLAMACPP) == (importlib.util.find_spec("llama_cpp") is not None)
@@ -131,6 +155,39 @@ def test_export_folder_changes_when_the_weights_change(tmp_path):
     assert onnx.export_folder(tmp_path, "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2").parent == tmp_path / "onnx"
 
 
+def test_an_in_memory_encoder_is_exported_by_its_weights_not_its_name(fresh_cache, converted_dir):
+    registry.install("minilm-l6", tiny.bert_encoder())
+    first = engines.load("minilm-l6", engines.ONNXRUNTIME).model
+    other = tiny.bert_encoder()
+    with torch.no_grad():
+        for parameter in other.model.parameters():
+            parameter.add_(0.05)
+    registry.CACHE.clear()
+    registry.install("minilm-l6", other)
+    second = engines.load("minilm-l6", engines.ONNXRUNTIME).model
+    texts = ["I love it", "broken after a day"]
+    assert len([p for p in (converted_dir / "onnx").iterdir() if p.is_dir()]) == 2  # two exports, not one reused
+    np.testing.assert_allclose(second.encode(texts), onnx.torch_embeddings(other.tokenizer, other.model, texts, 64), atol=1e-5)
+    assert not np.allclose(first.encode(texts), second.encode(texts), atol=1e-3)
+
+
+def test_load_encoder_runs_onnx_and_falls_back_to_torch_with_the_note(fresh_cache, converted_dir, monkeypatch):
+    registry.install("minilm-l6", tiny.bert_encoder())
+    loaded, choice = engines.load_encoder("minilm-l6")
+    assert choice == engines.EngineChoice(engines.ONNXRUNTIME) and isinstance(loaded.model, onnx.OnnxEncoder)
+    assert engines.load_encoder("minilm-l6", engines.TORCH)[1] == engines.EngineChoice(engines.TORCH)
+    _only_installed(monkeypatch, engines.TORCH)
+    loaded, choice = engines.load_encoder("minilm-l6")
+    assert choice.engine == engines.TORCH and "not installed" in choice.note and isinstance(loaded.model, text.TextEncoder)
+
+
+def test_load_encoder_with_a_disagreeing_export_runs_torch_and_says_so(fresh_cache, converted_dir, monkeypatch):
+    registry.install("minilm-l6", tiny.bert_encoder())
+    monkeypatch.setattr(onnx, "MIN_COSINE", 1.5)  # no export can reach it
+    loaded, choice = engines.load_encoder("minilm-l6")
+    assert choice.engine == engines.TORCH and "disagrees" in choice.note and isinstance(loaded.model, text.TextEncoder)
+
+
 def test_the_onnx_engine_loads_through_the_shared_cache(fresh_cache, converted_dir):
     registry.install("minilm-l6", tiny.bert_encoder())
     loaded = engines.load("minilm-l6", engines.ONNXRUNTIME)
@@ -182,6 +239,7 @@ def test_engine_stream_on_torch_matches_the_text_stream(fresh_cache):
     assert stream.result.new_tokens == reference.result.new_tokens == 10
     assert stream.result.measurement.extra["tokens"] == 10
     assert stream.result.measurement.extra["time_to_first_token_s"] > 0
+    assert stream.result.measurement.engine == reference.result.measurement.engine == engines.TORCH
 
 
 def test_compare_runs_each_engine_and_keeps_the_token_ids(fresh_cache):
@@ -228,6 +286,8 @@ def test_ct2_converts_once_and_generates(tmp_path, monkeypatch):
     assert len(tokens) == GREEDY.max_new_tokens and all(0 <= t < len(lm.tokenizer) for t in tokens)
     assert len(runner.forced_argmax(ids + tokens, len(ids))) == len(tokens)
     assert runner.label == "cpu · CTranslate2 int8 · 1 thread(s)"
+    assert not ct2.needs_conversion(get_spec("distilgpt2"), resolution)
+    assert ct2.needs_conversion(get_spec("distilgpt2"), Resolution("local", str(tmp_path / "other")))
     monkeypatch.setattr(ct2, "_convert", lambda *a: pytest.fail("converted again"))
     assert list(ct2.load(get_spec("distilgpt2"), resolution, threads=1).generate_ids(ids, GREEDY)) == tokens
 
@@ -294,6 +354,8 @@ def test_llamacpp_streams_through_the_shared_cache(fresh_cache):
     result = stream.result
     assert streamed == result.text and 0 < result.new_tokens <= 16
     assert "llama.cpp" in result.measurement.device and result.measurement.load_s is not None
+    assert result.measurement.engine == engines.LLAMACPP
+    assert not engines.needs_preparation("smollm2-135m", engines.LLAMACPP)  # it reads the packaged file as it is
     again = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
     assert "".join(again) == streamed  # same seed, same text
     assert again.result.measurement.load_s is None

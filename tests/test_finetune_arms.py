@@ -483,6 +483,7 @@ def test_record_stores_a_training_run_without_the_data(tiny_text, sentiment):
     assert row["metrics"]["accuracy"] == pytest.approx(result.accuracy)
     assert row["params"]["train_examples"] == len(train)
     assert labelled.items[0] not in str(row.to_dict())
+    assert row["engine"] == "onnxruntime"  # the sentence encoder's features came from its ONNX export
 
 
 # --- the real encoder ---------------------------------------------------------------------------------

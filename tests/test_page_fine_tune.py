@@ -110,6 +110,38 @@ def test_trained_head_classifies_new_text_on_the_page(page):
     assert len(predictions) == 2 and set(predictions["label"]) <= {"negative", "positive"}
 
 
+def test_classify_with_the_head_waits_its_turn_and_says_so(page, monkeypatch):
+    """While another session's model call holds the server's one turn, Classify says where it waits, then runs."""
+    import threading
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    import ui.queue
+    from core.queue import TurnQueue
+    from tests.test_queue import Holder, _wait_until
+
+    _only(page, "transfer")
+    page.checkbox(key="ft_label_curve").set_value(False)
+    page.run()
+    _run_and_wait(page)
+    line, shown, original_info = TurnQueue(1), [], DeltaGenerator.info
+    monkeypatch.setattr(DeltaGenerator, "info", lambda self, body, *a, **k: (shown.append(body),
+                                                                                original_info(self, body, *a, **k))[1])
+    monkeypatch.setattr(ui.queue, "line", lambda: line)
+    holder = Holder(line, "generate", [])
+    _wait_until(line, ("generate",), ())
+    threading.Thread(target=lambda: (_wait_until(line, ("generate",), ("classify",)), holder.finish()),
+                     daemon=True).start()
+    page.text_area(key="ft_predict_text").input("great product").run()
+    page.button(key="ft_predict_run").click().run()
+    assert not _problems(page)
+    assert [s for s in shown if s.startswith("Queued")] == ["Queued: 1st in line behind 1 generate. Model calls take "
+                                                            "turns on this server, for everyone, so each runs at full "
+                                                            "speed; yours starts by itself."]
+    assert len(_table(page, "probability")) == 1 and line.snapshot() == ((), ())
+    assert not any(i.value.startswith("Queued") for i in page.info)  # cleared once served
+
+
 def test_stop_button_stops_a_fine_tune(page):
     _only(page, "fine_tune")
     page.slider(key="ft_ft_epochs").set_value(10)
@@ -193,6 +225,20 @@ def test_table_error_comes_with_its_notes(page):
     assert not page.exception
     assert any(w.value.startswith("Found only one class ('b')") for w in page.warning)
     assert "Dropped 5 rows with an empty text or label." in [i.value for i in page.info]
+
+
+def test_a_share_that_cannot_split_hides_the_arms_until_one_can(page):
+    """The split is a section of its own (a fragment): when it starts or stops working, the whole page follows."""
+    rows = "".join(f"text {i},{label}\n" for label in "abc" for i in range(4))  # 12 examples, 3 classes
+    _upload(page, "small.csv", ("text,label\n" + rows).encode(), "text/csv")
+    page.slider(key="ft_test_size").set_value(0.1).run()  # 2 held-out examples cannot cover 3 classes
+    assert not page.exception
+    assert any(w.value.startswith("The data is too small to hold out 10%") for w in page.warning)
+    assert "ft_run" not in [b.key for b in page.button]
+    page.slider(key="ft_test_size").set_value(0.3).run()
+    assert not _problems(page) and not [w for w in page.warning if "too small" in w.value]
+    assert "ft_run" in [b.key for b in page.button]
+    assert any("on the same 4 held-out examples" in c.value for c in page.caption)
 
 
 def test_unquoted_commas_are_joined_back_and_said(page):

@@ -177,6 +177,26 @@ def test_hosted_and_local_side_by_side_against_a_recorded_server(page, tmp_path,
     assert PLANTED not in str([e.proto for e in page.main]) + str([e.proto for e in page.sidebar])
 
 
+def test_switching_back_to_this_server_hides_the_earlier_hosted_answer(page):
+    from tests.openai_servers import RecordedServer, recorded_stream
+
+    with RecordedServer([recorded_stream(["Once", " there", " was"], prompt_tokens=12)]) as server:
+        _hosted(page, server.url)
+    assert "Once there was" in str([e.proto for e in page.main])
+    page.segmented_control(key="generation_where").set_value("This server").run()
+    assert "Once there was" not in str([e.proto for e in page.main])  # the hosted answer of the other mode
+    assert [m.label for m in page.metric].count("Latency") == 1
+
+
+def test_side_by_side_cards_put_two_figures_per_row_so_none_is_cut_off(page):
+    from tests.openai_servers import RecordedServer, recorded_stream
+
+    with RecordedServer([recorded_stream(["Once", " there", " was"], prompt_tokens=12)]) as server:
+        _hosted(page, server.url)
+    card_columns = [c for c in page.columns if any(e.type == "metric" for e in c.children.values())]
+    assert card_columns and {c.weight for c in card_columns} == {0.5}  # four per row would be 0.25 each
+
+
 def test_hosted_failure_is_one_line_and_the_local_answer_stays(page):
     from tests.openai_servers import RecordedServer, recorded_error
 

@@ -48,10 +48,16 @@ def summary_page(session: str = "me") -> AppTest:
 
 
 def table(at: AppTest, title: str):
-    """The table that follows a subheader."""
+    """The table that follows a subheader, its figures read back as numbers ("1,234" -> 1234.0, "—" -> NaN)."""
     elements = list(at.main)
     heading = next(i for i, e in enumerate(elements) if e.type == "subheader" and e.value == title)
-    return next(e for e in elements[heading:] if e.type == "table").value
+    shown = next(e for e in elements[heading:] if e.type == "table").value
+    for column in shown.columns:
+        text = shown[column].astype(str)
+        figures = pd.to_numeric(text.str.replace(",", ""), errors="coerce")
+        if (figures.notna() | text.eq("—")).all():
+            shown[column] = figures
+    return shown
 
 
 # --- Summary ----------------------------------------------------------------------------------

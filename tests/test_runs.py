@@ -87,7 +87,7 @@ def test_older_store_is_migrated_keeping_its_runs(db):
     runs.record_run(**RUN, wall_s=0.1)
 
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 5
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"runs_session", "runs_task"} <= indexes
     conn.close()
@@ -134,6 +134,77 @@ def test_store_of_version_3_gains_the_api_cost_and_old_rows_read(db):
     old, new = runs.fetch_runs().to_dict("records")
     assert math.isnan(old["api_cost_usd"])
     assert (new["approach"], new["api_cost_usd"]) == ("call an API", 0.0021)
+
+
+OLDER_RUNS = [  # (source, approach, model, params) of runs stored before the engine was, and the engine they ran on
+    (("hosted", "call an API", "openai-compatible/m", "{}"), "hosted"),
+    (("package", "use as is", "smollm2-135m", '{"engine": "llama.cpp", "max_new_tokens": 8}'), "llama.cpp"),
+    (("package", "use as is", "faster-whisper-tiny-en", '{"backend": "faster-whisper"}'), "ctranslate2"),
+    (("package", "use as is", "whisper-tiny", '{"backend": "openai-whisper"}'), "torch"),
+    (("hub", "fine-tune", "minilm-l6", "not json"), "torch"),  # never written by record_run: migrated all the same
+]
+
+
+def _store_of_version_4(db, readable: bool = False):
+    """A version-4 store holding OLDER_RUNS (the last, settings that are not JSON, only when not ``readable``)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in runs.MIGRATIONS[:4]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 4")
+    conn.executemany(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s, params) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'generation', ?, ?, 'cpu', ?, 'inference', 0.1, ?)",
+        [(model, source, approach, params) for (source, approach, model, params), _ in OLDER_RUNS[:-1 if readable else None]],
+    )
+    conn.close()
+
+
+def test_store_of_version_4_gains_the_engine_derived_for_older_runs(db):
+    _store_of_version_4(db)
+    runs.record_run(**RUN, wall_s=0.1, engine="onnxruntime")
+    runs.record_run(**RUN, wall_s=0.1)
+
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION
+    stored = [engine for (engine,) in conn.execute("SELECT engine FROM runs ORDER BY id")]
+    conn.close()
+    assert stored == [engine for _, engine in OLDER_RUNS] + ["onnxruntime", "torch"]
+
+
+def test_older_store_on_a_read_only_disk_reads_the_engine_as_derived(db):
+    _store_of_version_4(db, readable=True)
+    runs._store().read_only = True
+    assert runs.fetch_runs()["engine"].tolist() == [engine for _, engine in OLDER_RUNS[:-1]]
+
+
+def test_store_version_changes_with_every_write_here_or_elsewhere(db):
+    runs.record_run(**RUN, wall_s=0.1)
+    first = runs.store_version()
+    assert runs.store_version() == first  # nothing written: the same token, and no database opened
+    runs.record_run(**RUN, wall_s=0.2)
+    second = runs.store_version()
+    assert second != first
+    other = sqlite3.connect(db, isolation_level=None)  # another process's write: seen through the files
+    other.execute("INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s) "
+                  "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'x', 'm', 'hub', 'cpu', 'use as is', 'inference', 1)")
+    other.close()
+    assert runs.store_version() != second
+
+
+def test_writes_sync_at_checkpoints_only_under_wal(db, monkeypatch):
+    """synchronous=NORMAL: under WAL a commit no longer waits for the disk (a power cut may lose the last runs,
+    never damage the file)."""
+    seen, connect = [], runs._connect
+
+    def spy(store):
+        conn = connect(store)
+        seen.append((conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute("PRAGMA synchronous").fetchone()[0]))
+        return conn
+
+    monkeypatch.setattr(runs, "_connect", spy)
+    runs.record_run(**RUN, wall_s=0.1)
+    runs.fetch_runs()
+    assert seen == [("wal", 1)] * 2  # 1 is NORMAL; sqlite's default is FULL (2)
 
 
 def test_older_store_on_a_read_only_disk_still_reads(db):

@@ -61,6 +61,7 @@ def test_training_table_per_approach(enriched):
     table = costs.training_table(enriched).set_index("approach")
     assert table.index.tolist() == list(runs.APPROACHES)
     assert table.loc["use as is", "runs"] == 3
+    assert (table.loc["use as is", "engines"], table.loc["from scratch", "engines"]) == ("torch", "")
     assert table.loc["use as is", "median training time (s)"] == 0.0
     assert table.loc["use as is", "best accuracy"] == 0.70
     assert table.loc["transfer learning", "median training time (s)"] == 35.0
@@ -77,8 +78,9 @@ def test_training_table_per_approach(enriched):
 
 def test_inference_table_per_model(enriched):
     table = costs.inference_table(enriched, costs.Rates(cpu_usd_per_h=0.36), calls=1000)
-    assert table.columns.tolist() == ["family", "model", "device", "runs", "median load time (s)",
-                                      "median latency (s)", "memory added (MB)", "process peak (MB)", "$ per 1,000 calls"]
+    assert table.columns.tolist() == ["family", "model", "engine", "device", "runs", "median load time (s)",
+                                      "median latency (s)", costs.SPEED_UP, "memory added (MB)", "process peak (MB)",
+                                      "$ per 1,000 calls"]
     row = table.set_index("model").loc["distilbert-sst2"]
     assert (row["runs"], row["median load time (s)"]) == (2, 3.0)
     assert (row["memory added (MB)"], row["process peak (MB)"]) == (260.0, 420.0)  # the old run has no figure
@@ -119,9 +121,10 @@ def test_effort_impact_chart(enriched, effort, field):
     assert (enc["y"]["field"], enc["y"]["scale"]["domain"]) == ("impact", [0, 1])
     assert enc["color"]["field"] == "approach"
     assert enc["color"]["scale"]["domain"] == list(runs.APPROACHES)
-    assert enc["shape"]["field"] == "kind"
+    assert enc["shape"]["field"] == "engine"
     tooltips = {t["field"]: t.get("title") for t in enc["tooltip"]}
-    assert {"model", "task", "load_s", "wall_s", "compute_s", "peak_mb", "cost_usd"} <= set(tooltips)
+    assert {"model", "engine", "kind", "task", "load_s", "wall_s", "compute_s", "peak_mb"} <= set(tooltips)
+    assert ("cost_usd" in tooltips) == (effort == "dollars")  # a chart in seconds does not depend on prices
     assert (tooltips["data_name"], tooltips["data_short"]) == ("data", "data fingerprint")
     assert (tooltips["added_mb"], tooltips["peak_mb"]) == ("memory added (MB)", "process peak (MB)")
     (rows,) = spec["datasets"].values()
@@ -141,8 +144,10 @@ def test_latency_chart(enriched):
     enc = spec["encoding"]
     assert spec["mark"]["type"] == "circle"
     assert (enc["x"]["field"], enc["x"]["scale"]["type"]) == ("wall_s", "log")
-    assert enc["y"]["field"] == "model" and enc["color"]["field"] == "family"
+    assert enc["y"]["field"] == "model" and enc["color"]["field"] == "engine"
+    assert enc["color"]["scale"]["domain"] == ["torch", "onnxruntime", "ctranslate2", "llama.cpp", "hosted"]
     tooltips = {t["field"]: t.get("title") for t in enc["tooltip"]}
+    assert {"engine", "family"} <= set(tooltips)
     assert (tooltips["data_name"], tooltips["data_short"]) == ("data", "data fingerprint")
     assert (tooltips["added_mb"], tooltips["peak_mb"]) == ("memory added (MB)", "process peak (MB)")
     (rows,) = spec["datasets"].values()

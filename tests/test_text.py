@@ -98,6 +98,48 @@ def test_embedding_head_classifies_through_its_encoder(fresh_cache, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.fixture
+def tiny_head(fresh_cache):
+    from core.heads import LinearHead
+
+    registry.install("minilm-l6", tiny.bert_encoder())
+    weight = np.random.default_rng(0).normal(size=(1, 32)).astype(np.float32)
+    head = LinearHead(weight, np.zeros(1, np.float32), ["negative", "positive"], "minilm-l6")
+    registry.install("minilm-sentiment", text.EmbeddingClassifier(head))
+    return "minilm-sentiment"
+
+
+TEXTS = ["fine", "bad", "a much longer text about a film that was neither good nor bad", "great 🎉", "こんにちは"]
+
+
+def test_sentiment_runs_its_encoder_on_onnx_runtime_with_the_same_answers(tiny_head):
+    from core import engines
+
+    onnx_result = text.classify(TEXTS, tiny_head)
+    torch_result = text.classify(TEXTS, tiny_head, engine=engines.TORCH)
+    assert onnx_result.measurement.engine == engines.ONNXRUNTIME and torch_result.measurement.engine == engines.TORCH
+    assert [p.label for p in onnx_result.predictions] == [p.label for p in torch_result.predictions]
+    assert [p.score for p in onnx_result.predictions] == pytest.approx([p.score for p in torch_result.predictions], abs=1e-5)
+    assert onnx_result.notes == []
+
+
+def test_sentiment_without_onnx_runtime_runs_on_torch_with_a_note(tiny_head, monkeypatch):
+    from core import engines
+
+    monkeypatch.setattr(engines, "installed", lambda name: name == engines.TORCH)
+    result = text.classify(TEXTS, tiny_head)
+    assert result.measurement.engine == engines.TORCH
+    assert any("ONNX Runtime" in note and "not installed" in note for note in result.notes)
+
+
+def test_int8_is_compared_with_float32_on_the_same_engine(tiny_head):
+    from core import engines
+
+    comparison = text.compare_int8(TEXTS, tiny_head)
+    assert comparison.int8.measurement.engine == comparison.float32.measurement.engine == engines.TORCH
+    assert comparison.int8.measurement.model == "minilm-sentiment@int8" and 0.0 <= comparison.agreement <= 1.0
+
+
 # --- generation -----------------------------------------------------------------------------------
 @pytest.fixture(params=["llama", "gpt2"])
 def tiny_lm(request, fresh_cache):
@@ -316,6 +358,24 @@ def test_packaged_sentiment_model_gets_clear_cases_right(fresh_cache):
     result = text.classify(["I love this movie", "This was a waste of money"], "minilm-sentiment")
     assert [p.label for p in result.predictions] == ["positive", "negative"]
     assert result.measurement.source == "package"
+
+
+@pytest.mark.real_model
+def test_packaged_sentiment_on_onnx_runtime_gives_torchs_labels_on_every_shipped_text(fresh_cache):
+    import csv
+
+    from core import engines
+    from core.catalog import ASSETS
+
+    _need_package("minilm-sentiment")
+    with open(ASSETS / "sentiment.csv", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    onnx_result = text.classify(texts, "minilm-sentiment")
+    torch_result = text.classify(texts, "minilm-sentiment", engine=engines.TORCH)
+    assert onnx_result.measurement.engine == engines.ONNXRUNTIME, onnx_result.notes
+    assert len(texts) > 200
+    assert [p.label for p in onnx_result.predictions] == [p.label for p in torch_result.predictions]
+    assert [p.score for p in onnx_result.predictions] == pytest.approx([p.score for p in torch_result.predictions], abs=1e-3)
 
 
 @pytest.mark.real_model

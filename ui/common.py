@@ -87,12 +87,34 @@ PEAK_HELP = ("The whole server process at its highest during this run: every mod
              "people's runs included. Not what this run needed: see Memory added.")
 
 
-def show_measurement(m: Measurement) -> None:
-    """Render a result's measurements: model, source, device, load time, latency, memory, extras."""
+def engine_label(name: str) -> str:
+    """What people read for an engine name: its title from :data:`core.engines.ENGINES`, or "hosted API"."""
+    from core.engines import ENGINES
+    from core.runs import HOSTED_ENGINE
+
+    if name == HOSTED_ENGINE:
+        return "hosted API"
+    return ENGINES[name].title if name in ENGINES else name
+
+
+def engine_of(m: Measurement) -> str:
+    """The engine a measurement ran on; a hosted call's is always ``hosted``."""
+    from core.runs import HOSTED_ENGINE
+
+    return HOSTED_ENGINE if m.source == "hosted" else m.engine
+
+
+def show_measurement(m: Measurement, narrow: bool = False) -> None:
+    """Render a result's measurements: model, source, engine, device, load time, latency, memory, extras.
+
+    Args:
+        m: the measurement.
+        narrow: drawn in half the page (side by side): two figures per row instead of four, so none is cut off.
+    """
+    per_row = 2 if narrow else METRICS_PER_ROW
+    weights = "" if m.source == "hosted" else f"**weights** {SOURCE_LABELS.get(m.source, m.source)} · "
     with st.container(border=True):
-        st.caption(
-            f"**Model** `{m.model_id}` · **weights** {SOURCE_LABELS.get(m.source, m.source)} · **device** {m.device}"
-        )
+        st.caption(f"**Model** `{m.model_id}` · {weights}**engine** {engine_label(engine_of(m))} · **device** {m.device}")
         if m.source == "hosted":  # nothing loads or runs here: the figures are the call's
             metrics = [("Latency", _fmt_seconds(m.latency_s), HOSTED_HELP)]
         else:
@@ -104,14 +126,15 @@ def show_measurement(m: Measurement) -> None:
                 ("Peak memory", f"{m.peak_mb:,.0f} MB", PEAK_HELP),
             ]
         metrics += [(*_extra_metric(name, value), None) for name, value in m.extra.items()]
-        for start in range(0, len(metrics), METRICS_PER_ROW):
-            cols = st.columns(METRICS_PER_ROW)
-            for col, (label, value, help_text) in zip(cols, metrics[start : start + METRICS_PER_ROW]):
+        for start in range(0, len(metrics), per_row):
+            cols = st.columns(per_row)
+            for col, (label, value, help_text) in zip(cols, metrics[start : start + per_row]):
                 col.metric(label, value, help=help_text)
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
-    """Store a run's measurements (never its inputs) in the run store; a hosted call as "call an API", with its charge."""
+    """Store a run's measurements (never its inputs) in the run store, with its engine; a hosted call as
+    "call an API", with its charge."""
     from core import runs
 
     hosted = m.source == "hosted"
@@ -120,4 +143,5 @@ def record(m: Measurement, page: str, task: str, params: dict | None = None, met
         load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
         metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
         approach="call an API" if hosted else "use as is", api_cost_usd=m.extra.get("cost_usd") if hosted else None,
+        engine=engine_of(m),
     )

@@ -32,21 +32,22 @@ def configured_caption() -> str:
     return "Hosted APIs with a key: " + ", ".join(f"{providers.PROVIDERS[k].title.split(' (')[0]} ({v})" for k, v in found.items())
 
 
-def endpoint_form(kind: str, task: str, key: str) -> providers.Endpoint | None:
+def endpoint_form(kind: str | tuple[str, ...], task: str, key: str) -> providers.Endpoint | None:
     """Draw the endpoint fields for one call kind; return the endpoint, or None (with a message) when incomplete.
 
     Args:
-        kind: the call kind, e.g. ``providers.CHAT``.
-        task: which example model to offer (``chat``, ``transcription``, ``images`` ...).
+        kind: the call kind, e.g. ``providers.CHAT``, or several (``providers.IMAGE_KINDS``): any of them will do.
+        task: which example model and API root to offer (``chat``, ``vision``, ``transcription``, ``images``).
         key: a prefix for the widgets' keys, unique on the page.
     """
-    choices = [p.key for p in providers.PROVIDERS.values() if kind in p.kinds]
+    kinds = {kind} if isinstance(kind, str) else set(kind)
+    choices = [p.key for p in providers.PROVIDERS.values() if kinds & set(p.kinds)]
     env_url = secrets().get("OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL", "")
     provider_key = st.selectbox("Provider", choices, key=f"{key}_provider",
                                 format_func=lambda k: providers.PROVIDERS[k].title)
     provider = providers.PROVIDERS[provider_key]
     c1, c2 = st.columns(2)
-    base_url = c1.text_input("Base URL", key=f"{key}_{provider_key}_base_url", value=provider.base_url or env_url,
+    base_url = c1.text_input("Base URL", key=f"{key}_{provider_key}_base_url", value=provider.task_urls.get(task) or provider.base_url or env_url,
                              placeholder="http://127.0.0.1:8080/v1", help="The API root, ending in /v1 for OpenAI-compatible servers.")
     model = c2.text_input("Model", key=f"{key}_{provider_key}_model", value=provider.models.get(task, ""),
                           help="The model name as the endpoint knows it.")
@@ -90,6 +91,17 @@ def hosted_error(err: providers.HostedError) -> None:
 LOCAL, HOSTED, BOTH = "This server", "Hosted API", "Both, side by side"
 
 
+def outputs(where: str):
+    """Where the two runs draw: two bordered, headed columns side by side for Both, else one place for
+    whichever runs. Returns (this server's, the hosted API's)."""
+    if where != BOTH:
+        return st.container(), st.container()
+    local_out, hosted_out = st.columns(2, border=True)
+    local_out.markdown("**This server**")
+    hosted_out.markdown("**Hosted API**")
+    return local_out, hosted_out
+
+
 def where_picker(key: str) -> str:
     """Where to run: this server, a hosted API, or both on the same input."""
     return st.segmented_control("Run on", [LOCAL, HOSTED, BOTH], default=LOCAL, key=key,
@@ -117,3 +129,30 @@ def classify(point: providers.Endpoint, texts: list[str], labels: list[str]) -> 
     except providers.HostedError as err:
         hosted_error(err)
         return None
+
+
+def call(point: providers.Endpoint, what: str, function, *args, **kwargs):
+    """Run one hosted call (``function(point, *args, **kwargs)``) under a spinner; None (with one line said) when it
+    failed, so the rest of the page keeps working."""
+    try:
+        with st.spinner(f"Calling {point.label} ({what}) ..."):
+            return function(point, *args, **kwargs)
+    except providers.HostedError as err:
+        hosted_error(err)
+        return None
+
+
+def comparison(local, hosted, unit: str, here: float, there: float) -> None:
+    """One line comparing a local and a hosted run of the same input: latency, a rate, and the hosted cost.
+
+    Args:
+        local, hosted: the two Measurements.
+        unit: what the rate counts (``images``, ``audio s``).
+        here, there: the rate (``unit`` per second) of the local and of the hosted run.
+    """
+    cost = hosted.extra.get("cost_usd", 0.0)
+    faster = "The hosted API" if there > here else "This server"
+    ratio = max(here, there) / max(min(here, there), 1e-12)
+    st.info(f"**Same input, both ways:** this server {local.latency_s:.2f} s ({here:,.2f} {unit}/s, no charge per "
+            f"call) · hosted {hosted.latency_s:.2f} s ({there:,.2f} {unit}/s, ${cost:,.4f}). {faster} was "
+            f"{ratio:.1f}× faster on this run.", icon=":material/compare_arrows:")

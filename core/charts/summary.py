@@ -4,10 +4,14 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from core.runs import APPROACHES
+from core.engines import CTRANSLATE2, LLAMACPP, ONNXRUNTIME, TORCH
+from core.runs import APPROACHES, HOSTED_ENGINE
 
 # One colour per approach, from "call an API" (purple) and "use as is" (cool) to "from scratch" (hot).
 APPROACH_COLOURS = ("#b279a2", "#4c78a8", "#54a24b", "#f58518", "#e45756")
+# One colour per engine, PyTorch in the approaches' "use as is" blue and a hosted call in their "call an API" purple.
+ENGINE_COLOURS = {TORCH: "#4c78a8", ONNXRUNTIME: "#f58518", CTRANSLATE2: "#54a24b", LLAMACPP: "#e45756",
+                  HOSTED_ENGINE: "#b279a2"}
 EFFORTS = {
     "seconds": ("compute_s", "effort: compute time (s, log scale)"),
     "dollars": ("cost_usd", "effort: cost ($, log scale)"),
@@ -24,9 +28,11 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         effort: ``seconds`` (compute time) or ``dollars`` (compute cost), drawn on a log scale.
 
     Returns:
-        A scatter: x effort, y impact (0-1), colour approach, shape kind, tooltips with model,
-        task, data (source name and short fingerprint), times (s), memory added and process
-        peak (MB) and cost ($). Runs without impact or with zero effort are left out.
+        A scatter: x effort, y impact (0-1), colour approach, shape engine (the same model on a faster
+        engine sits further left), tooltips with model, engine, kind, task, data (source name and short
+        fingerprint), times (s), memory added and process peak (MB), and cost ($) when effort is in
+        dollars (so that a chart in seconds does not depend on prices). Runs without impact or with zero
+        effort are left out.
 
     Raises:
         ValueError: for an unknown ``effort``.
@@ -35,8 +41,9 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     column, title = EFFORTS[effort]
     data = _recent(enriched[enriched["impact"].notna() & (enriched[column] > 0)])
-    data = data[["time", "model", "task", "approach", "kind", "device", "impact", "impact_metric", "data_name",
-                 "data_short", "compute_s", "load_s", "wall_s", "added_mb", "peak_mb", "cost_usd", "train_examples"]]
+    data = data[["time", "model", "task", "approach", "kind", "engine", "device", "impact", "impact_metric", "data_name",
+                 "data_short", "compute_s", "load_s", "wall_s", "added_mb", "peak_mb", "train_examples"]
+                + (["cost_usd"] if effort == "dollars" else [])]
     return (
         alt.Chart(data, title="One point per run with a quality figure: up and left is better")
         .mark_point(size=90, filled=True, opacity=0.8)
@@ -47,11 +54,13 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
                 "approach:N", title="approach",
                 scale=alt.Scale(domain=list(APPROACHES), range=list(APPROACH_COLOURS)),
             ),
-            shape=alt.Shape("kind:N", title="kind"),
+            shape=alt.Shape("engine:N", title="engine"),
             tooltip=[
                 alt.Tooltip("model:N"),
+                alt.Tooltip("engine:N"),
                 alt.Tooltip("task:N"),
                 alt.Tooltip("approach:N"),
+                alt.Tooltip("kind:N"),
                 *_data_tooltips(),
                 alt.Tooltip("device:N"),
                 alt.Tooltip("impact_metric:N", title="impact metric"),
@@ -60,7 +69,7 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
                 alt.Tooltip("load_s:Q", title="load (s)", format=".3f"),
                 alt.Tooltip("wall_s:Q", title="wall (s)", format=".3f"),
                 *_memory_tooltips(),
-                alt.Tooltip("cost_usd:Q", title="cost ($)", format=".6f"),
+                *([alt.Tooltip("cost_usd:Q", title="cost ($)", format=".6f")] if effort == "dollars" else []),
                 alt.Tooltip("train_examples:Q", title="training examples", format=".0f"),
                 alt.Tooltip("time:N", title="time (UTC)"),
             ],
@@ -69,29 +78,32 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
 
 
 def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
-    """Latency of every inference run, one row per model.
+    """Latency of every inference run, one row per model, coloured by engine: on a model's row, a faster
+    engine's points sit further left.
 
     Args:
         enriched: runs from :func:`core.costs.enrich`.
 
     Returns:
-        A strip plot: x latency (s, log scale), y model (labels never cut), colour family,
-        tooltips with data (source name and short fingerprint), device, load time (s), memory
+        A strip plot: x latency (s, log scale), y model (labels never cut), colour engine,
+        tooltips with family, data (source name and short fingerprint), device, load time (s), memory
         added and process peak (MB). Training runs and zero latencies are left out.
     """
     data = _recent(enriched[(enriched["kind"] == "inference") & (enriched["wall_s"] > 0)])
-    data = data[["time", "family", "model", "task", "data_name", "data_short", "device", "wall_s", "load_s",
+    data = data[["time", "family", "model", "engine", "task", "data_name", "data_short", "device", "wall_s", "load_s",
                  "added_mb", "peak_mb"]]
     return (
-        alt.Chart(data, title="Latency per model (one point per run)")
+        alt.Chart(data, title="Latency per model and engine (one point per run)")
         .mark_circle(size=60, opacity=0.7)
         .encode(
             x=alt.X("wall_s:Q", title="latency (s, log scale)", scale=alt.Scale(type="log")),
             y=alt.Y("model:N", title=None, sort=alt.EncodingSortField("wall_s", op="median"),
                     axis=alt.Axis(labelLimit=MODEL_LABEL_LIMIT_PX)),
-            color=alt.Color("family:N", title="family"),
+            color=alt.Color("engine:N", title="engine",
+                            scale=alt.Scale(domain=list(ENGINE_COLOURS), range=list(ENGINE_COLOURS.values()))),
             tooltip=[
                 alt.Tooltip("model:N"),
+                alt.Tooltip("engine:N"),
                 alt.Tooltip("family:N"),
                 alt.Tooltip("task:N"),
                 *_data_tooltips(),

@@ -95,6 +95,8 @@ def _fits(name: str, resolution: Resolution) -> str:
         return f"{ENGINES[name].title} is not installed ({ENGINES[name].install})"
     if name == LLAMACPP and not _is_gguf(resolution):
         return "llama.cpp reads GGUF files, and these weights are not one"
+    if name != TORCH and resolution.source == "test":
+        return f"{ENGINES[name].title} reads weights from files, and these exist only in memory"
     return ""
 
 
@@ -124,6 +126,41 @@ def choose_generation_engine(resolution: Resolution, wanted: str = AUTO) -> Engi
         return EngineChoice(first)
     engine = usable[0] if usable else TORCH
     return EngineChoice(engine, f"{_fits(first, resolution)}; running on {ENGINES[engine].title} instead.")
+
+
+def explain(choice: EngineChoice, wanted: str = AUTO) -> str:
+    """One line for the page: which engine runs and why (the fallback note when there is one)."""
+    title = ENGINES[choice.engine].title
+    if choice.note:
+        return choice.note
+    if wanted != AUTO:
+        return f"Runs on {title}, as chosen."
+    why = {
+        LLAMACPP: "the fastest engine here: it reads the packaged GGUF file as it is, with no conversion",
+        CTRANSLATE2: "the fastest engine installed here for these weights (converted to int8 once per machine)",
+        ONNXRUNTIME: "faster than PyTorch for this encoder, with the same answers (checked when it was exported)",
+    }.get(choice.engine, "the reference engine")
+    return f"Runs on {title}, {why}."
+
+
+def needs_preparation(key: str, engine: str) -> bool:
+    """Whether running ``key`` on ``engine`` first converts its weights (once per machine, seconds to a minute).
+
+    Loads nothing; False when the converted files are there already, or the model cannot be found.
+    """
+    spec = get_spec(key)
+    resolution = registry.availability(spec).resolution
+    if resolution is None or resolution.source == "test":
+        return False
+    from core import text
+
+    if engine == TORCH:
+        return text.needs_conversion(key)
+    if engine == CTRANSLATE2:
+        from core.engines import ct2
+
+        return ct2.needs_conversion(spec, resolution)
+    return False
 
 
 def choose_encoder_engine(wanted: str = AUTO) -> EngineChoice:
@@ -165,7 +202,10 @@ def _load_encoder(key: str, progress: Callable[[str], None]):
 
     base = registry.load(key)
     encoder = base.model
-    folder = onnx.export_folder(get_settings().converted_dir, key, base.resolution.location)
+    location = base.resolution.location
+    if base.resolution.source == "test":  # built in this process: only its weights identify it
+        location = f"in memory:{onnx.weights_digest(encoder.model)}"
+    folder = onnx.export_folder(get_settings().converted_dir, key, location)
     runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads(), progress)
     return runner if runner is not None else FallBack(encoder, note)
 
@@ -211,3 +251,25 @@ def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None
         base = registry.load(key)
         return registry.CACHE.get(f"{key}@{engine}", spec, base.resolution, lambda: _load_encoder(key, progress))
     raise InputError(f"{spec.title} does not run on {ENGINES[engine].title} in this app.")
+
+
+def load_encoder(key: str, wanted: str = AUTO, progress: Callable[[str], None] = lambda _: None
+                 ) -> tuple[registry.Loaded, EngineChoice]:
+    """Load sentence encoder ``key`` on the engine chosen for it, falling back to PyTorch when that engine cannot run it.
+
+    Args:
+        key: catalog key of a sentence encoder (task ``embedding``).
+        wanted: an encoder engine name, or ``auto``.
+        progress: called with a line of text during a one-time export.
+
+    Returns:
+        The Loaded encoder (an :class:`core.engines.onnx.OnnxEncoder` or the registry's PyTorch encoder; both offer
+        ``tokenizer`` and ``max_length``) and the EngineChoice that ran, whose note says why when it fell back.
+    """
+    choice = choose_encoder_engine(wanted)
+    if choice.engine == ONNXRUNTIME:
+        loaded = load(key, ONNXRUNTIME, progress)
+        if not isinstance(loaded.model, FallBack):
+            return loaded, choice
+        choice = EngineChoice(TORCH, loaded.model.note)
+    return registry.load(key), choice

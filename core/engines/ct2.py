@@ -39,6 +39,15 @@ def model_folder(spec: ModelSpec, source: str) -> Path:
     return get_settings().converted_dir / "ct2" / f"{spec.key}-{QUANTIZATION}-{digest}"
 
 
+def needs_conversion(spec: ModelSpec, resolution: Resolution) -> bool:
+    """Whether loading ``spec`` from ``resolution`` converts it first (its CTranslate2 folder is not there yet)."""
+    if resolution.location.endswith(".gguf"):
+        from core.text import gguf_cache_folder
+
+        return not model_folder(spec, str(gguf_cache_folder(spec))).exists()
+    return not model_folder(spec, resolution.location).exists()
+
+
 def _convert(source: str, offline: bool, folder: Path) -> None:
     from ctranslate2.converters import TransformersConverter
     from transformers import AutoTokenizer

@@ -121,14 +121,25 @@ class EngineStream:
         self.started = time.perf_counter()
         self.prompt_token_ids: list[int] = []
         self.token_ids: list[int] = []
+        self.loaded: registry.Loaded | None = None
+
+    def prepare(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Load the model on the engine now, converting its weights first if that was never done on this machine.
+
+        Args:
+            progress: called with a line of text at each stage of a one-time conversion.
+        """
+        if self.loaded is None:
+            from core import engines
+
+            self.loaded = engines.load(self.key, self.engine, progress)
 
     def __iter__(self) -> Iterator[str]:
-        from core import engines
         from core.text import GenerationResult
 
-        loaded: registry.Loaded = engines.load(self.key, self.engine)
+        self.prepare()
+        loaded, notes = self.loaded, []
         lm: EngineLM = loaded.model
-        notes: list[str] = []
         ids = lm.prompt_ids(self.prompt)
         room = lm.context - self.settings.max_new_tokens
         if len(ids) > room:
@@ -158,8 +169,8 @@ class EngineStream:
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown):]
         measurement = loaded.measurement(
-            seconds, tracker.peak_mb, device=lm.label, tokens=len(new_ids), tokens_per_s=len(new_ids) / max(seconds, 1e-9),
-            time_to_first_token_s=first_token_at - self.started,
+            seconds, tracker.peak_mb, device=lm.label, engine=self.engine, tokens=len(new_ids),
+            tokens_per_s=len(new_ids) / max(seconds, 1e-9), time_to_first_token_s=first_token_at - self.started,
         )
         self.result = GenerationResult(final, len(new_ids), notes, measurement)
 

@@ -64,6 +64,15 @@ def fingerprint(location: str) -> str:
     return location + "".join(f"|{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
+def weights_digest(model) -> str:
+    """A short hash of a torch model's tensors: what identifies weights that exist only in memory (tests' tiny models)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def export_folder(root: Path, key: str, location: str) -> Path:
     """Where ``key``'s export from weights at ``location`` is cached: one folder per model, weights and torch version."""
     import torch

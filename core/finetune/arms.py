@@ -312,7 +312,7 @@ def run_zero_shot(data, train_idx, test_idx, settings: ZeroShotSettings, progres
         labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion, train_s=prompt_s,
         latency_s=(test.seconds + compare_s) / len(test_idx), peak_mb=timing.peak_mb, trainable_params=0,
         train_examples=0, test_examples=len(test_idx), load_s=test.load_s,
-        params={"encoder": key, "template": template}, notes=notes, correct=_correct(data, test_idx, predicted),
+        params={"encoder": key, "engine": feats.encoder_engine(key), "template": template}, notes=notes, correct=_correct(data, test_idx, predicted),
     )
 
 
@@ -379,7 +379,8 @@ def run_transfer(data, train_idx, test_idx, settings: TransferSettings, progress
         latency_s=(test.seconds + predict_s) / len(test_idx), peak_mb=timing.peak_mb,
         trainable_params=int(head.weight.size + head.bias.size), train_examples=len(used), test_examples=len(test_idx),
         load_s=train.load_s if train.load_s is not None else test.load_s,
-        params={"encoder": key, "c": settings.c, "per_class": settings.per_class or 0}, notes=notes, head=head,
+        params={"encoder": key, "engine": feats.encoder_engine(key), "c": settings.c, "per_class": settings.per_class or 0},
+        notes=notes, head=head,
         correct=_correct(data, test_idx, predicted),
     )
 
@@ -1126,4 +1127,5 @@ def record(result: ArmResult, data, session_id: str | None = None) -> None:
         },
         metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
         api_cost_usd=result.params.get("cost_usd"),
+        engine=runs.HOSTED_ENGINE if result.approach == "call an API" else result.params.get("engine", runs.DEFAULT_ENGINE),
     )

@@ -145,6 +145,9 @@ def pooled(model, batch: dict):
 def encode_texts(key: str, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, registry.Loaded]:
     """Sentence features of ``texts`` with a frozen text encoder, shape (len(texts), hidden).
 
+    A sentence encoder runs on the engine :func:`core.text.load_encoder` picks (ONNX Runtime where its export
+    agrees with PyTorch); a classifier's base model runs on PyTorch.
+
     Args:
         key: catalog key of a text encoder (see :data:`TEXT_ENCODERS`).
         texts: the texts.
@@ -155,6 +158,11 @@ def encode_texts(key: str, texts: Sequence[str], batch_size: int = 32) -> tuple[
     """
     import torch
 
+    from core.text import encode_with, load_encoder
+
+    if get_spec(key).task == "embedding":
+        loaded, _ = load_encoder(key)
+        return encode_with(loaded.model, texts, batch_size).astype(np.float32), loaded
     loaded = registry.load(key)
     backbone = text_backbone(loaded)
     device = choose_device().device
@@ -176,6 +184,18 @@ def encode_images(key: str, images: Sequence) -> tuple[np.ndarray, registry.Load
     except ModelUnavailable as err:
         raise clip_unavailable(err, key) from None
     return np.asarray(values, np.float32), loaded
+
+
+def encoder_engine(key: str) -> str:
+    """The engine that computes encoder ``key``'s features (see :func:`encode_texts`): a sentence encoder's
+    from :func:`core.text.load_encoder` (cached after its first load), PyTorch for every other encoder."""
+    if encoder_kind(key) != "text" or get_spec(key).task != "embedding":
+        from core.engines import TORCH
+
+        return TORCH
+    from core.text import load_encoder
+
+    return load_encoder(key)[1].engine
 
 
 def encode(key: str, items: Sequence) -> tuple[np.ndarray, registry.Loaded]:
