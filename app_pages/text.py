@@ -98,7 +98,7 @@ def sentiment_section() -> None:
             if where != HOSTED:
                 with local_out, model_turn("classify"), st.spinner(f"Running {spec.title} ..."):
                     comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
-                    result = comparison.int8 if comparison else text.classify(prepared.texts, spec.key)
+                    result = comparison.int8 if comparison else engines.classify(prepared.texts, spec.key)
                     result.notes[:0] = prepared.notes
                     st.session_state["sentiment_result"] = result
                     st.session_state["sentiment_int8_comparison"] = comparison

@@ -43,9 +43,9 @@ st.text_area("Text", key="text")
 with_model = st.toggle("Run the sentiment model", key="model")
 if st.button("Classify", key="run"):
     if with_model:
-        from core import text
+        from core import engines
 
-        st.session_state["result"] = text.classify([st.session_state["text"]], "minilm-sentiment").predictions[0].label
+        st.session_state["result"] = engines.classify([st.session_state["text"]], "minilm-sentiment").predictions[0].label
     else:
         st.session_state["result"] = len(st.session_state.get("text", ""))
 if "result" in st.session_state:

@@ -194,7 +194,7 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
     record = loaded.model.record
 
     def labels(texts: list[str], engine: str, ran: str) -> list[str]:
-        result = text.classify(texts, "minilm-sentiment", engine=engine)
+        result = engines.classify(texts, "minilm-sentiment", engine)
         assert result.measurement.engine == ran, result.notes
         return [p.label for p in result.predictions]
 

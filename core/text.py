@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from core import engines, registry
+from core import registry
 from core.catalog import ASSETS, ModelSpec, get_spec
 from core.config import get_settings
 from core.device import choose_device
@@ -300,34 +300,25 @@ def encode_with(encoder, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return in_length_order(list(texts), batch_size, encode)
 
 
-def load_encoder(key: str, int8: bool = False, engine: str = engines.AUTO) -> tuple[registry.Loaded, engines.EngineChoice]:
-    """A sentence encoder on its engine: int8 is PyTorch's dynamic quantisation; otherwise ``engine`` (auto: ONNX
-    Runtime on the CPU where its export agrees with PyTorch, else PyTorch with a note)."""
-    if int8:
-        return registry.load(key, int8=True), engines.EngineChoice(engines.TORCH)
-    return engines.load_encoder(key, engine)
-
-
-def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: bool = False,
-          engine: str = engines.TORCH) -> tuple[np.ndarray, registry.Loaded]:
-    """Sentence embeddings (mean pooled, L2-normalised), shape (len(texts), dim).
+def embed(texts: list[str], key: str = "minilm-l6", batch_size: int = 64, int8: bool = False
+          ) -> tuple[np.ndarray, registry.Loaded]:
+    """Sentence embeddings on PyTorch (mean pooled, L2-normalised), shape (len(texts), dim).
 
     Args:
         texts: already prepared texts.
         key: catalog key of a text encoder.
         batch_size: texts per forward pass.
-        int8: use the dynamically quantised encoder (PyTorch).
-        engine: the encoder engine (``torch``, ``onnxruntime`` or ``auto``; see :func:`load_encoder`).
+        int8: use the dynamically quantised encoder.
 
     Returns:
         The embeddings and the Loaded encoder (for its measurement fields).
     """
-    loaded, _ = load_encoder(key, int8, engine)
+    loaded = registry.load(key, int8=int8)
     return encode_with(loaded.model, texts, batch_size), loaded
 
 
 def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = False,
-             engine: str = engines.AUTO) -> ClassificationResult:
+             encoder: tuple[registry.Loaded, Any] | None = None) -> ClassificationResult:
     """Classify prepared texts with a sentiment model from the catalog.
 
     Args:
@@ -335,8 +326,9 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
         key: ``distilbert-sst2``, ``minilm-sentiment`` or another sentiment spec.
         batch_size: texts per forward pass.
         int8: run the dynamically quantised (int8 linear layers) variant.
-        engine: the encoder engine of a head on a sentence encoder (``auto``: ONNX Runtime where its export agrees,
-            see :func:`load_encoder`); classifiers such as DistilBERT run on PyTorch.
+        encoder: for a head on a sentence encoder, that encoder already loaded on an engine, and the engine
+            choice (its ``engine`` and ``note``), from :func:`core.engines.load_encoder`; None: PyTorch.
+            Classifiers such as DistilBERT run on PyTorch.
 
     Returns:
         ClassificationResult with one Prediction per text; ``measurement.engine`` says what ran it.
@@ -348,14 +340,14 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
         loaded = registry.load(key, int8=True)
     model = loaded.model
     if isinstance(model, EmbeddingClassifier):
-        encoder_loaded, choice = load_encoder(model.head.encoder, int8, engine)
-        encoder = encoder_loaded.model
-        notes = _token_note(encoder.tokenizer, texts, encoder.max_length) + ([choice.note] if choice.note else [])
+        encoder_loaded, choice = encoder or (registry.load(model.head.encoder, int8=int8), None)
+        runner = encoder_loaded.model
+        notes = _token_note(runner.tokenizer, texts, runner.max_length) + ([choice.note] if choice and choice.note else [])
         with measured() as timing:
-            probs = model.head.predict_proba(encode_with(encoder, texts, batch_size))
+            probs = model.head.predict_proba(encode_with(runner, texts, batch_size))
         labels = model.head.labels
         load_s = sum(s for s in (loaded.load_s, encoder_loaded.load_s) if s is not None) or None
-        measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s, engine=choice.engine)
+        measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s, engine=choice.engine if choice else None)
         measurement.source = encoder_loaded.resolution.source
         measurement.model_id = encoder_loaded.spec.hub_id or encoder_loaded.spec.key
     else:
@@ -395,7 +387,7 @@ class Int8Comparison:
 
 def compare_int8(texts: list[str], key: str) -> Int8Comparison:
     """Classify with the int8 variant and the float model, both on PyTorch, and measure how far their answers differ."""
-    float32 = classify(texts, key, engine=engines.TORCH)
+    float32 = classify(texts, key)
     int8 = classify(texts, key, int8=True)
     pairs = list(zip(int8.predictions, float32.predictions))
     agreement = sum(a.label == b.label for a, b in pairs) / len(pairs)

@@ -115,8 +115,8 @@ TEXTS = ["fine", "bad", "a much longer text about a film that was neither good n
 def test_sentiment_runs_its_encoder_on_onnx_runtime_with_the_same_answers(tiny_head):
     from core import engines
 
-    onnx_result = text.classify(TEXTS, tiny_head)
-    torch_result = text.classify(TEXTS, tiny_head, engine=engines.TORCH)
+    onnx_result = engines.classify(TEXTS, tiny_head)
+    torch_result = text.classify(TEXTS, tiny_head)
     assert onnx_result.measurement.engine == engines.ONNXRUNTIME and torch_result.measurement.engine == engines.TORCH
     assert [p.label for p in onnx_result.predictions] == [p.label for p in torch_result.predictions]
     assert [p.score for p in onnx_result.predictions] == pytest.approx([p.score for p in torch_result.predictions], abs=1e-5)
@@ -127,7 +127,7 @@ def test_sentiment_without_onnx_runtime_runs_on_torch_with_a_note(tiny_head, mon
     from core import engines
 
     monkeypatch.setattr(engines, "installed", lambda name: name == engines.TORCH)
-    result = text.classify(TEXTS, tiny_head)
+    result = engines.classify(TEXTS, tiny_head)
     assert result.measurement.engine == engines.TORCH
     assert any("ONNX Runtime" in note and "not installed" in note for note in result.notes)
 
@@ -370,8 +370,8 @@ def test_packaged_sentiment_on_onnx_runtime_gives_torchs_labels_on_every_shipped
     _need_package("minilm-sentiment")
     with open(ASSETS / "sentiment.csv", encoding="utf-8") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
-    onnx_result = text.classify(texts, "minilm-sentiment")
-    torch_result = text.classify(texts, "minilm-sentiment", engine=engines.TORCH)
+    onnx_result = engines.classify(texts, "minilm-sentiment")
+    torch_result = text.classify(texts, "minilm-sentiment")
     assert onnx_result.measurement.engine == engines.ONNXRUNTIME, onnx_result.notes
     assert len(texts) > 200
     assert [p.label for p in onnx_result.predictions] == [p.label for p in torch_result.predictions]

@@ -273,3 +273,24 @@ def load_encoder(key: str, wanted: str = AUTO, progress: Callable[[str], None] =
             return loaded, choice
         choice = EngineChoice(TORCH, loaded.model.note)
     return registry.load(key), choice
+
+
+def classify(texts: list[str], key: str, wanted: str = AUTO, batch_size: int = 32):
+    """Sentiment with ``key`` as the app runs it: a head on a sentence encoder runs its encoder on ``wanted``
+    (auto: ONNX Runtime where its export agrees with PyTorch, else PyTorch with a note); a classifier such as
+    DistilBERT runs on PyTorch.
+
+    Args:
+        texts: output of :func:`core.text.prepare_texts`.
+        key: catalog key of a sentiment model.
+        wanted: an encoder engine name, or ``auto``.
+        batch_size: texts per forward pass.
+
+    Returns:
+        A :class:`core.text.ClassificationResult`; its ``measurement.engine`` says what ran the encoder.
+    """
+    from core import text
+
+    head = registry.load(key).model
+    encoder = load_encoder(head.head.encoder, wanted) if isinstance(head, text.EmbeddingClassifier) else None
+    return text.classify(texts, key, batch_size, encoder=encoder)

@@ -145,7 +145,7 @@ def pooled(model, batch: dict):
 def encode_texts(key: str, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, registry.Loaded]:
     """Sentence features of ``texts`` with a frozen text encoder, shape (len(texts), hidden).
 
-    A sentence encoder runs on the engine :func:`core.text.load_encoder` picks (ONNX Runtime where its export
+    A sentence encoder runs on the engine :func:`core.engines.load_encoder` picks (ONNX Runtime where its export
     agrees with PyTorch); a classifier's base model runs on PyTorch.
 
     Args:
@@ -158,7 +158,8 @@ def encode_texts(key: str, texts: Sequence[str], batch_size: int = 32) -> tuple[
     """
     import torch
 
-    from core.text import encode_with, load_encoder
+    from core.engines import load_encoder
+    from core.text import encode_with
 
     if get_spec(key).task == "embedding":
         loaded, _ = load_encoder(key)
@@ -188,13 +189,11 @@ def encode_images(key: str, images: Sequence) -> tuple[np.ndarray, registry.Load
 
 def encoder_engine(key: str) -> str:
     """The engine that computes encoder ``key``'s features (see :func:`encode_texts`): a sentence encoder's
-    from :func:`core.text.load_encoder` (cached after its first load), PyTorch for every other encoder."""
+    from :func:`core.engines.load_encoder` (cached after its first load), PyTorch for every other encoder."""
+    from core.engines import TORCH, load_encoder
+
     if encoder_kind(key) != "text" or get_spec(key).task != "embedding":
-        from core.engines import TORCH
-
         return TORCH
-    from core.text import load_encoder
-
     return load_encoder(key)[1].engine
 
 
