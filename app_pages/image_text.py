@@ -8,7 +8,7 @@ from ui.common import friendly_errors, record, show_measurement
 from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
 from ui.hosted import call as hosted_call
 from ui.queue import model_turn
-from ui.sidebar import model_picker
+from ui.sidebar import model_picker, refresh_sidebar
 
 LABEL_EXAMPLES = {
     "Sample subjects": "cat, cup of coffee, rocket, astronaut, temple, flower, house",
@@ -132,8 +132,9 @@ names = [decoded.name for decoded in batch.images]
 
 labels_tab, caption_tab = st.tabs(["Zero-shot labels (CLIP)", "Caption (BLIP)"])
 
-# --- zero-shot labelling --------------------------------------------------------------------------
-with labels_tab:
+# --- zero-shot labelling (a fragment: its clicks rerun this tab only, not the images above) ---------
+@st.fragment
+def labels_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_label", "shown each image and asked to pick one of your labels")
     problem = None
     if where != HOSTED:
@@ -209,9 +210,12 @@ with labels_tab:
                    hosted.measurement.extra["images_per_s"])
         agree = sum(label == top for label, (top, _) in zip(hosted.labels, result.top))
         st.caption(f"The two agree on {agree} of {len(result.top)} image(s).")
+    refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
-# --- captioning -----------------------------------------------------------------------------------
-with caption_tab:
+
+# --- captioning (a fragment too) ------------------------------------------------------------------
+@st.fragment
+def caption_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_caption", f"asked: “{providers.CAPTION_PROMPT}”")
     problem = None
     if where != HOSTED:
@@ -275,3 +279,10 @@ with caption_tab:
         hosted, _ = st.session_state["it_captions_hosted"]
         comparison(result.measurement, hosted.measurement, "images", result.measurement.extra["images_per_s"],
                    hosted.measurement.extra["images_per_s"])
+    refresh_sidebar()
+
+
+with labels_tab:
+    labels_section(pictures, names)
+with caption_tab:
+    caption_section(pictures, names)

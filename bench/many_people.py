@@ -97,7 +97,7 @@ def main() -> None:
     levels, requests, mixed_requests, tokens = ((1, 8, 32), 3, 2, 24) if args.quick else ((1, 8, 32), 8, 3, 48)
     classify, minimal, generate, transcribe = scenarios(tokens)
     work = Path(tempfile.mkdtemp(prefix="ubt-bench-many-"))
-    for folder in ("app", "ref", "page", "one-thread", "mixed"):
+    for folder in ("app", "ref", "page", "one-thread", "mixed", "mixed-turns"):
         (work / folder).mkdir()
     (work / "page" / "minimal.py").write_text(MINIMAL_PAGE)
     shutil.copytree(ROOT / ".streamlit", work / "page" / ".streamlit")

@@ -78,3 +78,17 @@ def test_classify_shows_the_result_and_keeps_the_generation_tab(page):
     assert page.slider(key="generation_max_new_tokens").value == 12
     page.toggle(key="sentiment_many").set_value(False).run()  # any later run keeps the result on the page
     assert page.metric[0].label == "Label"
+
+
+@pytest.mark.browser
+def test_label_images_reruns_only_the_labels_tab_not_the_images_above(server):
+    with Session(server.url, "image-text") as session:
+        page = session.run()
+        assert page.ok and any(h.startswith("Image") for h in _headings(page))
+        click = session.run(click="it_label_run")
+    assert click.status == "FINISHED_FRAGMENT_RUN_SUCCESSFULLY" and click.fragment_id, click.status
+    assert click.ok, (click.exceptions, click.alerts("ERROR"))
+    assert not _headings(click), "the page title and the Images heading were redrawn: the whole page ran"
+    assert any(c.startswith("**Memory:**") for c in _captions(click)), "the sidebar's memory figures are stale"
+    drawn = {getattr(e, e.WhichOneof("type")).id for e in click.elements if hasattr(getattr(e, e.WhichOneof("type")), "id")}
+    assert session.widget_id("it_label_run") in drawn and session.widget_id("it_caption_run") not in drawn
