@@ -76,16 +76,41 @@ def browser():
     driver.quit()
 
 
+BLANK_RELOAD_S = 60  # a page still blank (not even Streamlit's frame) after this long is loaded again, once
+
+
+def _server_answers(url: str) -> str:
+    """Whether the Streamlit server behind ``url`` answers its health check now (for a failure message)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/_stcore/health", timeout=5)
+        return "answers"
+    except OSError as err:
+        return f"does not answer ({err})"
+
+
 def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 cores with the server
-    """Wait until the page has a title and its content has stopped changing for ``quiet_s``."""
+    """Wait until the page has a title and its content has stopped changing for ``quiet_s``.
+
+    A page that is still blank after :data:`BLANK_RELOAD_S` (headless Chromium, rarely, keeps a white page
+    after navigating away from a heavy one) is loaded again once; what the server said is kept for the message.
+    """
     from selenium.webdriver.common.by import By
 
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
+    start = time.monotonic()
+    deadline = start + timeout
+    last, since, reloaded = None, start, ""
     while time.monotonic() < deadline:
         titles = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMainBlockContainer'] h1")
         running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
         snapshot = driver.find_element(By.TAG_NAME, "body").text
+        if not snapshot.strip() and not reloaded and time.monotonic() - start > BLANK_RELOAD_S:
+            reloaded = f"blank after {BLANK_RELOAD_S} s, loaded again; the server {_server_answers(driver.current_url)}"
+            print(f"wait_for_page: {driver.current_url}: {reloaded}")
+            driver.refresh()
+            continue
         if snapshot != last or running or not titles:
             last, since = snapshot, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
@@ -96,7 +121,8 @@ def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 co
     driver.save_screenshot(str(shot))
     status = " | ".join(e.text for e in running) or "none"
     raise AssertionError(f"page did not finish rendering in {timeout} s (status widget: {status}; title found: "
-                         f"{bool(titles)}; screenshot {shot}); the page's last text:\n{(last or '')[-1500:]}")
+                         f"{bool(titles)}; {reloaded or 'not reloaded'}; the server {_server_answers(driver.current_url)}; "
+                         f"screenshot {shot}); the page's last text:\n{(last or '')[-1500:]}")
 
 
 def click(driver, text, timeout=30, selector="button, [role='tab']"):
