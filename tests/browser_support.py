@@ -108,7 +108,9 @@ def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 co
         snapshot = driver.find_element(By.TAG_NAME, "body").text
         if not snapshot.strip() and not reloaded and time.monotonic() - start > BLANK_RELOAD_S:
             reloaded = f"blank after {BLANK_RELOAD_S} s, loaded again; the server {_server_answers(driver.current_url)}"
-            print(f"wait_for_page: {driver.current_url}: {reloaded}")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            with open(SHOTS / "reloads.log", "a") as log:  # kept for whoever reads the CI machine afterwards
+                log.write(f"{time.strftime('%H:%M:%S')} {driver.current_url}: {reloaded}\n")
             driver.refresh()
             continue
         if snapshot != last or running or not titles:
