@@ -99,8 +99,9 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
             x=alt.X("wall_s:Q", title="latency (s, log scale)", scale=alt.Scale(type="log")),
             y=alt.Y("model:N", title=None, sort=alt.EncodingSortField("wall_s", op="median"),
                     axis=alt.Axis(labelLimit=MODEL_LABEL_LIMIT_PX)),
-            color=alt.Color("engine:N", title="engine",
-                            scale=alt.Scale(domain=list(ENGINE_COLOURS), range=list(ENGINE_COLOURS.values()))),
+            color=alt.Color("engine:N", title="engine", scale=alt.Scale(  # fixed colours; only the engines shown
+                domain=[e for e in ENGINE_COLOURS if e in set(data["engine"])],
+                range=[c for e, c in ENGINE_COLOURS.items() if e in set(data["engine"])])),
             tooltip=[
                 alt.Tooltip("model:N"),
                 alt.Tooltip("engine:N"),
