@@ -689,24 +689,29 @@ def image_kind(point: Endpoint) -> str:
 
 
 def _decode_image(data: bytes, point: Endpoint):
-    """The endpoint's image bytes as an RGB PIL image; HostedError when they are not an image or are too large."""
+    """The endpoint's image bytes as an upright 8-bit RGB PIL image and their MIME type, decoded by
+    :func:`core.images.decode` (the app's one safe decoder) at full size; HostedError when they are not an image
+    or hold more than MAX_IMAGE_PIXELS."""
     from PIL import Image, UnidentifiedImageError
 
+    from core import images
+
     where = point.provider.title
+    not_image = f"{where} sent {len(data):,} bytes that are not a readable image"
     try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise HostedError("oversized", f"{where} sent a {width}x{height} image; the most this app decodes is "
-                              f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.")
-        image.load()
+        with Image.open(io.BytesIO(data)) as header:  # the header only: size and format, nothing decoded
+            (width, height), mime = header.size, Image.MIME.get(header.format or "", "application/octet-stream")
     except Image.DecompressionBombError:
         raise HostedError("oversized", f"{where} sent an image of more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
-        start = data[:12]
-        raise HostedError("malformed", f"{where} sent {len(data):,} bytes that are not a readable image "
-                          f"({type(err).__name__}; they start {start!r}).") from None
-    return image.convert("RGB"), Image.MIME.get(image.format or "", "application/octet-stream")
+        raise HostedError("malformed", f"{not_image} ({type(err).__name__}; they start {data[:12]!r}).") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise HostedError("oversized", f"{where} sent a {width}x{height} image; the most this app decodes is "
+                          f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.")
+    try:
+        return images.decode(data, "the image", max_side=max(width, height)).image, mime
+    except InputError as err:
+        raise HostedError("malformed", f"{not_image}: {err}") from None
 
 
 def _fetch(point: Endpoint, url: object) -> bytes:

@@ -214,6 +214,12 @@ def test_recorded_bytes_that_are_not_an_image_are_refused(provider):
     assert err.kind == "malformed" and "not a readable image" in str(err) and "\n" not in str(err)
 
 
+def test_recorded_image_cut_off_after_its_header_is_malformed_not_a_traceback():
+    cut = png(64, 64)[:60]  # a valid header, then nothing: core.images.decode finds it truncated
+    err, _ = _image_call("hf", recorded_hf_image(cut))
+    assert err.kind == "malformed" and "not a readable image" in str(err) and "\n" not in str(err)
+
+
 def test_recorded_image_larger_than_the_pixel_limit_is_oversized(monkeypatch):
     monkeypatch.setattr(providers, "MAX_IMAGE_PIXELS", 100)
     err, _ = _image_call("hf", recorded_hf_image(png(20, 20)))
