@@ -6,7 +6,7 @@ from core import generation, providers, registry
 from core.charts.generation import loss_curve_chart
 from core.config import get_settings
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
 from ui.hosted import call as hosted_call
 from ui.queue import model_turn
 from ui.sidebar import model_picker
@@ -108,10 +108,8 @@ if mode == MODES[0]:
     where = where_picker("imagegen_where")
     spec = model_picker("Model", task="text-to-image", key="imagegen_model", family="image-generation") if where != HOSTED else None
     local_ok = spec is not None and registry.availability(spec).resolution is not None
-    point = None
-    if where != LOCAL:
-        with st.expander("Hosted endpoint (OpenAI-compatible images, Hugging Face or Replicate)", expanded=True):
-            point = endpoint_form(providers.IMAGE_KINDS, "images", "imagegen_hosted")
+    point = hosted_endpoint(where, "Hosted endpoint (OpenAI-compatible images, Hugging Face or Replicate)",
+                            providers.IMAGE_KINDS, "images", "imagegen_hosted")
     if spec is not None and not local_ok:
         _unavailable(spec)
     if local_ok or where != LOCAL:

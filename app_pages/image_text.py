@@ -5,7 +5,7 @@ import streamlit as st
 from core import images, providers, vision
 from core.charts.vision import label_probabilities_chart, probability_heatmap
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
 from ui.hosted import call as hosted_call
 from ui.queue import model_turn
 from ui.sidebar import model_picker, refresh_sidebar
@@ -67,11 +67,8 @@ def _show_hosted_label(cell) -> None:
 def _hosted_setup(prefix: str, what: str):
     """The Run on choice and, for a hosted run, the vision chat endpoint form; returns (where, endpoint or None)."""
     where = where_picker(f"{prefix}_where")
-    point = None
-    if where != LOCAL:
-        with st.expander(f"Hosted endpoint (a vision chat model, {what})", expanded=True):
-            point = endpoint_form(providers.CHAT, "vision", f"{prefix}_hosted")
-    return where, point
+    return where, hosted_endpoint(where, f"Hosted endpoint (a vision chat model, {what})", providers.CHAT, "vision",
+                                  f"{prefix}_hosted")
 
 
 

@@ -5,7 +5,7 @@ import streamlit as st
 from core import audio, providers, registry, speech
 from core.errors import InputError
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, comparison, endpoint_form, outputs, where_picker
+from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
 from ui.hosted import call as hosted_call
 from ui.queue import model_turn
 from ui.sidebar import model_picker
@@ -134,11 +134,9 @@ def _audio_rate(m) -> float:
 
 with transcribe_tab:
     where = where_picker("speech_where")
-    point, reason = None, ""
-    if where != LOCAL:
-        with st.expander("Hosted endpoint (OpenAI-compatible /audio/transcriptions, e.g. OpenAI or faster-whisper-server)",
-                         expanded=True):
-            point = endpoint_form(providers.TRANSCRIPTION, "transcription", "speech_hosted")
+    reason = ""
+    point = hosted_endpoint(where, "Hosted endpoint (OpenAI-compatible /audio/transcriptions, e.g. OpenAI or "
+                            "faster-whisper-server)", providers.TRANSCRIPTION, "transcription", "speech_hosted")
     if where != HOSTED:
         backend = st.radio("Backend", speech.BACKENDS, horizontal=True, key="speech_backend")
         st.caption(BACKEND_NOTES[backend])

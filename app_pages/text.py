@@ -5,7 +5,7 @@ from core import engines, providers, registry, text
 from core.catalog import get_spec
 from core.engines import generate
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, endpoint_form, outputs, stream_chat, where_picker
+from ui.hosted import BOTH, HOSTED, LOCAL, hosted_endpoint, outputs, stream_chat, where_picker
 from ui.hosted import classify as hosted_classify
 from ui.queue import model_turn
 from ui.sidebar import model_picker, refresh_sidebar
@@ -84,10 +84,8 @@ def sentiment_section() -> None:
     _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example", lines_key="sentiment_many")
     st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
     where = where_picker("sentiment_where")
-    point = None
-    if where != LOCAL:
-        with st.expander("Hosted endpoint (a chat model, asked for “positive” or “negative”)", expanded=True):
-            point = endpoint_form(providers.CHAT, "chat", "sentiment_hosted")
+    point = hosted_endpoint(where, "Hosted endpoint (a chat model, asked for “positive” or “negative”)",
+                            providers.CHAT, "chat", "sentiment_hosted")
     clicked = st.button("Classify", type="primary", key="sentiment_run", disabled=where != LOCAL and point is None)
     local_out, hosted_out = outputs(where)
     if clicked:
@@ -155,29 +153,27 @@ def _engine_picker(spec) -> engines.EngineChoice | None:
 
 
 def _stream_for(spec, prompt: str, settings, engine: str):
-    """The stream of a local generation on ``engine``, with its one-time preparation shown as it happens."""
-    title = get_spec(spec.key).title
-    if engine == engines.TORCH:
-        stream = text.TextStream(spec.key, prompt, settings)  # the wait is counted from here
-        if text.needs_conversion(spec.key):
-            with st.status("First use: converting the packaged GGUF weights (once per machine)", expanded=True) as status:
-                stream.prepare(progress=st.write)
-                status.update(label="Converted the packaged weights", state="complete", expanded=False)
-        return stream
-    stream = generate.EngineStream(spec.key, engine, prompt, settings)
+    """The stream of a local generation on ``engine`` (its clock starts here), with its one-time preparation
+    (a conversion of the packaged weights) shown as it happens."""
+    stream = (text.TextStream(spec.key, prompt, settings) if engine == engines.TORCH
+              else generate.EngineStream(spec.key, engine, prompt, settings))
     if engines.needs_preparation(spec.key, engine):
-        with st.status(f"First use: preparing {title} for {engines.ENGINES[engine].title}, once per machine "
-                       "(up to a minute)", expanded=True) as status:
+        with st.status(f"First use: preparing {get_spec(spec.key).title} for {engines.ENGINES[engine].title}, once "
+                       "per machine (up to a minute)", expanded=True) as status:
             stream.prepare(progress=st.write)
             status.update(label="Prepared once; later runs start in seconds", state="complete", expanded=False)
     return stream
 
 
 def _generate_here(spec, prepared, settings, engine: str) -> None:
-    """Stream a local generation on ``engine`` into the current container and keep and record its result."""
-    stream = _stream_for(spec, prepared.texts[0], settings, engine)
-    with model_turn("generate"), st.spinner(f"Loading {get_spec(spec.key).title} on {engines.ENGINES[engine].title} ..."):
-        st.write_stream(stream)
+    """Stream a local generation on ``engine`` into the current container and keep and record its result.
+
+    The whole run takes the model's turn, so a wait in line is not counted as the model's time to first token.
+    """
+    with model_turn("generate"):
+        stream = _stream_for(spec, prepared.texts[0], settings, engine)
+        with st.spinner(f"Loading {get_spec(spec.key).title} on {engines.ENGINES[engine].title} ..."):
+            st.write_stream(stream)
     stream.result.notes[:0] = prepared.notes
     st.session_state["generation_result"] = stream.result
     record(stream.result.measurement, "text", "generation", {
@@ -210,10 +206,7 @@ def generation_section() -> None:
     )
     where = where_picker("generation_where")
     choice = _engine_picker(spec) if where != HOSTED else None
-    point = None
-    if where != LOCAL:
-        with st.expander("Hosted endpoint", expanded=True):
-            point = endpoint_form(providers.CHAT, "chat", "generation_hosted")
+    point = hosted_endpoint(where, "Hosted endpoint", providers.CHAT, "chat", "generation_hosted")
     clicked = st.button("Generate", type="primary", key="generation_run", disabled=where != LOCAL and point is None)
     local_out, hosted_out = outputs(where)
     streamed = set()

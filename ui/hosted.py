@@ -91,6 +91,19 @@ def hosted_error(err: providers.HostedError) -> None:
 LOCAL, HOSTED, BOTH = "This server", "Hosted API", "Both, side by side"
 
 
+def hosted_endpoint(where: str, title: str, kind: str | tuple[str, ...], task: str, key: str
+                    ) -> providers.Endpoint | None:
+    """The endpoint form in an open expander titled ``title`` when ``where`` runs the hosted side, else None.
+
+    Returns:
+        The endpoint, or None when nothing is hosted or the form is incomplete (see :func:`endpoint_form`).
+    """
+    if where == LOCAL:
+        return None
+    with st.expander(title, expanded=True):
+        return endpoint_form(kind, task, key)
+
+
 def outputs(where: str):
     """Where the two runs draw: two bordered, headed columns side by side for Both, else one place for
     whichever runs. Returns (this server's, the hosted API's)."""

@@ -148,14 +148,14 @@ def needs_preparation(key: str, engine: str) -> bool:
 
     Loads nothing; False when the converted files are there already, or the model cannot be found.
     """
+    if engine == TORCH:
+        from core import text
+
+        return text.needs_conversion(key)
     spec = get_spec(key)
     resolution = registry.availability(spec).resolution
     if resolution is None or resolution.source == "test":
         return False
-    from core import text
-
-    if engine == TORCH:
-        return text.needs_conversion(key)
     if engine == CTRANSLATE2:
         from core.engines import ct2
 
