@@ -29,15 +29,16 @@ from pathlib import Path
 from typing import Callable
 
 from bench.common import MET, ROOT, report, summarise, verdict
+from core.config import OPENMP_WAIT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CLASSIFY_BUDGET_MS = 75.0  # issue 17: Classify with the warm MiniLM head
-MINIMAL_PAGE = '''import os
+MINIMAL_PAGE = '''import streamlit as st
 
-import streamlit as st
+from core.config import set_openmp_wait
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does
+set_openmp_wait()  # as app.py does
 st.title("Minimal page")
 st.text_area("Text", key="text")
 with_model = st.toggle("Run the sentiment model", key="model")
@@ -297,8 +298,9 @@ def measure(action: Action, ours_server, minimal_server, repeats: int, block: in
 
 
 def measure_wait_policy(default_server, passive_server, repeats: int, block: int) -> dict:
-    """Classify on two servers that differ only in OMP_WAIT_POLICY, clicked alternately: after (PASSIVE,
-    as app.py sets it) against before (OpenMP's default: idle threads spin for a while)."""
+    """Classify on two servers that differ only in how OpenMP threads wait, clicked alternately: after
+    (:data:`core.config.OPENMP_WAIT`, as app.py sets it) against before (OpenMP's default: idle threads spin
+    for a while)."""
     after, before = Clicker(passive_server, ACTIONS[0]), Clicker(default_server, ACTIONS[0])
     try:
         for clicker in (after, before, after, before):  # load, then warm
@@ -313,7 +315,8 @@ def measure_wait_policy(default_server, passive_server, repeats: int, block: int
         before.close()
     result = summarise(pairs, 0.0)
     return {
-        "workload": "option: OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE), text: Classify",
+        "workload": "option: OpenMP threads sleep when idle ("
+                    + ", ".join(f"{name}={value}" for name, value in OPENMP_WAIT.items()) + "), text: Classify",
         "ours": result.ours_s * 1000, "reference": result.reference_s * 1000, "unit": "ms server CPU/click",
         "ratio": result.ratio, "spread": result.spread, "target": "ratio >= 1",
         "status": verdict(result.ratio, 1.0, (result.low, result.high)),
@@ -352,7 +355,8 @@ def main() -> None:
                 except Exception as err:  # one page failing is a finding; the others still run
                     rows.append({"workload": action.name, "status": "not met", "note": f"failed: {type(err).__name__}: {err}"[:400]})
                 print(rows[-1] if rows else "", flush=True)
-            with tiny_server(work / "default", env={**env, "OMP_WAIT_POLICY": ""}, tiny=False) as default:
+            openmp_default = {name: "" for name in OPENMP_WAIT}  # set, so app.py keeps it; empty, so OpenMP ignores it
+            with tiny_server(work / "default", env={**env, **openmp_default}, tiny=False) as default:
                 rows.append(measure_wait_policy(default, real, repeats, block))
     finally:
         shutil.rmtree(work, ignore_errors=True)

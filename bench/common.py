@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.config import set_openmp_wait
+
+set_openmp_wait()  # every bench runs its models as app.py does (set before torch or llama.cpp loads OpenMP)
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))

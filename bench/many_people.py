@@ -3,7 +3,8 @@
 second server, at the same concurrency in the same run; then a mixed load (classify + generate +
 transcribe) where the first generation under load is compared with a generation alone: once with every model
 call taking its turn in core/queue.py's line, as the pages run (ui/queue.py's ``model_turn``), and once with
-the line opened wide (``UBT_MODEL_SLOTS=64``: every call at once, as before the line existed).
+the line opened wide (``UBT_MODEL_SLOTS=64``: every call at once, as before the line existed, except that
+each kind's first call still runs alone, so first imports never overlap).
 
 The servers are tests/serve_tiny.py launchers on loopback, started as ``streamlit run`` would start
 them (real models only); the sessions are tests/st_session.py clients

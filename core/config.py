@@ -11,6 +11,18 @@ from functools import lru_cache
 from pathlib import Path
 
 ENV_PREFIX = "UBT_"
+# How OpenMP's threads wait (torch's and llama.cpp's share one libgomp): a thread waiting at a barrier inside a
+# computation spins for up to ~0.5 ms (10,000 pauses), then sleeps. PASSIVE alone made every barrier a sleep and
+# a wake-up: llama.cpp, which meets one per operator, decoded at 20 tokens/s instead of 100. OpenMP's default
+# spins 30 times longer, and each script run's idle team burnt ~8 ms of CPU after a click (bench/clicks.py).
+OPENMP_WAIT = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+
+
+def set_openmp_wait() -> None:
+    """Set :data:`OPENMP_WAIT` in this process's environment (values already set win). Call it before torch or
+    llama.cpp is imported: OpenMP reads these once, when it loads."""
+    for name, value in OPENMP_WAIT.items():
+        os.environ.setdefault(name, value)
 
 
 def _env(name: str, default: str) -> str:

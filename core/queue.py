@@ -10,6 +10,10 @@ say so. Used from many Streamlit script threads at once: it is one object per pr
 
 A holder that raises, and a waiter that is interrupted (a rerun, a stop), leave the line as if they had
 never been in it.
+
+With ``first_turn_alone`` (the app's line), the first turn of each kind runs with no other turn beside it: a
+first call imports and loads libraries, and two threads importing torch at once can see it half initialised
+("partially initialized module 'torch'", seen with 8 slots in bench/many_people.py).
 """
 from __future__ import annotations
 
@@ -51,16 +55,20 @@ def _ordinal(n: int) -> str:
 class _Ticket:
     number: int
     kind: str
+    alone: bool = False
 
 
 class TurnQueue:
     """A first-in, first-out line of turns with ``slots`` turns served at once."""
 
-    def __init__(self, slots: int = 1) -> None:
+    def __init__(self, slots: int = 1, first_turn_alone: bool = False) -> None:
         """Args:
             slots: how many turns run at the same time (at least 1).
+            first_turn_alone: a kind's turns run alone until one of them has ended without an error.
         """
         self.slots = max(1, int(slots))
+        self.first_turn_alone = first_turn_alone
+        self._warm: set[str] = set()  # kinds with a turn that ended without an error
         self._changed = threading.Condition()
         self._waiting: deque[_Ticket] = deque()
         self._serving: list[_Ticket] = []
@@ -69,7 +77,8 @@ class TurnQueue:
     def _place(self, ticket: _Ticket) -> Place | None:
         """The ticket's place while it must wait; None when it may be served now (call with the lock held)."""
         index = self._waiting.index(ticket)
-        if index == 0 and len(self._serving) < self.slots:
+        room = len(self._serving) < self.slots and not any(t.alone for t in self._serving)
+        if index == 0 and room and not (ticket.alone and self._serving):
             return None
         ahead = [t.kind for t in self._serving] + [t.kind for t in itertools.islice(self._waiting, index)]
         return Place(index + 1, tuple(ahead))
@@ -88,9 +97,9 @@ class TurnQueue:
         Yields:
             None, once this turn is served.
         """
-        ticket = _Ticket(next(self._numbers), kind)
         told = None
         with self._changed:
+            ticket = _Ticket(next(self._numbers), kind, self.first_turn_alone and kind not in self._warm)
             self._waiting.append(ticket)
             self._changed.notify_all()
         try:
@@ -116,6 +125,8 @@ class TurnQueue:
             raise
         try:
             yield
+            with self._changed:
+                self._warm.add(kind)
         finally:
             with self._changed:
                 self._serving.remove(ticket)
@@ -141,9 +152,10 @@ def default_slots() -> int:
 
 
 def line() -> TurnQueue:
-    """The process's one line for model calls, made on first use with :func:`default_slots` slots."""
+    """The process's one line for model calls, made on first use with :func:`default_slots` slots; each kind's
+    first turn runs alone."""
     global _line
     with _line_lock:
         if _line is None:
-            _line = TurnQueue(default_slots())
+            _line = TurnQueue(default_slots(), first_turn_alone=True)
         return _line

@@ -1,4 +1,5 @@
 """Thread count from the container's real CPU share: cgroup v1/v2 quota files, affinity, UBT_THREADS."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -6,6 +7,8 @@ import pytest
 
 from core import device
 from core.config import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tree(tmp_path: Path, proc_cgroup: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -107,3 +110,25 @@ def test_device_summary_shows_the_threads_and_why(monkeypatch):
     monkeypatch.setattr(device, "cuda_present_without_torch", lambda: False)
     assert device.device_summary() == "cpu · 1 thread(s) (CPU quota 1 of 2 core(s)) · torch not loaded yet"
     assert "torch" not in sys.modules
+
+
+def test_app_sets_openmp_waiting_before_anything_loads_openmp():
+    """app.py sets OPENMP_WAIT after its imports: none of them may load torch or llama.cpp (OpenMP reads the
+    variables once, when it loads; PASSIVE alone left llama.cpp decoding 4x slower in the app)."""
+    code = (
+        "import os, sys\n"
+        "for name in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT'): os.environ.pop(name, None)\n"
+        "os.environ['GOMP_SPINCOUNT'] = '5'\n"  # a value already set wins
+        "import streamlit\n"
+        "from core.config import get_settings, set_openmp_wait\n"
+        "from core.registry import preload_in_background\n"
+        "from ui.sidebar import refresh_sidebar, sidebar\n"
+        "loaded = sorted(m for m in ('torch', 'llama_cpp', 'ctranslate2', 'onnxruntime') if m in sys.modules)\n"
+        "set_openmp_wait()\n"
+        "print(loaded, os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "PASSIVE", "5"]
+    source = (ROOT / "app.py").read_text()
+    assert source.index("set_openmp_wait()") < source.index("preload_in_background(get_settings")  # before models load

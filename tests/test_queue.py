@@ -236,3 +236,37 @@ def test_slots_come_from_ubt_model_slots_else_half_the_threads(monkeypatch, env,
     finally:
         monkeypatch.delenv("UBT_MODEL_SLOTS")
         get_settings.cache_clear()
+
+
+def test_a_kinds_first_turn_runs_alone_then_turns_share_the_slots():
+    queue, served = TurnQueue(2, first_turn_alone=True), []
+    first = Holder(queue, "classify", served)
+    _wait_until(queue, ("classify",), ())
+    other = Holder(queue, "generate", served)  # a slot is free, but the first classify imports alone
+    _wait_until(queue, ("classify",), ("generate",))
+    other.wait_told(Place(1, ("classify",)))
+    first.finish()
+    _wait_until(queue, ("generate",), ())  # generate's first turn is alone too
+    late = Holder(queue, "classify", served)
+    _wait_until(queue, ("generate",), ("classify",))
+    other.finish()
+    _wait_until(queue, ("classify",), ())
+    again = Holder(queue, "generate", served)  # both kinds have run once: two at once
+    _wait_until(queue, ("classify", "generate"), ())
+    late.finish()
+    again.finish()
+    assert served == ["classify", "generate", "classify", "generate"]
+
+
+def test_a_first_turn_that_fails_leaves_the_kind_cold():
+    queue, served = TurnQueue(2, first_turn_alone=True), []
+    failing = Holder(queue, "caption", served, fail=True)
+    _wait_until(queue, ("caption",), ())
+    failing.finish()
+    retry = Holder(queue, "caption", served)
+    _wait_until(queue, ("caption",), ())
+    beside = Holder(queue, "classify", served)
+    _wait_until(queue, ("caption",), ("classify",))  # the retry is still a first use: alone
+    retry.finish()
+    beside.finish()
+    assert served == ["caption", "caption", "classify"]

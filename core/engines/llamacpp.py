@@ -93,7 +93,8 @@ def load(path: str, chat: bool, threads: int) -> LlamaCppLM:
     """
     from llama_cpp import Llama
 
-    llm = Llama(path, n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False)
+    # Flash attention: ~9% more tokens/s here (81 -> 88, alternating pairs) at the same agreement with float32.
+    llm = Llama(path, n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False)
     runner = LlamaCppLM(llm, chat, threads)
     weakref.finalize(runner, llm.close)  # frees it before interpreter shutdown tears down llama_cpp's module globals
     runner._run(runner.prompt_ids("warm up"), reset=True)  # touches every weight now, not on the first request
