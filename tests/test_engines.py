@@ -311,6 +311,18 @@ def test_machine_rates_are_measured_now():
     assert rates["gemm_gflops"] > 0 and rates["copy_gbs"] > 0
 
 
+def test_batch_compute_floor_counts_the_apps_batches():
+    from bench.engines import _batched_flops, _flops
+
+    encoder = tiny.bert_encoder()
+    texts = ["short", "a much longer text with many more words in it than the others", "mid length text", "tiny"]
+    one_by_one = sum(_flops(encoder.model, encoder.tokenizer, [t]) for t in texts)
+    assert _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=1) == one_by_one
+    together = _flops(encoder.model, encoder.tokenizer, texts)  # every text padded to the longest
+    assert _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=4) == together
+    assert one_by_one < _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=2) < together
+
+
 # --- llama.cpp on the real packaged GGUF -------------------------------------------------------------------
 def _gguf() -> str:
     if importlib.util.find_spec("llama_cpp") is None:
