@@ -200,12 +200,15 @@ def _batched_flops(model, tokenizer, texts: list[str], batch_size: int = 32) -> 
     return total[0]
 
 
-def _compute_floor_row(workload: str, seconds: float, flops: float, rates: dict) -> dict:
-    """A row comparing ``seconds`` with the compute floor: ``flops`` at this run's GEMM rate."""
+def _compute_floor_row(workload: str, seconds: float, flops: float, rates: dict, judged: bool = True) -> dict:
+    """A row comparing ``seconds`` with the compute floor: ``flops`` at this run's GEMM rate (``judged``: against
+    the target; a reference row only shows where it stands)."""
     floor = flops / (rates["gemm_gflops"] * 1e9)
-    return {"workload": workload, "ours": seconds, "unit": "s", "floor": floor, "vs_floor": seconds / floor,
-            "target": f"vs_floor <= {MAX_COMPUTE_VS_FLOOR:g}", "status": verdict(seconds / floor, MAX_COMPUTE_VS_FLOOR, at_most=True),
-            "note": f"{flops / 1e9:.2f} GFLOP counted by torch at {rates['gemm_gflops']:.0f} GFLOP/s"}
+    row = {"workload": workload, "ours": seconds, "unit": "s", "floor": floor, "vs_floor": seconds / floor,
+           "note": f"{flops / 1e9:.2f} GFLOP counted by torch at {rates['gemm_gflops']:.0f} GFLOP/s"}
+    if judged:
+        row.update(target=f"vs_floor <= {MAX_COMPUTE_VS_FLOOR:g}", status=verdict(seconds / floor, MAX_COMPUTE_VS_FLOOR, at_most=True))
+    return row
 
 
 def encoder_rows(rates: dict, repeats: int) -> list[dict]:
@@ -245,8 +248,7 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
     rows.append(_compute_floor_row("sentiment, MiniLM, 64 texts on ONNX Runtime: against the compute floor", batch.ours_s,
                                    batch_flops, rates))
     reference = _compute_floor_row("sentiment, MiniLM, 64 texts on PyTorch (the reference): against the compute floor",
-                                   batch.reference_s, batch_flops, rates)
-    del reference["target"], reference["status"]
+                                   batch.reference_s, batch_flops, rates, judged=False)
     reference["note"] += f"; no engine can beat PyTorch here by more than its vs_floor ({reference['vs_floor']:.2f}x)"
     rows.append(reference)
     all_texts = _shipped_texts(10_000)
