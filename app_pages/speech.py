@@ -24,7 +24,7 @@ st.caption(
 
 # --- input: the sample, an upload or the microphone --------------------------------------------------
 source = st.radio("Audio", ["Sample clip", "Upload a file", "Record"], horizontal=True, key="speech_source")
-data, name, reference = None, "", None
+data, name, reference, picked = None, "", None, None
 if source == "Sample clip":
     data, reference = speech.sample_clip()
     name = "sample.flac"
@@ -33,12 +33,18 @@ if source == "Sample clip":
 elif source == "Upload a file":
     upload = st.file_uploader("Audio file", type=FORMATS, key="speech_upload")
     if upload is not None:
-        data, name = upload.getvalue(), upload.name
+        data, name, picked = upload.getvalue(), upload.name, upload.file_id
         st.audio(data)
 else:
     recording = st.audio_input("Record from your microphone", key="speech_recording")
     if recording is not None:
-        data, name = recording.getvalue(), "your recording"
+        data, name, picked = recording.getvalue(), "your recording", recording.file_id
+# A new clip (or none) clears the transcripts of the one before, so none sits under audio it does not belong to.
+clip_now = None if data is None else (source, name, len(data), picked)
+if st.session_state.get("speech_clip") != clip_now:
+    for stale in ("speech_result", "speech_hosted_result", "speech_comparison"):
+        st.session_state.pop(stale, None)
+    st.session_state["speech_clip"] = clip_now
 st.caption(f"Audio longer than {audio.max_audio_seconds() / 60:g} minutes is refused (setting UBT_MAX_AUDIO_S).")
 
 

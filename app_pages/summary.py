@@ -143,10 +143,13 @@ def priced(version: tuple, session: str | None, task: str, data: str) -> None:
     scored = int(chosen["impact"].notna().sum())
     if scored:
         _draw(_spec(unit, version, rates if unit == "dollars" else None, session, task, data))
+        missing = charts.left_out(chosen, unit)
         st.caption(
             f"{scored} of {len(chosen)} runs have a quality figure (macro-F1, else accuracy, on a "
             "held-out split); plain inference runs have none and appear in the latency chart below. "
-            "Shape: the engine that ran the model."
+            "Shape: the engine that ran the model. An approach that trained nothing counts its held-out inference."
+            + (f" Not drawn: {len(missing)} run(s) with no {unit} measured ({', '.join(sorted(set(missing['approach'])))}), "
+               "which a log axis cannot show." if len(missing) else "")
         )
     else:
         st.info(

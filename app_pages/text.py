@@ -187,6 +187,7 @@ def _generate_here(spec, prepared, settings, engine: str) -> None:
 def generation_section() -> None:
     spec = model_picker("Generation model", task="generation", key="generation_model")
     _examples(text.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
+    st.session_state.setdefault("generation_prompt", next(iter(text.PROMPT_EXAMPLES.values())))  # a first Generate works
     st.text_area("Prompt", key="generation_prompt", height=110, placeholder="Type a prompt, or pick an example above.")
     c1, c2, c3 = st.columns(3)
     c4, c5, c6 = st.columns(3)

@@ -295,6 +295,45 @@ def default_generation_rows(new_tokens: int, repeats: int) -> list[dict]:
                   "status": verdict(agreement.forced_agreement, MIN_FORCED_AGREEMENT), "note": agreement.summary()}]
 
 
+def runner_rows(new_tokens: int, repeats: int) -> list[dict]:
+    """llama.cpp in its own runner process (as the app runs it) against the same model in this process, and with
+    its weight repack against without it, where this CPU allows the repack."""
+    from core import engines, registry, text
+    from core.catalog import get_spec
+    from core.cpu import llamacpp_repack, this_cpu
+    from core.engines import llamacpp
+    from core.engines.runner import RunnerLM
+
+    if not engines.installed(engines.LLAMACPP):
+        return [{"workload": "llama.cpp runner process vs in-process", "note": "not measured: llama.cpp is not installed"}]
+    path, threads = registry.resolve(get_spec(KEY)).location, engines.threads()
+    greedy = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    in_process = llamacpp.load(path, True, threads)
+    runner = RunnerLM(engines.LLAMACPP, "llama.cpp", "core.engines.llamacpp:load", (path, True, threads))
+    ids = in_process.prompt_ids(text.PROMPT_EXAMPLES[next(iter(text.PROMPT_EXAMPLES))])
+
+    def tokens_of(lm):
+        return lambda: sum(1 for _ in lm.generate_ids(ids, greedy))
+
+    result = paired(tokens_of(runner), tokens_of(in_process), repeats)
+    row = compared(f"llama.cpp in its runner process vs in this process, SmolLM2-135M Q4_1, {new_tokens} tokens, greedy, "
+                   "prefill included", result, unit="tokens/s", need=0.95,
+                   note=f"runner process resident memory {runner.memory_mb():.0f} MB; {this_cpu().describe()}")
+    row["ours"], row["reference"] = new_tokens / result.ours_s, new_tokens / result.reference_s
+    runner.close()
+    rows = [row]
+    allowed, why = llamacpp_repack(this_cpu())
+    if not allowed:
+        rows.append({"workload": "llama.cpp with weight repack vs without", "note": f"not measured: {why}"})
+        return rows
+    without = llamacpp.load(path, True, threads, repack=False)
+    result = paired(tokens_of(in_process), tokens_of(without), repeats)
+    row = compared(f"llama.cpp with its weight repack (extra buffer types) vs without, {new_tokens} tokens", result,
+                   unit="tokens/s", target="informational", note=f"{this_cpu().describe()}; the repack stays on here")
+    row["ours"], row["reference"], row["status"] = new_tokens / result.ours_s, new_tokens / result.reference_s, ""
+    return rows + [row]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few repeats, for a fast check")
@@ -307,6 +346,7 @@ def main() -> None:
     repeats = 3 if args.quick else 7
     sections = [lambda: encoder_rows(rates, 5 if args.quick else 15)]
     sections.append((lambda: default_generation_rows(64, repeats)) if args.text else (lambda: generation_rows(rates, 64, repeats)))
+    sections.append(lambda: runner_rows(64, repeats * 2))
     for section in sections:
         rows += section()
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: this shared machine can be slow

@@ -85,7 +85,8 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
 
     Returns:
         A copy with ``compute_s`` (s, load + wall), ``cost_usd`` ($: what an API charged for a hosted
-        call, else compute time priced by the host), ``impact`` (0-1, NaN when
+        call, else compute time priced by the host), ``effort_s`` and ``effort_usd`` (the same, except that a run
+        that trained nothing counts the time, and price, of its held-out inference), ``impact`` (0-1, NaN when
         not measured), ``impact_metric`` (its metrics key, or None), ``family``,
         ``train_examples`` (NaN when not given), ``data_name`` (the data's source; else
         :data:`UNNAMED_DATA` when only a fingerprint was recorded, else :data:`PAGE_INPUT`),
@@ -97,6 +98,11 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
     # a hosted call costs what the provider charged; a local run costs its host's time
     out["cost_usd"] = [api if not math.isnan(api) else cost_usd(s, d, rates)
                        for api, s, d in zip(out.get("api_cost_usd", [math.nan] * len(out)), out["compute_s"], out["device"])]
+    # an approach that trained nothing (use as is, call an API) still spent its held-out inference: that is its effort
+    held_out_s = [(_number(m.get("latency_per_example_s")) or 0.0) * (_number(p.get("test_examples")) or 0.0)
+                  for m, p in zip(out["metrics"], out["params"])]
+    out["effort_s"] = [c if c > 0 else h for c, h in zip(out["compute_s"], held_out_s)]
+    out["effort_usd"] = [c if c > 0 else cost_usd(e, d, rates) for c, e, d in zip(out["cost_usd"], out["effort_s"], out["device"])]
     names = [next((k for k in IMPACT_METRICS if _number(m.get(k)) is not None), None) for m in out["metrics"]]
     out["impact_metric"] = names
     out["impact"] = [math.nan if k is None else float(m[k]) for k, m in zip(names, out["metrics"])]

@@ -11,3 +11,15 @@ class ModelUnavailable(RuntimeError):
 
 class ModelTooLarge(RuntimeError):
     """The model does not fit the memory budget even with everything else evicted."""
+
+
+class EngineStopped(RuntimeError):
+    """A native engine's runner process died (a signal, an abort, an OOM kill); the next request starts a new one.
+
+    Attributes:
+        how: what ended it, e.g. ``signal 11, SIGSEGV``.
+    """
+
+    def __init__(self, message: str, how: str = "") -> None:
+        super().__init__(message)
+        self.how = how

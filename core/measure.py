@@ -112,15 +112,22 @@ def _reset_high_water() -> bool:
         return False
 
 
+_measuring = 0  # blocks measuring now, in every thread: the high-water mark is reset only when none is
+_MEASURING_LOCK = threading.Lock()
+
+
 class PeakTracker:
     """Peak process memory during a block (plus CUDA memory when torch uses it).
 
     ``peak_mb`` is a :class:`PeakMB`: it also holds the memory in use when the block began.
 
     On Linux the kernel's own high-water mark is reset at the start and read at the end, which
-    costs nothing while the block runs. Elsewhere a thread samples RSS; a sampling thread competes
-    with torch's worker threads for the cores, so it is only the fallback. The mark is process-wide:
-    with several sessions measuring at once, a reset by one can lower another's reading.
+    costs nothing while the block runs. The mark is process-wide, so it is reset only by a block that
+    begins while no other block is measuring: a reset never lowers another session's reading. A block
+    that begins while others measure samples RSS with a thread, and also takes the mark when the mark
+    rose during the block (it can only have risen then, as nobody resets it meanwhile). Where the
+    kernel has no resettable mark, a thread samples RSS (it competes with torch's worker threads for
+    the cores, so it is only the fallback).
     """
 
     def __init__(self, interval_s: float = 0.01) -> None:
@@ -140,7 +147,11 @@ class PeakTracker:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
             self._cuda_start_mb = torch.cuda.memory_allocated() / 2**20
-        self._kernel_mark = _reset_high_water()
+        global _measuring
+        with _MEASURING_LOCK:
+            self._kernel_mark = _measuring == 0 and _reset_high_water()
+            self._mark_before = None if self._kernel_mark else _high_water_mb()
+            _measuring += 1
         self.start_mb = self.peak_mb = rss_mb()
         if not self._kernel_mark:
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -151,7 +162,12 @@ class PeakTracker:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        mark = _high_water_mb() if self._kernel_mark else None
+        global _measuring
+        mark = _high_water_mb()
+        with _MEASURING_LOCK:
+            _measuring -= 1
+        if not self._kernel_mark and (mark is None or self._mark_before is None or mark <= self._mark_before):
+            mark = None  # the mark did not move during the block: it holds an earlier peak, not this block's
         peak, start = max(self.peak_mb, rss_mb(), mark or 0.0), self.start_mb
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

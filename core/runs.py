@@ -61,6 +61,7 @@ COLUMNS = (
     "api_cost_usd", "engine",
 )
 HOSTED_ENGINE = "hosted"  # the engine of a call to an API; local engines are the keys of core.engines.ENGINES
+SKLEARN_ENGINE = "scikit-learn"  # what fits the text "from scratch" arm (TF-IDF + logistic regression): no torch
 DEFAULT_ENGINE = "torch"  # core.engines.TORCH, named here so that importing this module stays cheap
 MAX_SETTING_CHARS = 120
 BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked store

@@ -366,8 +366,10 @@ def classify(texts: list[str], key: str, batch_size: int = 32, int8: bool = Fals
     best = probs.argmax(axis=1)
     predictions = [Prediction(t, labels[i], float(probs[row, i])) for row, (t, i) in enumerate(zip(texts, best))]
     measurement.extra["texts_per_s"] = len(texts) / max(timing.seconds, 1e-9)
-    if int8:
+    if int8:  # the device label names the number format: int8 here, not the float32 of the device choice
         measurement.model += "@int8"
+        device = measurement.device
+        measurement.device = device.replace("float32", "int8") if "float32" in device else f"{device} · int8"
     return ClassificationResult(predictions, notes, measurement)
 
 

@@ -74,11 +74,13 @@ def _serving(command: list[str], env: dict, log_path: Path | None, name: str, re
 @contextmanager
 def llama_server(api_key: str | None = None, log_path: Path | None = None, threads: int = 1):
     """llama.cpp's OpenAI-compatible server on a free loopback port; yields its base URL (``.../v1``)."""
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "tests.llama_server_main", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
                "--n_threads", str(threads), "--n_ctx", "1024", "--verbose", "false"]
     if api_key:
         command += ["--api_key", api_key]
-    with _serving(command, {**os.environ, "PYTHONUNBUFFERED": "1"}, log_path, "llama.cpp server", "/v1/models",
+    root = str(Path(__file__).resolve().parent.parent)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    with _serving(command, environment, log_path, "llama.cpp server", "/v1/models",
                   headers={"Authorization": f"Bearer {api_key or 'x'}"}, up_codes=(401,)) as url:  # 401: up, checking keys
         yield f"{url}/v1"
 

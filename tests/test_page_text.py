@@ -255,3 +255,13 @@ def test_compare_engines_runs_the_prompt_on_every_engine_here(fresh_cache):
         assert row["tokens/s"] > 0 and 1 <= row["new tokens"] <= 8
         if row is not torch_row:
             assert 0.0 <= row["next-token agreement"] <= 1.0
+
+
+def test_the_prompt_starts_with_an_example_so_the_first_generate_answers(page):
+    from core import text
+
+    assert page.text_area(key="generation_prompt").value == next(iter(text.PROMPT_EXAMPLES.values()))
+    page.slider(key="generation_max_new_tokens").set_value(4).run()
+    page.button(key="generation_run").click().run()
+    assert not _errors(page) and not page.warning, [w.value for w in page.warning]
+    assert page.session_state["generation_result"].new_tokens >= 0 and "Tokens/s" in {m.label for m in page.metric}

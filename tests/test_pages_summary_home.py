@@ -153,7 +153,7 @@ def test_summary_effort_in_dollars(seeded):
     at.segmented_control(key="summary_effort").set_value("dollars").run()
     assert not at.exception
     chart = at.get("vega_lite_chart")[0].proto.spec
-    assert '"cost_usd"' in chart and '"log"' in chart
+    assert '"effort_usd"' in chart and '"log"' in chart
 
 
 def test_summary_shows_the_store_note(store):

@@ -112,7 +112,7 @@ def test_inference_table_of_no_runs(enriched):
     assert costs.inference_table(enriched.iloc[0:0]).empty
 
 
-@pytest.mark.parametrize(("effort", "field"), [("seconds", "compute_s"), ("dollars", "cost_usd")])
+@pytest.mark.parametrize(("effort", "field"), [("seconds", "effort_s"), ("dollars", "effort_usd")])
 def test_effort_impact_chart(enriched, effort, field):
     spec = charts.effort_impact_chart(enriched, effort).to_dict()
     enc = spec["encoding"]
@@ -123,8 +123,8 @@ def test_effort_impact_chart(enriched, effort, field):
     assert enc["color"]["scale"]["domain"] == list(runs.APPROACHES)
     assert enc["shape"]["field"] == "engine"
     tooltips = {t["field"]: t.get("title") for t in enc["tooltip"]}
-    assert {"model", "engine", "kind", "task", "load_s", "wall_s", "compute_s", "peak_mb"} <= set(tooltips)
-    assert ("cost_usd" in tooltips) == (effort == "dollars")  # a chart in seconds does not depend on prices
+    assert {"model", "engine", "kind", "task", "load", "wall_s", "compute_s", "effort_s", "peak_mb"} <= set(tooltips)
+    assert ("effort_usd" in tooltips) == (effort == "dollars")  # a chart in seconds does not depend on prices
     assert (tooltips["data_name"], tooltips["data_short"]) == ("data", "data fingerprint")
     assert (tooltips["added_mb"], tooltips["peak_mb"]) == ("memory added (MB)", "process peak (MB)")
     (rows,) = spec["datasets"].values()
@@ -176,3 +176,24 @@ def test_charts_keep_the_most_recent_points(enriched, monkeypatch):
     many = pd.concat([enriched] * 3, ignore_index=True)
     (rows,) = charts.latency_chart(many).to_dict()["datasets"].values()
     assert len(rows) == 2
+
+
+def test_approaches_that_trained_nothing_are_drawn_at_their_held_out_inference(tmp_path, monkeypatch):
+    """'call an API' and 'use as is' train nothing (0 s): each is drawn at the time its held-out split took, so
+    every run with a quality figure is a point; one with no effort at all is named in what was left out."""
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
+    for approach, per_item in (("call an API", 0.25), ("use as is", 0.01), ("transfer learning", 0.01)):
+        runs.record_run(page="fine-tune", task="text-classification", model="minilm-l6", source="package", device="cpu",
+                        kind="training", approach=approach, wall_s=4.0 if approach == "transfer learning" else 0.0,
+                        params={"test_examples": 40}, metrics={"accuracy": 0.8, "latency_per_example_s": per_item})
+    runs.record_run(page="fine-tune", task="text-classification", model="old", source="package", device="cpu",
+                    kind="training", approach="use as is", wall_s=0.0, metrics={"accuracy": 0.5})  # no latency kept
+    enriched = costs.enrich(runs.fetch_runs(), costs.Rates(cpu_usd_per_h=0.36))
+    for effort in ("seconds", "dollars"):
+        (rows,) = charts.effort_impact_chart(enriched, effort).to_dict()["datasets"].values()
+        assert sorted(r["approach"] for r in rows) == ["call an API", "transfer learning", "use as is"]
+        assert list(charts.left_out(enriched, effort)["model"]) == ["old"]
+    by_approach = {r["approach"]: r for r in rows}
+    assert by_approach["call an API"]["effort_s"] == pytest.approx(10.0)  # 40 held-out items x 0.25 s
+    assert by_approach["transfer learning"]["effort_s"] == pytest.approx(4.0)  # its training time
+    assert by_approach["use as is"]["load"] == "none (already in memory)"  # not "null"

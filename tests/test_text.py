@@ -413,3 +413,10 @@ def test_int8_reaches_the_encoder_behind_an_embedding_head(fresh_cache):
     assert len(result.predictions) == 2
     encoder = registry.load("minilm-l6", int8=True).model.model
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in encoder.modules())
+
+
+def test_an_int8_result_is_labelled_int8_not_float32(tiny_distilbert):
+    result = text.classify(["I love it.", "Awful."], "distilbert-sst2", int8=True)
+    assert "int8" in result.measurement.device and "float32" not in result.measurement.device
+    assert result.measurement.model.endswith("@int8")
+    assert "float32" in text.classify(["I love it."], "distilbert-sst2").measurement.device

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core.errors import InputError, ModelTooLarge, ModelUnavailable
+from core.errors import EngineStopped, InputError, ModelTooLarge, ModelUnavailable
 from core.measure import Measurement
 
 log = logging.getLogger("ubt")
@@ -52,6 +52,9 @@ def friendly_errors(action: str):
         st.warning(f"{err} Pick another model from the list, or see README → Models.", icon=":material/cloud_off:")
     except ModelTooLarge as err:
         st.error(str(err), icon=":material/memory:")
+    except EngineStopped as err:  # its runner process died; the server and every other session carry on
+        log.warning("%s: %s", action, err)
+        st.error(str(err), icon=":material/restart_alt:")
     except Exception as err:  # the app must survive anything a model or an input throws
         log.exception("%s failed", action)
         detail = str(err).strip().rstrip(".")

@@ -5,19 +5,31 @@ import altair as alt
 import pandas as pd
 
 from core.engines import CTRANSLATE2, LLAMACPP, ONNXRUNTIME, TORCH
-from core.runs import APPROACHES, HOSTED_ENGINE
+from core.runs import APPROACHES, HOSTED_ENGINE, SKLEARN_ENGINE
 
 # One colour per approach, from "call an API" (purple) and "use as is" (cool) to "from scratch" (hot).
 APPROACH_COLOURS = ("#b279a2", "#4c78a8", "#54a24b", "#f58518", "#e45756")
 # One colour per engine, PyTorch in the approaches' "use as is" blue and a hosted call in their "call an API" purple.
 ENGINE_COLOURS = {TORCH: "#4c78a8", ONNXRUNTIME: "#f58518", CTRANSLATE2: "#54a24b", LLAMACPP: "#e45756",
-                  HOSTED_ENGINE: "#b279a2"}
-EFFORTS = {
-    "seconds": ("compute_s", "effort: compute time (s, log scale)"),
-    "dollars": ("cost_usd", "effort: cost ($, log scale)"),
+                  HOSTED_ENGINE: "#b279a2", SKLEARN_ENGINE: "#72b7b2"}
+EFFORTS = {  # an approach that trained nothing counts its held-out inference (core.costs.enrich)
+    "seconds": ("effort_s", "effort: training time, or held-out inference time where nothing was trained (s, log scale)"),
+    "dollars": ("effort_usd", "effort: cost of training, or of held-out inference where nothing was trained ($, log scale)"),
 }
 MAX_POINTS = 5000  # the most recent runs drawn; altair refuses larger inline data by default
 MODEL_LABEL_LIMIT_PX = 400  # room for the longest catalog key beside the axis (altair's default cuts at 180)
+
+
+def _load_text(load_s: pd.Series) -> list[str]:
+    """Load seconds for a tooltip; a run whose model was already in memory says so instead of "null"."""
+    return [f"{v:.3f}" if pd.notna(v) else "none (already in memory)" for v in load_s]
+
+
+def left_out(enriched: pd.DataFrame, effort: str = "seconds") -> pd.DataFrame:
+    """Runs with a quality figure that the effort-against-impact chart cannot draw: no effort measured (0 on a
+    log axis), e.g. a free endpoint in dollars."""
+    column, _ = EFFORTS[effort]
+    return enriched[enriched["impact"].notna() & ~(enriched[column] > 0)]
 
 
 def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.Chart:
@@ -41,9 +53,10 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     column, title = EFFORTS[effort]
     data = _recent(enriched[enriched["impact"].notna() & (enriched[column] > 0)])
+    data = data.assign(load=_load_text(data["load_s"]))
     data = data[["time", "model", "task", "approach", "kind", "engine", "device", "impact", "impact_metric", "data_name",
-                 "data_short", "compute_s", "load_s", "wall_s", "added_mb", "peak_mb", "train_examples"]
-                + (["cost_usd"] if effort == "dollars" else [])]
+                 "data_short", "effort_s", "compute_s", "load", "wall_s", "added_mb", "peak_mb", "train_examples"]
+                + (["effort_usd"] if effort == "dollars" else [])]
     return (
         alt.Chart(data, title="One point per run with a quality figure: up and left is better")
         .mark_point(size=90, filled=True, opacity=0.8)
@@ -65,11 +78,12 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
                 alt.Tooltip("device:N"),
                 alt.Tooltip("impact_metric:N", title="impact metric"),
                 alt.Tooltip("impact:Q", format=".3f"),
-                alt.Tooltip("compute_s:Q", title="compute (s)", format=".3f"),
-                alt.Tooltip("load_s:Q", title="load (s)", format=".3f"),
+                alt.Tooltip("effort_s:Q", title="effort (s)", format=".3f"),
+                alt.Tooltip("compute_s:Q", title="training + load (s)", format=".3f"),
+                alt.Tooltip("load:N", title="load (s)"),
                 alt.Tooltip("wall_s:Q", title="wall (s)", format=".3f"),
                 *_memory_tooltips(),
-                *([alt.Tooltip("cost_usd:Q", title="cost ($)", format=".6f")] if effort == "dollars" else []),
+                *([alt.Tooltip("effort_usd:Q", title="cost ($)", format=".6f")] if effort == "dollars" else []),
                 alt.Tooltip("train_examples:Q", title="training examples", format=".0f"),
                 alt.Tooltip("time:N", title="time (UTC)"),
             ],
@@ -92,6 +106,7 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
     data = _recent(enriched[(enriched["kind"] == "inference") & (enriched["wall_s"] > 0)])
     data = data[["time", "family", "model", "engine", "task", "data_name", "data_short", "device", "wall_s", "load_s",
                  "added_mb", "peak_mb"]]
+    data = data.assign(load=_load_text(data["load_s"]))
     return (
         alt.Chart(data, title="Latency per model and engine (one point per run)")
         .mark_circle(size=60, opacity=0.7)
@@ -110,7 +125,7 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
                 *_data_tooltips(),
                 alt.Tooltip("device:N"),
                 alt.Tooltip("wall_s:Q", title="latency (s)", format=".3f"),
-                alt.Tooltip("load_s:Q", title="load (s)", format=".3f"),
+                alt.Tooltip("load:N", title="load (s)"),
                 *_memory_tooltips(),
                 alt.Tooltip("time:N", title="time (UTC)"),
             ],

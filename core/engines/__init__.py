@@ -55,6 +55,8 @@ ENGINES = {
 # load, 80-100 tokens/s on 2 AVX2 cores, near the memory floor) but builds from source; CTranslate2 int8 installs
 # from wheels (faster-whisper needs it): ~37 tokens/s there, 2.3x float32, but 86% next-token agreement.
 GENERATION_ENGINES = (LLAMACPP, CTRANSLATE2, TORCH)
+# Engines that run in a process of their own (core/engines/runner.py): a crash in their C++ ends one request.
+RUNNER_ENGINES = (LLAMACPP,)
 ENCODER_ENGINES = (ONNXRUNTIME, TORCH)
 
 
@@ -96,6 +98,12 @@ def _fits(name: str, resolution: Resolution) -> str:
         return f"{ENGINES[name].title} is not installed ({ENGINES[name].install})"
     if name == LLAMACPP and not _is_gguf(resolution):
         return "llama.cpp reads GGUF files, and these weights are not one"
+    if name in RUNNER_ENGINES:
+        from core.engines.runner import failing
+
+        why = failing(name)
+        if why:
+            return f"{ENGINES[name].title} failed on this machine: {why}"
     if name != TORCH and resolution.source == "test":
         return f"{ENGINES[name].title} reads weights from files, and these exist only in memory"
     return ""
@@ -187,9 +195,10 @@ def choose_encoder_engine(wanted: str = AUTO) -> EngineChoice:
 # --- loading through the shared model cache ----------------------------------------------------------
 def _load_generator(spec: ModelSpec, resolution: Resolution, engine: str, progress: Callable[[str], None]):
     if engine == LLAMACPP:
-        from core.engines import llamacpp
+        from core.engines.runner import RunnerLM
 
-        return llamacpp.load(resolution.location, bool(spec.options.get("chat")), threads())
+        return RunnerLM(LLAMACPP, "llama.cpp", "core.engines.llamacpp:load",
+                        (resolution.location, bool(spec.options.get("chat")), threads()))
     if engine == CTRANSLATE2:
         from core.engines import ct2
 

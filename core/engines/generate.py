@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from core import registry
-from core.measure import PeakTracker
+from core.measure import PeakMB, PeakTracker
 
 
 class EngineLM(Protocol):
@@ -168,8 +168,12 @@ class EngineStream:
         final = lm.decode(new_ids)
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown):]
+        peak = tracker.peak_mb
+        runner_peak = getattr(lm, "last_peak", None)  # an engine in its own process: its memory counts too
+        if runner_peak is not None:
+            peak = PeakMB(float(peak) + float(runner_peak), peak.start_mb + runner_peak.start_mb)
         measurement = loaded.measurement(
-            seconds, tracker.peak_mb, device=lm.label, engine=self.engine, tokens=len(new_ids),
+            seconds, peak, device=lm.label, engine=self.engine, tokens=len(new_ids),
             tokens_per_s=len(new_ids) / max(seconds, 1e-9), time_to_first_token_s=first_token_at - self.started,
         )
         self.result = GenerationResult(final, len(new_ids), notes, measurement)

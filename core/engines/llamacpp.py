@@ -4,17 +4,20 @@ No conversion and no float32 copy: the quantised weights are memory-mapped, so l
 second and decoding reads ~4.5 bits per weight. Nothing here imports torch or transformers: the GGUF carries
 its tokenizer and chat template (rendered with jinja2 as transformers does).
 
-One ``Llama`` holds one KV cache, so calls on a runner are serialised by its lock.
+One ``Llama`` holds one KV cache, so calls on a runner are serialised by its lock. The app loads it in a runner
+process of its own (:mod:`core.engines.runner`), so a crash in llama.cpp ends one request, not the server.
 """
 from __future__ import annotations
 
 import os
 import threading
 import weakref
+from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from core.cpu import llamacpp_repack, this_cpu
 from core.engines import LLAMACPP
 from core.engines.generate import sample_loop
 
@@ -26,7 +29,7 @@ class LlamaCppLM:
 
     engine = LLAMACPP
 
-    def __init__(self, llm, chat: bool, threads: int) -> None:
+    def __init__(self, llm, chat: bool, threads: int, note: str = "") -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         meta = llm.metadata
@@ -39,7 +42,7 @@ class LlamaCppLM:
                                               bos_token=token("tokenizer.ggml.bos_token_id")) if self.chat else None)
         self.eos_ids = {llm.token_eos()} | {int(meta[k]) for k in ("tokenizer.ggml.eot_token_id",) if k in meta}
         kind = meta.get("general.file_type_name") or _file_type(meta)
-        self.label = f"cpu · llama.cpp {kind} · {threads} thread(s)"
+        self.label = f"cpu · llama.cpp {kind} · {threads} thread(s)" + (f" · {note}" if note else "")
         self.size_mb = os.path.getsize(llm.model_path) / 2**20  # memory-mapped weights; the KV cache adds ~47 MB
         self.lock = threading.Lock()
 
@@ -83,19 +86,52 @@ def _file_type(meta: dict) -> str:
     return _FILE_TYPES.get(int(number), f"type {number}") if number is not None else "GGUF"
 
 
-def load(path: str, chat: bool, threads: int) -> LlamaCppLM:
+@contextmanager
+def extra_buffers(allowed: bool):
+    """Load models inside this block with llama.cpp's extra CPU buffer types (weight repacking) on or off.
+
+    llama-cpp-python's ``Llama`` takes no ``use_extra_bufts`` argument: it starts from
+    ``llama_model_default_params()``, so that function is wrapped while the block runs. Process-wide: use it where
+    one model loads at a time (a runner process, a server's start).
+    """
+    import llama_cpp.llama_cpp as native
+
+    if allowed:
+        yield
+        return
+    original = native.llama_model_default_params
+
+    def without_repack():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    native.llama_model_default_params = without_repack
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = original
+
+
+def load(path: str, chat: bool, threads: int, repack: bool | None = None) -> LlamaCppLM:
     """Open a GGUF file with llama.cpp on the CPU.
 
     Args:
         path: the .gguf file.
         chat: use the chat template stored in the file.
         threads: threads for both prompt processing and decoding.
+        repack: let llama.cpp repack weights for this CPU's kernels; None decides from the CPU's flags
+            (:func:`core.cpu.llamacpp_repack`: off where AMX is, whose repack crashes).
     """
     from llama_cpp import Llama
 
+    allowed, why = llamacpp_repack(this_cpu())
+    if repack is not None:
+        allowed, why = repack, "" if repack else "weight repack off"
     # Flash attention: ~9% more tokens/s here (81 -> 88, alternating pairs) at the same agreement with float32.
-    llm = Llama(path, n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False)
-    runner = LlamaCppLM(llm, chat, threads)
+    with extra_buffers(allowed):
+        llm = Llama(path, n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False)
+    runner = LlamaCppLM(llm, chat, threads, why)
     weakref.finalize(runner, llm.close)  # frees it before interpreter shutdown tears down llama_cpp's module globals
     runner._run(runner.prompt_ids("warm up"), reset=True)  # touches every weight now, not on the first request
     return runner

@@ -824,6 +824,8 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, progres
 # --- arm 4: from scratch ------------------------------------------------------------------------
 def _scratch_text(data, train_idx, test_idx, settings: ScratchSettings, progress: ProgressFn) -> ArmResult:
     from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from core import runs
     from sklearn.linear_model import LogisticRegression
 
     labels = data.classes()
@@ -843,7 +845,8 @@ def _scratch_text(data, train_idx, test_idx, settings: ScratchSettings, progress
         device="cpu · scikit-learn", labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion,
         train_s=train_s, latency_s=latency_s, peak_mb=timing.peak_mb,
         trainable_params=int(classifier.coef_.size + classifier.intercept_.size), train_examples=len(train_idx),
-        test_examples=len(test_idx), params={"vocabulary": len(vectoriser.vocabulary_), "char_ngrams": "2-5"},
+        test_examples=len(test_idx), params={"vocabulary": len(vectoriser.vocabulary_), "char_ngrams": "2-5",
+                                             "engine": runs.SKLEARN_ENGINE},
         notes=[f"TF-IDF of character 2- to 5-grams (a vocabulary of {len(vectoriser.vocabulary_):,} learnt from the "
                "training texts only; robust to typos and any language), then logistic regression: no pretrained "
                "knowledge at all."],
