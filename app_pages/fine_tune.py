@@ -111,7 +111,8 @@ def _preview(data) -> None:
             st.dataframe(pd.DataFrame({"label": data.labels[:50], "text": data.items[:50]}), hide_index=True, height=240,
                          width="stretch")  # the short label first, so a long text never hides it
         else:
-            st.image(data.items[:16], caption=data.labels[:16], width=64)
+            shown = labelled_data.preview_indices(data.labels)  # some of each class
+            st.image([data.items[i] for i in shown], caption=[data.labels[i] for i in shown], width=64)
         st.caption(f"{len(data.labels):,} {data.kind}s · {len(data.classes())} classes · {data.source}")
     with right:
         st.vega_lite_chart(_class_balance_spec(tuple(data.class_counts().items())), width="stretch")
@@ -298,7 +299,7 @@ def _results(job) -> None:
                    "zero-shot uses no labels, so its line is flat.")
 
 
-def _export_and_import(job) -> None:
+def _export_and_import(job, data) -> None:
     _section("Export a trained head, or use one")
     trained = job.results().get("transfer") if job is not None else None
     heads = {}
@@ -306,7 +307,8 @@ def _export_and_import(job) -> None:
         heads["The head trained above"] = trained.head
         st.download_button("Download the head (.zip: safetensors + JSON + README)", export.export_zip(trained.head),
                            file_name="head.zip", mime="application/zip", key="ft_download", icon=":material/download:")
-        st.code(export.snippet(trained.head), language="python")
+        texts = export.snippet_texts(data.items, data.labels) if data is not None else None
+        st.code(export.snippet(trained.head, texts), language="python")
     uploads = st.file_uploader("Upload an exported head: the .zip, or head.safetensors + head.json",
                                type=["zip", "safetensors", "json"], accept_multiple_files=True, key="ft_head_upload")
     if uploads:
@@ -413,4 +415,4 @@ if job is not None:
     if job.finished:
         _results(job)
 
-_export_and_import(job)
+_export_and_import(job, data)

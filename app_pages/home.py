@@ -15,6 +15,17 @@ TASKS = {
     "Generate images from text": ("app_pages/image_generation.py", "Image generation"),
 }
 FINE_TUNE = ("app_pages/fine_tune.py", "Fine-tune")
+# Tasks the Fine-tune page does not train: what training would mean for them, and what this app offers instead.
+NOT_TRAINED_HERE = {
+    "Transcribe speech": "Training speech recognition means fine-tuning Whisper on hours of your own transcribed "
+                         "audio, usually on a GPU; this app does not train speech models. Before that, the Speech "
+                         "page compares Whisper sizes and two backends on your clips (word error rate against a known "
+                         "text), and a fixed language or a larger model often closes the gap.",
+    "Generate images from text": "Training image generation means fine-tuning a diffusion model (DreamBooth, LoRA) "
+                                 "on tens of your images, on a GPU; this app does not fine-tune those. The Image "
+                                 "generation page shows what training from scratch takes on a small scale: a digits "
+                                 "generator this project trains itself, beside the pretrained models.",
+}
 YES, NO, UNSURE, UNTESTED = "Yes", "No", "Not sure", "Not tested yet"
 
 
@@ -48,14 +59,16 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
         The advice, or None while an answer it needs is missing.
     """
     page, title = TASKS[task]
+    train = (lambda verdict, why: Advice(verdict, NOT_TRAINED_HERE[task], page, title)) if task in NOT_TRAINED_HERE \
+        else (lambda verdict, why: Advice(verdict, why, *FINE_TUNE))
     if has_model == UNSURE:
         return Advice("Look before you build", f"Try the pretrained models on the {title} page with your own "
                       "input: checking takes minutes, training takes days.", page, title)
     if has_model == NO:
-        return Advice("Train, starting from what exists", "No model does your task, so training is justified. "
-                      "Start with a small head on a pretrained encoder's frozen features and compare it with "
-                      "fine-tuning and training from scratch: the Fine-tune page shows what each approach buys "
-                      "per labelled example and per second of compute.", *FINE_TUNE)
+        return train("Train, starting from what exists", "No model does your task, so training is justified. "
+                     "Start with a small head on a pretrained encoder's frozen features and compare it with "
+                     "fine-tuning and training from scratch: the Fine-tune page shows what each approach buys "
+                     "per labelled example and per second of compute.")
     if has_model != YES or works is None:
         return None
     if works == YES:
@@ -76,9 +89,9 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
         return Advice("Try a prompt or wrapper first", f"It is the cheapest fix to test, on the {title} page. If "
                       "the gap stays, measure what training buys on the Fine-tune page.", page, title)
     if fixable == NO:
-        return Advice("Adapt it: transfer learning, then fine-tuning", "Train a small head on the model's frozen "
-                      "features first and fine-tune only if that falls short; the Fine-tune page compares both "
-                      "with the model as is and with training from scratch, on your labelled data.", *FINE_TUNE)
+        return train("Adapt it: transfer learning, then fine-tuning", "Train a small head on the model's frozen "
+                     "features first and fine-tune only if that falls short; the Fine-tune page compares both "
+                     "with the model as is and with training from scratch, on your labelled data.")
     return None
 
 

@@ -248,7 +248,8 @@ def generation_section() -> None:
 def _compare_engines(spec, settings) -> None:
     """The same prompt and settings on every engine that can run this model here, side by side with PyTorch."""
     with st.expander("Compare engines on this prompt (same weights: PyTorch, CTranslate2 int8, llama.cpp)"):
-        st.caption("Each engine installed here runs the prompt with the settings above. With temperature 0 (greedy), "
+        st.caption("Each engine installed here runs the prompt with the settings above, for exactly the same number of "
+                   "new tokens (none stops early at end-of-text). With temperature 0 (greedy), "
                    "each is also checked against PyTorch float32: the first token that differs, and how often it "
                    "predicts PyTorch's next token.")
         if st.button("Compare engines", key="generation_compare_engines"):
@@ -264,11 +265,19 @@ def _compare_engines(spec, settings) -> None:
         rows = st.session_state.get("generation_engines")
         if rows:
             st.dataframe(rows, hide_index=True, width="stretch", column_config={
-                "tokens/s": st.column_config.NumberColumn(format="%.1f"),
-                "time to first token (s)": st.column_config.NumberColumn(format="%.2f"),
-                "load (s)": st.column_config.NumberColumn(format="%.2f"),
-                "memory added (MB)": st.column_config.NumberColumn(format="%.0f"),
-                "next-token agreement": st.column_config.NumberColumn(
+                "engine": st.column_config.TextColumn(width="medium"),
+                "tokens/s": st.column_config.NumberColumn(format="%.1f", width="small"),
+                "first token (s)": st.column_config.NumberColumn(
+                    format="%.2f", width="small", help="From the start of the generation, the model already loaded."),
+                "load (s)": st.column_config.TextColumn(
+                    width="small", help="First use on this server only: loading, with any one-time conversion of the "
+                    "weights (once per machine); cached: already in memory."),
+                "memory (MB)": st.column_config.NumberColumn(format="%.0f", width="small", help="Memory the run added."),
+                "new tokens": st.column_config.NumberColumn(width="small"),
+                "differs at token": st.column_config.TextColumn(
+                    width="small", help="Greedy runs only: the first token that differs from PyTorch float32."),
+                "agreement": st.column_config.NumberColumn(
+                    width="small",
                     format="percent", help="Greedy runs only: how often the engine predicts PyTorch float32's next "
                     "token on PyTorch's own answer (teacher-forced)."),
             })

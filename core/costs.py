@@ -166,13 +166,17 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
     Returns:
         Columns ``family``, ``model``, ``engine``, ``device``, ``runs``, ``median load time (s)`` (over
         cold starts), ``median latency (s)``, ``speed-up vs PyTorch (×)`` (the same model's median latency
-        on PyTorch on the same kind of host, CPU or GPU, divided by this row's; NaN without a PyTorch row), ``memory added
+        on PyTorch on the same kind of host, CPU or GPU, divided by this row's, per token for runs that
+        measured tokens/s, so generations of different lengths compare; NaN without a PyTorch row), ``memory added
         (MB)`` (the most any run added, its load included), ``process peak (MB)`` and ``$ per <calls>
         calls`` (median latency priced by the device's host).
     """
     import pandas as pd
 
     inference = enriched[enriched["kind"] == "inference"]
+    # generations of different lengths compare per token: a run that streamed tokens/s is timed by 1 / tokens/s
+    inference = inference.assign(per_unit_s=[1.0 / rate if rate else wall for rate, wall in zip(
+        (_number(m.get("tokens_per_s")) for m in inference["metrics"]), inference["wall_s"])])
     columns = ["family", "model", "engine", "device", "runs", "median load time (s)", "median latency (s)",
                SPEED_UP, "memory added (MB)", "process peak (MB)", f"$ per {calls:,} calls"]
     if inference.empty:
@@ -180,16 +184,17 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
     table = (
         inference.groupby(["family", "model", "engine", "device"], sort=True)
         .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"),
-             added=("added_mb", "max"), peak=("peak_mb", "max"), api=("api_cost_usd", "median"))
+             per_unit=("per_unit_s", "median"), added=("added_mb", "max"), peak=("peak_mb", "max"),
+             api=("api_cost_usd", "median"))
         .reset_index()
     )
     # engines label their device in their own words ("cpu · int8 · 2 thread(s)"): compare on the kind of host
     hosts = [is_gpu(device) for device in table["device"]]
     baseline = table[table["engine"] == DEFAULT_ENGINE].groupby(["model", pd.Series(hosts, index=table.index)])
-    baseline = baseline["latency"].median().to_dict()
+    baseline = baseline["per_unit"].median().to_dict()
     table.insert(table.columns.get_loc("latency") + 1, "speed_up", [
-        baseline.get((model, host), math.nan) / latency if latency > 0 else math.nan
-        for model, host, latency in zip(table["model"], hosts, table["latency"])
+        baseline.get((model, host), math.nan) / per_unit if per_unit > 0 else math.nan
+        for model, host, per_unit in zip(table["model"], hosts, table.pop("per_unit"))
     ])
     table["cost"] = [api * calls if not math.isnan(api) else cost_usd(s * calls, d, rates)
                      for api, s, d in zip(table.pop("api"), table["latency"], table["device"])]

@@ -243,6 +243,9 @@ def _scrub(text: str, secret: str | None) -> str:
 def _status_error(status: int, body: str, point: Endpoint, retry_after: str | None = None) -> HostedError:
     where = point.provider.title
     detail = _scrub(body, point.api_key)
+    if status in (401, 403) and not point.api_key:
+        return HostedError("auth", f"{where} asks for a key (HTTP {status}), and no key was sent: press Enter in the key "
+                                   "field, or set it in secrets or the environment.")
     if status in (401, 403):
         return HostedError("auth", f"{where} refused the key (HTTP {status}): check it, or its permissions for {point.model}.")
     if status == 404:
@@ -409,6 +412,21 @@ class HostedText:
     measurement: Measurement
 
 
+CHARS_PER_TOKEN = 4  # a common rule of thumb for English text with BPE tokenizers
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each chat message adds in OpenAI-style templates
+
+
+def estimate_tokens(messages: list[dict]) -> int:
+    """An estimate of the prompt tokens of chat ``messages`` when the server reports no usage: their text at
+    :data:`CHARS_PER_TOKEN` characters a token, plus :data:`MESSAGE_OVERHEAD_TOKENS` a message (images not counted)."""
+    chars = 0
+    for message in messages:
+        content = message["content"]
+        parts = [content] if isinstance(content, str) else [p.get("text", "") for p in content if p.get("type") == "text"]
+        chars += sum(map(len, parts))
+    return max(1, round(chars / CHARS_PER_TOKEN)) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+
 class ChatStream:
     """Stream a chat completion piece by piece; afterwards ``result`` holds the whole answer and its figures.
 
@@ -469,8 +487,10 @@ class ChatStream:
         output_tokens = int((usage or {}).get("completion_tokens") or 0)
         if not output_tokens:
             output_tokens = len(pieces)
-            notes.append("The server reported no token usage: tokens are counted as streamed pieces, and the cost "
-                         "leaves out the prompt.")
+            prompt_tokens = prompt_tokens or estimate_tokens(self.messages)
+            notes.append(f"The server reported no token usage: the answer is counted as {output_tokens} streamed pieces, "
+                         f"and the prompt as an estimated {prompt_tokens} tokens (about {CHARS_PER_TOKEN} characters a "
+                         "token, the model's tokenizer being unknown here); the cost uses both.")
         ttft = (first or end) - start
         decode = end - (first or end)
         extra = {"time_to_first_token_s": ttft,

@@ -162,10 +162,11 @@ class RecordedServer:
         self.httpd.server_close()
 
 
-def recorded_stream(pieces: list[str], prompt_tokens: int = 7, cut: bool = False) -> dict:
-    """A chat stream (OpenAI schema, with the usage chunk ``stream_options.include_usage`` asks for)."""
+def recorded_stream(pieces: list[str], prompt_tokens: int = 7, cut: bool = False, usage: bool = True) -> dict:
+    """A chat stream (OpenAI schema, with the usage chunk ``stream_options.include_usage`` asks for, unless
+    ``usage`` is False: some servers send none)."""
     events = [_chunk(p) for p in pieces]
-    if not cut:
+    if not cut and usage:
         events.append(_chunk(usage={"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
                                     "total_tokens": prompt_tokens + len(pieces)}))
     return {"stream": events, "cut": cut}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import registry, runs, speech
+from core import costs, registry, runs, speech
 from core.catalog import get_spec
 from tests import tiny_speech
 from tests.test_pages_summary_home import summary_page, table
@@ -125,3 +125,12 @@ def test_faster_whisper_runs_on_ctranslate2(fresh_cache):
     clip, _ = speech.sample_clip()
     result = speech.transcribe("faster-whisper-tiny-en", audio.decode(clip, "sample.flac"))
     assert result.measurement.engine == "ctranslate2"
+
+
+def test_speed_up_of_generations_of_different_lengths_compares_time_per_token(store):
+    """A 19-token llama.cpp run in 0.2 s against a 64-token PyTorch run in 1.6 s is 2x per token, not 8x."""
+    common = dict(page="text", task="generation", model="smollm2-135m", source="package", device="cpu", session_id="me")
+    runs.record_run(**common, wall_s=1.6, engine="torch", metrics={"tokens": 64, "tokens_per_s": 40.0})
+    runs.record_run(**common, wall_s=0.2, engine="llama.cpp", metrics={"tokens": 19, "tokens_per_s": 80.0})
+    inference = costs.inference_table(costs.enrich(runs.fetch_runs())).set_index(["model", "engine"])
+    assert inference.loc[("smollm2-135m", "llama.cpp"), costs.SPEED_UP] == pytest.approx(2.0)

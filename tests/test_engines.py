@@ -425,3 +425,10 @@ def test_llamacpp_agrees_with_float32_on_a_shipped_prompt(fresh_cache):
     _, share = comparison.agreement[engines.LLAMACPP]
     assert share >= 0.9  # teacher-forced next-token agreement with float32 (the tolerance)
     assert comparison.results[engines.LLAMACPP].text and comparison.results[engines.TORCH].text
+
+
+def test_the_engine_line_says_what_its_choice_is_based_on_not_that_it_is_fastest_here(monkeypatch):
+    _only_installed(monkeypatch, engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH)
+    for engine in (engines.LLAMACPP, engines.CTRANSLATE2):
+        line = engines.explain(engines.EngineChoice(engine))
+        assert "benchmarks" in line and "Compare engines" in line and "fastest engine here" not in line

@@ -528,3 +528,11 @@ def test_subsample_per_class():
     assert all(i in train[:12] for i in fd.subsample_per_class(train[:12], labels, 2, seed=3))
     with pytest.raises(InputError):
         fd.subsample_per_class(train, labels, 0)
+
+
+def test_the_preview_shows_some_of_each_class_not_the_first_folder_only():
+    labels = ["cat"] * 30 + ["dog"] * 30 + ["owl"] * 2
+    shown = fd.preview_indices(labels, most=8)
+    assert [labels[i] for i in shown] == ["cat", "dog", "owl", "cat", "dog", "owl", "cat", "dog"]
+    assert len(set(shown)) == 8
+    assert fd.preview_indices(["a"] * 3) == [0, 1, 2] and fd.preview_indices([]) == []

@@ -134,3 +134,14 @@ def test_head_of_another_width_is_refused_at_prediction(fresh_cache):
         export.predict(other, TEXTS)
     with pytest.raises(InputError, match="nothing to classify"):
         export.predict(other, [])
+
+
+def test_the_snippet_classifies_a_few_of_the_users_own_texts(head):
+    items = ["The invoice is overdue.", "Our  team\nwon the final!", "Rain tomorrow.", "Pay by Friday.", "x" * 300]
+    labels = ["billing", "sport", "weather", "billing", "sport"]
+    texts = export.snippet_texts(items, labels)
+    assert texts == ["The invoice is overdue.", "Our team won the final!", "Rain tomorrow."]  # one of each class
+    code = export.snippet(head, texts)
+    assert 'texts = ["The invoice is overdue.", "Our team won the final!", "Rain tomorrow."]' in code
+    assert "I love it." not in code and "I love it." in export.snippet(head)
+    assert export.snippet_texts(["y" * 300], ["a"]) == ["y" * export.SNIPPET_TEXT_CHARS]

@@ -93,3 +93,14 @@ def test_digits_generator_works_offline_and_shows_how_it_was_trained(fresh_cache
     assert result.parameters["digit"] == 7 and result.pixels.shape == (4, 16, 16)
     assert "trained from scratch" in texts(at)
     assert at.get("download_button") and at.get("vega_lite_chart")
+
+
+def test_the_readme_tells_community_cloud_users_the_page_has_a_hosted_endpoint():
+    """The page offers Run on: Hosted API (ui.hosted.where_picker); the README's Cloud section must not say otherwise."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    cloud = readme.split("## Deploy on Community Cloud")[1].split("\n## ")[0]
+    assert "does not offer one yet" not in cloud
+    assert "Hosted API" in cloud and "Run on" in cloud
+    assert "where_picker(" in (Path(__file__).resolve().parent.parent / "app_pages" / "image_generation.py").read_text()

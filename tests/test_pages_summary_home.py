@@ -252,3 +252,16 @@ def test_home_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(("task", "page", "what"), [("Transcribe speech", "Speech", "fine-tuning Whisper"),
+                                                     ("Generate images from text", "Image generation", "diffusion model")])
+def test_home_guide_does_not_send_speech_or_image_generation_to_fine_tune(store, task, page, what):
+    for answers in ({"guide_model": "No"}, {"guide_model": "Yes", "guide_works": "No", "guide_fix": "No"}):
+        at = home_page()
+        at.selectbox(key="guide_task").set_value(task).run()
+        for key, value in answers.items():
+            at.segmented_control(key=key).set_value(value).run()
+        assert not at.exception
+        assert what in at.success[0].value and "this app does not" in at.success[0].value
+        assert f"**Open {page}**" in at.markdown[-1].value and "Fine-tune" not in at.markdown[-1].value

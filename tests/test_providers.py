@@ -189,3 +189,28 @@ def test_sidebar_names_configured_providers_never_their_keys(monkeypatch):
     captions = " ".join(c.value for c in at.sidebar.caption)
     assert "Hosted APIs with a key" in captions and "OpenAI (environment)" in captions
     assert KEY not in str([e.proto for e in at.sidebar]) + str([e.proto for e in at.main])
+
+
+def test_a_401_when_no_key_was_sent_says_so_instead_of_blaming_the_key():
+    with RecordedServer([recorded_error(401, "unauthorised"), recorded_error(401, "unauthorised")]) as server:
+        keyless = providers.endpoint("openai-compatible", base_url=server.url, model="m", env={})
+        assert keyless.api_key is None
+        with pytest.raises(providers.HostedError) as none_sent:
+            providers.chat(keyless, "hi")
+        with pytest.raises(providers.HostedError) as refused:
+            providers.chat(_point(server.url), "hi")
+    assert "no key was sent: press Enter in the key field" in str(none_sent.value)
+    assert "refused the key" not in str(none_sent.value)
+    assert "refused the key" in str(refused.value)
+
+
+def test_a_stream_without_usage_estimates_the_prompt_so_a_priced_endpoint_is_not_undercharged():
+    prompt = "Classify this review as positive or negative: the food was cold and the staff were rude."
+    with RecordedServer([recorded_stream(["neg", "ative"], usage=False)]) as server:
+        point = _point(server.url, prices=providers.Prices(input_per_m=1.0, output_per_m=2.0))
+        stream = providers.ChatStream(point, prompt)
+        assert "".join(stream) == "negative"
+    result = stream.result
+    assert result.input_tokens == providers.estimate_tokens([{"role": "user", "content": prompt}]) > 20
+    assert result.measurement.extra["cost_usd"] == pytest.approx((result.input_tokens * 1.0 + 2 * 2.0) / 1e6)
+    assert any("estimated" in note and "prompt" in note for note in result.notes)

@@ -97,3 +97,16 @@ def test_a_python_error_while_loading_is_an_error_and_marks_nothing(health):
     with pytest.raises(RuntimeError, match="ValueError"):
         runner.RunnerLM(engines.LLAMACPP, "llama.cpp", "core.engines.llamacpp:load", ("/nonexistent.gguf", True, 1))
     assert runner.failing(engines.LLAMACPP) == ""
+
+
+def test_a_generation_that_started_a_fresh_runner_reports_that_start_as_its_load(health, fresh_cache):
+    first = generate.EngineStream(KEY, engines.LLAMACPP, "Say hello.", GREEDY)
+    "".join(first)
+    lm = first.loaded.model
+    os.kill(lm.pid, signal.SIGKILL)
+    lm.process.wait()
+    again = generate.EngineStream(KEY, engines.LLAMACPP, "Say hello.", GREEDY)
+    "".join(again)
+    load_s = again.result.measurement.load_s
+    assert load_s is not None and load_s > 0  # not "cached": the request paid for a new runner
+    assert again.result.measurement.latency_s > 0 and lm.take_restart_s() is None

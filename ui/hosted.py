@@ -52,8 +52,12 @@ def endpoint_form(kind: str | tuple[str, ...], task: str, key: str) -> providers
     model = c2.text_input("Model", key=f"{key}_{provider_key}_model", value=provider.models.get(task, ""),
                           help="The model name as the endpoint knows it.")
     c3, c4 = st.columns([3, 1])
+    kept = f"{key}_api_key_kept"  # widget state is dropped on another page; this copy keeps it for the session
+    if f"{key}_api_key" not in st.session_state and kept in st.session_state:
+        st.session_state[f"{key}_api_key"] = st.session_state[kept]
     typed = c3.text_input("API key (this session only)", key=f"{key}_api_key", type="password",
-                          help="Kept in this browser session's memory only: never stored, logged or shown.")
+                          help="Kept in this browser session's memory only: never stored, logged or shown. "
+                          "Press Enter to use it.", on_change=_keep_key, args=(key,))
     timeout = c4.number_input("Timeout (s)", 1, 600, 60, key=f"{key}_timeout")
     prices = _price_editor(provider, key)
     try:
@@ -64,6 +68,11 @@ def endpoint_form(kind: str | tuple[str, ...], task: str, key: str) -> providers
         return None
     st.caption(f"Key: {KEY_SOURCES[point.key_source]}.")
     return point
+
+
+def _keep_key(key: str) -> None:
+    """Copy the typed key out of the widget's state, which Streamlit drops when the page is left."""
+    st.session_state[f"{key}_api_key_kept"] = st.session_state.get(f"{key}_api_key", "")
 
 
 def _price_editor(provider: providers.Provider, key: str) -> providers.Prices:

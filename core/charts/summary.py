@@ -61,7 +61,7 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         alt.Chart(data, title="One point per run with a quality figure: up and left is better")
         .mark_point(size=90, filled=True, opacity=0.8)
         .encode(
-            x=alt.X(f"{column}:Q", title=title, scale=alt.Scale(type="log")),
+            x=alt.X(f"{column}:Q", title=title, scale=alt.Scale(type="log", padding=12)),
             y=alt.Y("impact:Q", title="impact: macro-F1, else accuracy", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color(
                 "approach:N", title="approach",
@@ -111,7 +111,7 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
         alt.Chart(data, title="Latency per model and engine (one point per run)")
         .mark_circle(size=60, opacity=0.7)
         .encode(
-            x=alt.X("wall_s:Q", title="latency (s, log scale)", scale=alt.Scale(type="log")),
+            x=alt.X("wall_s:Q", title="latency (s, log scale)", scale=alt.Scale(type="log", padding=12)),
             y=alt.Y("model:N", title=None, sort=alt.EncodingSortField("wall_s", op="median"),
                     axis=alt.Axis(labelLimit=MODEL_LABEL_LIMIT_PX)),
             color=alt.Color("engine:N", title="engine", scale=alt.Scale(  # fixed colours; only the engines shown

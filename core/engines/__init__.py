@@ -145,8 +145,10 @@ def explain(choice: EngineChoice, wanted: str = AUTO) -> str:
     if wanted != AUTO:
         return f"Runs on {title}, as chosen."
     why = {
-        LLAMACPP: "the fastest engine here: it reads the packaged GGUF file as it is, with no conversion",
-        CTRANSLATE2: "the fastest engine installed here for these weights (converted to int8 once per machine)",
+        LLAMACPP: "first by this project's benchmarks (bench/results.md): it reads the packaged GGUF file as it is, "
+                  "with no conversion; Compare engines below measures every engine on this server",
+        CTRANSLATE2: "first by this project's benchmarks among the engines installed here (converted to int8 once per "
+                     "machine); Compare engines below measures every engine on this server",
         ONNXRUNTIME: "faster than PyTorch for this encoder, with the same answers (checked when it was exported)",
     }.get(choice.engine, "the reference engine")
     return f"Runs on {title}, {why}."

@@ -140,7 +140,9 @@ class EngineStream:
         self.prepare()
         loaded, notes = self.loaded, []
         lm: EngineLM = loaded.model
+        restarted = getattr(lm, "take_restart_s", lambda: None)  # a runner started afresh (its last one died) is a load
         ids = lm.prompt_ids(self.prompt)
+        restart_s = restarted() or 0.0  # before the clock starts
         room = lm.context - self.settings.max_new_tokens
         if len(ids) > room:
             notes.append(f"The prompt has {len(ids)} tokens; only its last {room} fit the model's context with the requested new tokens.")
@@ -163,7 +165,9 @@ class EngineStream:
                         shown = text
             finally:
                 tokens.close()  # releases the runner for the next caller even when the reader stops early
-            seconds = time.perf_counter() - start
+            during = restarted() or 0.0
+            seconds = time.perf_counter() - start - during
+            restart_s += during
         self.prompt_token_ids, self.token_ids = list(ids), new_ids
         final = lm.decode(new_ids)
         if len(final) > len(shown) and final.startswith(shown):
@@ -173,7 +177,7 @@ class EngineStream:
         if runner_peak is not None:
             peak = PeakMB(float(peak) + float(runner_peak), peak.start_mb + runner_peak.start_mb)
         measurement = loaded.measurement(
-            seconds, peak, device=lm.label, engine=self.engine, tokens=len(new_ids),
+            seconds, peak, load_s=restart_s or None, device=lm.label, engine=self.engine, tokens=len(new_ids),
             tokens_per_s=len(new_ids) / max(seconds, 1e-9), time_to_first_token_s=first_token_at - self.started,
         )
         self.result = GenerationResult(final, len(new_ids), notes, measurement)
@@ -253,7 +257,8 @@ class EngineComparison:
 
 
 def comparison_rows(comparison: EngineComparison) -> list[dict]:
-    """One row per engine for the page's table: speed, load, memory and, for greedy runs, agreement with PyTorch."""
+    """One row per engine for the page's table: speed, load, memory and, for greedy runs, agreement with PyTorch
+    (short column names, so the table fits the page's width)."""
     from core import engines
 
     rows = []
@@ -261,12 +266,13 @@ def comparison_rows(comparison: EngineComparison) -> list[dict]:
         m = result.measurement
         first, share = comparison.agreement.get(name, (None, None))
         rows.append({
-            "engine": engines.ENGINES[name].title, "tokens/s": m.extra.get("tokens_per_s"),
-            "time to first token (s)": m.extra.get("time_to_first_token_s"), "load (s)": m.load_s,
-            "memory added (MB)": m.added_mb, "new tokens": result.new_tokens,
-            "differs from PyTorch at token": "—" if name == engines.TORCH or share is None
+            "engine": engines.ENGINES[name].title.split(" (")[0], "tokens/s": m.extra.get("tokens_per_s"),
+            "first token (s)": m.extra.get("time_to_first_token_s"),
+            "load (s)": "cached" if m.load_s is None else f"{m.load_s:.2f}",
+            "memory (MB)": m.added_mb, "new tokens": result.new_tokens,
+            "differs at token": "—" if name == engines.TORCH or share is None
             else ("none" if first is None else first + 1),
-            "next-token agreement": share,
+            "agreement": share,
         })
     return rows
 
@@ -287,8 +293,12 @@ def compare(key: str, prompt: str, settings, names: Sequence[str]) -> EngineComp
 
     streams = {}
     for name in names:
-        streams[name] = EngineStream(key, name, prompt, settings)
-        for _ in streams[name]:
+        # the same stop rule for every engine (exactly max_new_tokens), and the clock for the first token starts
+        # once the model is loaded: a one-time conversion is the load column's, not the first token's
+        streams[name] = stream = EngineStream(key, name, prompt, settings, stop_at_eos=False)
+        stream.prepare()
+        stream.started = time.perf_counter()
+        for _ in stream:
             pass
     agreement = {}
     reference = streams.get(engines.TORCH)

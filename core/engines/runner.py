@@ -126,6 +126,7 @@ class RunnerLM:
         engine, context, eos_ids, label, size_mb: the child runner's, read when it started.
         last_peak: the runner process's own peak memory (a :class:`core.measure.PeakMB`) during the last
             generation, so the result card counts the runner's memory beside the server's.
+        restart_s: seconds the last call spent starting a fresh runner (see :meth:`take_restart_s`).
         pid: the runner process's id (None while none runs).
     """
 
@@ -136,6 +137,7 @@ class RunnerLM:
         self.conn: Connection | None = None
         self.last_peak: PeakMB | None = None
         self._streamed: tuple[list[int], dict[int, str]] | None = None  # the stream's tokens, and texts by count
+        self.restart_s: float | None = None
         self._finalizer = None
         with self.lock:
             self._start()
@@ -195,7 +197,14 @@ class RunnerLM:
         if self.process is None or self.process.poll() is not None:
             if self.process is not None:
                 self._end()
+            started = time.perf_counter()
             self._start()
+            self.restart_s = time.perf_counter() - started
+
+    def take_restart_s(self) -> float | None:
+        """Seconds spent starting a fresh runner (after the last one died) since this was last asked; None if none."""
+        seconds, self.restart_s = self.restart_s, None
+        return seconds
 
     def _call(self, name: str, *args):
         with self.lock:

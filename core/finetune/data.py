@@ -475,7 +475,7 @@ def _triage(infos: list, limits: Limits) -> _Triage:
             triage.unsafe.append(info.filename)
             continue
         parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
-        if info.is_dir() or not parts:
+        if not parts or info.filename.endswith("/"):  # a folder, or a damaged entry with no name (is_dir() raises)
             continue
         if any(p.startswith(".") or p.lower() in SYSTEM_FILES for p in parts):
             triage.system.append(info.filename)
@@ -746,3 +746,21 @@ def subsample_per_class(train_idx, labels, per_class: int, seed: int = 0) -> lis
         members = by_class[label]
         chosen += [members[j] for j in rng.permutation(len(members))[:per_class]]
     return sorted(chosen)
+
+
+def preview_indices(labels: list[str], most: int = 16) -> list[int]:
+    """Indices of up to ``most`` items to preview, taken from each class in turn (a zip lists one class folder
+    after another, so its first items are often all of one class)."""
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    queues = [iter(indices) for _, indices in sorted(by_class.items())]
+    chosen: list[int] = []
+    while queues and len(chosen) < most:
+        for queue in list(queues):
+            index = next(queue, None)
+            if index is None:
+                queues.remove(queue)
+            elif len(chosen) < most:
+                chosen.append(index)
+    return chosen

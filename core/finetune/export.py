@@ -46,8 +46,27 @@ def config(head: LinearHead) -> dict:
     }
 
 
-def snippet(head: LinearHead) -> str:
-    """A short Python program that loads the exported files and classifies new items."""
+SNIPPET_TEXTS = ["I love it.", "It broke after a day."]  # when no items of the user's are given
+SNIPPET_TEXT_CHARS = 80
+
+
+def snippet_texts(items: list, labels: list[str], most: int = 3) -> list[str]:
+    """A few of the user's own texts for the snippet: the first of each class (at most ``most``), each cut to
+    :data:`SNIPPET_TEXT_CHARS` characters; empty for images."""
+    chosen: dict[str, str] = {}
+    for item, label in zip(items, labels):
+        if isinstance(item, str) and label not in chosen and len(chosen) < most:
+            chosen[label] = " ".join(item.split())[:SNIPPET_TEXT_CHARS]
+    return list(chosen.values())
+
+
+def snippet(head: LinearHead, texts: list[str] | None = None) -> str:
+    """A short Python program that loads the exported files and classifies new items.
+
+    Args:
+        head: the exported head.
+        texts: example texts it classifies (e.g. :func:`snippet_texts` of the user's data); None: two stock sentences.
+    """
     hub_id = _hub_id(head.encoder)
     load = (
         "import json\n\nimport numpy as np\nfrom safetensors.numpy import load_file\n\n"
@@ -64,7 +83,7 @@ def snippet(head: LinearHead) -> str:
             "import torch\nfrom transformers import AutoModel, AutoTokenizer\n\n"
             f'tokenizer = AutoTokenizer.from_pretrained("{hub_id}")\n'
             f'encoder = AutoModel.from_pretrained("{hub_id}").eval()\n'
-            'texts = ["I love it.", "It broke after a day."]\n'
+            f"texts = {json.dumps(texts or SNIPPET_TEXTS, ensure_ascii=False)}\n"
             "with torch.inference_mode():\n"
             '    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")\n'
             '    batch.pop("token_type_ids", None)\n'
