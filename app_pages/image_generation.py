@@ -64,7 +64,7 @@ def _show_result(result, image, prefix: str, caption: str, narrow: bool = False)
     if result.cancelled:
         st.info(f"Cancelled after step {result.steps_done}; nothing was decoded.", icon=":material/cancel:")
     else:
-        st.image(image, caption=caption, width=min(image.size[0], 900))
+        st.image(image, caption=caption, width=min(image.size[0], 900), output_format="PNG")  # no JPEG blur
         st.download_button("Download PNG (settings in its metadata)", result.png(), file_name=f"{prefix}.png",
                            mime="image/png", key=f"{prefix}_download", on_click="ignore")
     show_measurement(result.measurement, narrow)
@@ -214,12 +214,16 @@ else:
             record(result.measurement, "image-generation", "digits", {
                 "digit": result.parameters["digit"], "images": count, "steps": steps, "guidance_scale": guidance,
                 "cancelled": result.cancelled,
-            })
+            }, None if result.readable is None else {"accuracy": result.readable})
         progress.empty()
         st.session_state.pop("digits_progress", None)  # finished or failed; a Cancel click never gets here
     result = st.session_state.get("digits_result")
     if result is not None:
         _show_result(result, result.grid, "digits", f"digit {result.parameters['digit']} · 16×16 px each, shown enlarged")
+        if result.readable is not None:
+            st.caption(f"**Quality of this draw:** {result.readable:.0%} of the {result.parameters['images']} images read as "
+                       f"a {result.parameters['digit']} to a classifier trained on the real digits (Summary charts it "
+                       "as this run's impact).")
     if trained:
         with st.expander("How it was trained (the cost of training from scratch)"):
             st.altair_chart(loss_curve_chart(trained), width="stretch")

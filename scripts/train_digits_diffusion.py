@@ -38,7 +38,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from core.catalog import ASSETS  # noqa: E402
 from core.device import choose_device  # noqa: E402
-from core.generation import DIGITS_SIZE, NULL_CLASS, TRAINING_RECORD, digits_grid, sample_digits  # noqa: E402
+from core.generation import (  # noqa: E402
+    DIGITS_SIZE, NULL_CLASS, TRAINING_RECORD, digits_grid, digits_to_8x8, sample_digits,
+)
 
 SEED = 0
 OUT = ASSETS / "digits_diffusion"
@@ -61,12 +63,6 @@ def digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
     return images * 2 - 1, torch.tensor(data.target, dtype=torch.long)
 
 
-def to_8x8(images: np.ndarray) -> np.ndarray:
-    """(n, 16, 16) in [0, 1] -> (n, 64) in the digits' 0-16 scale, by 2x2 average pooling."""
-    n = len(images)
-    return images.reshape(n, 8, 2, 8, 2).mean(axis=(2, 4)).reshape(n, 64) * 16
-
-
 def sample_accuracy(unet, scheduler) -> tuple[float, list[float], np.ndarray]:
     """Share of generated digits that a logistic regression trained on the real digits reads as the asked class."""
     data = load_digits()
@@ -75,7 +71,7 @@ def sample_accuracy(unet, scheduler) -> tuple[float, list[float], np.ndarray]:
     with torch.inference_mode():
         images, _ = sample_digits(unet, scheduler, labels, EVAL_STEPS, EVAL_GUIDANCE, torch.Generator().manual_seed(SEED))
     pixels = (images[:, 0].numpy() + 1) / 2
-    predicted = classifier.predict(to_8x8(pixels))
+    predicted = classifier.predict(digits_to_8x8(pixels))
     hits = predicted == labels.numpy()
     per_class = [float(hits[labels.numpy() == d].mean()) for d in range(10)]
     return float(hits.mean()), per_class, images.numpy()

@@ -184,8 +184,8 @@ def test_digits_are_recognised_as_the_requested_class(fresh_cache):
     for digit in range(10):
         result = generation.generate_digits(digit, count=2, steps=20, seed=digit)
         assert result.pixels.shape == (2, 16, 16) and result.pixels.min() >= 0 and result.pixels.max() <= 1
-        eight = result.pixels.reshape(2, 8, 2, 8, 2).mean(axis=(2, 4)).reshape(2, 64) * 16
-        hits += int((classifier.predict(eight) == digit).sum())
+        hits += int((classifier.predict(generation.digits_to_8x8(result.pixels)) == digit).sum())
+        assert result.readable == pytest.approx((classifier.predict(generation.digits_to_8x8(result.pixels)) == digit).mean())
     assert hits >= 14, f"only {hits} of 20 samples read as the requested digit"
 
 
@@ -215,3 +215,13 @@ def test_digits_training_record_has_the_cost_of_training_from_scratch():
 def test_digit_outside_0_to_9_is_refused(digit):
     with pytest.raises(InputError, match="0 to 9"):
         generation.generate_digits(digit)
+
+
+@needs_digits
+def test_digits_are_enlarged_nearest_neighbour_so_each_pixel_stays_a_sharp_square(fresh_cache):
+    result = generation.generate_digits(7, count=2, steps=5, seed=0)
+    grid = np.asarray(result.grid)
+    block = grid[:8, :8]  # one source pixel, enlarged 8 times: every screen pixel of it the same value
+    assert (block == block.flat[0]).all()
+    assert set(np.unique(grid)) <= set(np.unique(np.asarray(generation.digits_grid(
+        np.asarray(result.pixels)[:, None] * 2 - 1, smooth=False))))

@@ -93,6 +93,11 @@ def test_digits_generator_works_offline_and_shows_how_it_was_trained(fresh_cache
     assert result.parameters["digit"] == 7 and result.pixels.shape == (4, 16, 16)
     assert "trained from scratch" in texts(at)
     assert at.get("download_button") and at.get("vega_lite_chart")
+    assert 0.0 <= result.readable <= 1.0 and "Quality of this draw" in texts(at)
+    from core import runs
+
+    stored = runs.fetch_runs(session_id=at.session_state["session_id"])
+    assert stored.iloc[-1]["metrics"]["accuracy"] == pytest.approx(result.readable)  # Summary's impact axis
 
 
 def test_the_readme_tells_community_cloud_users_the_page_has_a_hosted_endpoint():
