@@ -73,6 +73,9 @@ def test_a_second_clip_replaces_the_first_and_a_long_clip_is_transcribed_in_full
     _first(browser, "[data-testid='stFileUploader'] input[type='file']").send_keys(str(upload))
     wait_text(browser, "long.wav", 60)
     time.sleep(1)
+    # the sample's transcript is gone with its clip: nothing sits under the new file until it is transcribed
+    assert not _main(browser, "[data-testid='stTextArea'] textarea")
+    assert not any(c.text.startswith("Segments cover") for c in _main(browser, "[data-testid='stCaptionContainer']"))
     click(browser, "Transcribe")
     wait_text(browser, "60–74.7 s", 400)  # the long clip's third window, in its coverage line
     wait_for_page(browser, 60)

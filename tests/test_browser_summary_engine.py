@@ -33,6 +33,10 @@ def store(tmp_path_factory):
     runs.record_run(page="fine-tune", task="sentiment", model="minilm-l6", source="package", device="cpu",
                     kind="training", approach="transfer learning", wall_s=14.0, params={"train_examples": 200},
                     metrics={"macro_f1": 0.84}, engine="torch", data_source="example: sentiment")
+    runs.record_run(page="fine-tune", task="sentiment", model="openai-compatible/m", source="hosted",
+                    device="hosted: server", kind="training", approach="call an API", wall_s=0.0,
+                    params={"test_examples": 40}, metrics={"accuracy": 0.8, "latency_per_example_s": 0.3},
+                    engine="hosted", data_source="example: sentiment")  # trained nothing: drawn at 12 s of calls
     yield
     if before is None:
         os.environ.pop(runs.RUNS_DB_ENV)
@@ -53,3 +57,7 @@ def test_summary_shows_the_engine_of_every_run(store, server, browser):  # noqa:
     assert len(browser.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
                                                        "[data-testid='stVegaLiteChart'] svg")) >= 2
     browser.save_screenshot(str(SHOTS / "summary-engines.png"))
+    # every run with a quality figure is drawn, the API arm at its held-out calls, and none is said to be left out
+    caption = next((line for line in body.splitlines() if "runs have a quality figure" in line), "")
+    assert "4 of 15 runs have a quality figure" in caption and "An approach that trained nothing counts its held-out" in caption, caption
+    assert "Not drawn" not in body
