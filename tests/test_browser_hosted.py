@@ -61,3 +61,19 @@ def test_text_page_generates_locally_and_hosted_side_by_side(llama_url, server, 
     assert PLANTED.encode() not in runs.db_path().read_bytes()
     logs = list(tmp_path_factory.getbasetemp().rglob("streamlit.log"))
     assert logs and all(PLANTED not in log.read_text() for log in logs)
+
+
+def test_a_typed_key_survives_a_visit_to_another_page(llama_url, server, browser):
+    """The key typed (and entered) in the test above is still this browser session's after Summary and back."""
+    from selenium.webdriver.common.by import By
+
+    def go(page: str) -> None:  # through the sidebar, as a person does: a full reload would start a new session
+        next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] a")
+             if e.text.strip().endswith(page)).click()
+        wait_for_page(browser)
+
+    go("Summary")
+    go("Text")
+    click(browser, "Generation")
+    click(browser, "Hosted API")
+    wait_text(browser, "Key: typed on this page (this session only).", 60)
