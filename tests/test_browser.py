@@ -65,6 +65,11 @@ def test_text_page_gives_real_sentiment_and_generation_offline(server, browser):
     browser.execute_script("document.querySelector(\"[data-testid='stMain']\").scrollTo(0, 100000)")
     time.sleep(1)
     browser.save_screenshot(str(SHOTS / "text-compare-engines.png"))
+    # the comparison table fits the page: no column (the agreement, last) is cut off behind a horizontal scroll
+    widths = browser.execute_script(
+        "const grids = [...document.querySelectorAll(\"[data-testid='stDataFrame'] .dvn-scroller\")];"
+        "return grids.map(g => [g.scrollWidth, g.clientWidth]);")
+    assert widths and all(scroll <= client + 2 for scroll, client in widths), widths
     from selenium.webdriver.common.by import By
 
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
