@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.config import get_settings, set_openmp_wait
+from core.engines import preload
 from core.registry import preload_in_background
 from ui.sidebar import refresh_sidebar, sidebar
 
@@ -23,7 +24,8 @@ PAGES = [
     st.Page("app_pages/summary.py", title="Summary", icon=":material/monitoring:", url_path="summary"),
 ]
 
-preload_in_background(get_settings().preload)  # UBT_PRELOAD=key,key: once per server process
+# UBT_PRELOAD (default auto: the default sentiment model), once per server process, not blocking the first page
+preload_in_background(get_settings().preload, preload)
 page = st.navigation(PAGES)
 sidebar()
 page.run()

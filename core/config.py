@@ -56,7 +56,8 @@ class Settings:
         threads: torch intra-op threads; 0 means the CPU share of this process (cgroup quota, affinity).
         max_text_chars: longer inputs are truncated, with a note.
         max_batch_lines: most lines classified in one go.
-        preload: catalog keys to load in the background when the server starts (empty: none).
+        preload: catalog keys to load in the background when the server starts; ``auto`` (the default) is the
+            Text page's default sentiment model (see :func:`core.engines.preload`); empty: none.
         max_audio_s: longest audio accepted for transcription.
         feature_cache_mb: memory for cached encoder features on the Fine-tune page.
         model_slots: model calls served at once, for all sessions (core/queue.py); 0 means half the torch
@@ -98,5 +99,5 @@ def get_settings() -> Settings:
         max_audio_s=float(_env("MAX_AUDIO_S", "600")),
         feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
         model_slots=int(_env("MODEL_SLOTS", "0")),
-        preload=tuple(k.strip() for k in _env("PRELOAD", "").split(",") if k.strip()),
+        preload=tuple(k.strip() for k in _env("PRELOAD", "auto").split(",") if k.strip()),
     )

@@ -726,8 +726,15 @@ def install(key: str, model: Any, source: str = "test") -> None:
 _preload_started = threading.Event()
 
 
-def preload_in_background(keys: tuple[str, ...]) -> bool:
+def preload_in_background(keys: tuple[str, ...], load_one: Callable[[str], object] | None = None) -> bool:
     """Load ``keys`` once per process in a daemon thread, so first visitors don't wait for them.
+
+    Each load takes a ``classify`` turn on the app's line (:func:`core.queue.line`): a kind's first turn runs
+    alone, so the preload never imports torch beside a visitor's first model call.
+
+    Args:
+        keys: catalog keys.
+        load_one: how to load one key (default :func:`load`), e.g. on the engine its page uses.
 
     Returns:
         True when this call started the thread, False when it already ran or there is nothing to load.
@@ -735,11 +742,13 @@ def preload_in_background(keys: tuple[str, ...]) -> bool:
     if not keys or _preload_started.is_set():
         return False
     _preload_started.set()
+    from core.queue import line
 
     def work() -> None:
         for key in keys:
             try:
-                load(key)
+                with line().turn("classify"):
+                    (load_one or load)(key)
             except Exception as err:  # a missing model must not stop the others
                 log.warning("preloading %s failed: %s", key, err)
 

@@ -12,6 +12,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["UBT_OFFLINE"] = "1"
 # One torch thread: tiny models run faster on one, and the suite shares a small machine.
 os.environ.setdefault("UBT_THREADS", "1")
+# No background preload in tests (each AppTest runs app.py): a test loads what it uses.
+os.environ.setdefault("UBT_PRELOAD", "")
 os.environ.setdefault("UBT_DATA_DIR", _DATA)
 os.environ.setdefault("UBT_RUNS_DB", str(Path(_DATA) / "runs.sqlite"))
 # Converted GGUF weights are worth keeping between test runs on one machine.

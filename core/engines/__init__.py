@@ -306,3 +306,24 @@ def classify(texts: list[str], key: str, wanted: str = AUTO, batch_size: int = 3
     head = registry.load(key).model
     encoder = load_encoder(head.head.encoder, wanted) if isinstance(head, text.EmbeddingClassifier) else None
     return text.classify(texts, key, batch_size, encoder=encoder)
+
+
+# --- what a fresh server loads before its first visitor asks ------------------------------------------
+PRELOAD_AUTO = "auto"
+
+
+def preload(key: str) -> None:
+    """Load ``key`` as its page runs it: a sentiment head with its encoder on the encoder engine. ``auto`` (the
+    default of ``UBT_PRELOAD``) is the Text page's default sentiment model: the first in the catalog with a source
+    here (the packaged MiniLM head offline)."""
+    from core import text
+    from core.catalog import CATALOG
+
+    if key == PRELOAD_AUTO:
+        key = next((s.key for s in CATALOG.values()
+                    if s.task == "sentiment" and registry.availability(s).resolution is not None), "")
+        if not key:
+            return
+    model = registry.load(key).model
+    if isinstance(model, text.EmbeddingClassifier):
+        load_encoder(model.head.encoder)
