@@ -67,13 +67,18 @@ def test_a_typed_key_survives_a_visit_to_another_page(llama_url, server, browser
     """The key typed (and entered) in the test above is still this browser session's after Summary and back."""
     from selenium.webdriver.common.by import By
 
-    def go(page: str) -> None:  # through the sidebar, as a person does: a full reload would start a new session
+    def go(page: str, path: str) -> None:  # through the sidebar, as a person does: a reload starts a new session
         next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] a")
-             if e.text.strip().endswith(page)).click()
+             if e.text.strip().splitlines()[-1] == page).click()
+        deadline = time.monotonic() + 120
+        while not browser.current_url.rstrip("/").endswith(path):
+            assert time.monotonic() < deadline, f"the sidebar link did not open /{path}: {browser.current_url}"
+            time.sleep(0.25)
         wait_for_page(browser)
 
-    go("Summary")
-    go("Text")
-    click(browser, "Generation")
-    click(browser, "Hosted API")
+    go("Summary", "summary")
+    wait_text(browser, "Effort against impact", 120)
+    go("Text", "text")
+    click(browser, "Generation", timeout=120)
+    click(browser, "Hosted API", timeout=60)
     wait_text(browser, "Key: typed on this page (this session only).", 60)
