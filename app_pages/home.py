@@ -59,8 +59,13 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
         The advice, or None while an answer it needs is missing.
     """
     page, title = TASKS[task]
-    train = (lambda verdict, why: Advice(verdict, NOT_TRAINED_HERE[task], page, title)) if task in NOT_TRAINED_HERE \
-        else (lambda verdict, why: Advice(verdict, why, *FINE_TUNE))
+
+    def train(verdict: str, why: str) -> Advice:
+        """Training advice: the Fine-tune page, or, for a task it does not train, what training would mean."""
+        if task in NOT_TRAINED_HERE:
+            return Advice(verdict, NOT_TRAINED_HERE[task], page, title)
+        return Advice(verdict, why, *FINE_TUNE)
+
     if has_model == UNSURE:
         return Advice("Look before you build", f"Try the pretrained models on the {title} page with your own "
                       "input: checking takes minutes, training takes days.", page, title)

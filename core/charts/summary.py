@@ -25,11 +25,16 @@ def _load_text(load_s: pd.Series) -> list[str]:
     return [f"{v:.3f}" if pd.notna(v) else "none (already in memory)" for v in load_s]
 
 
+def _drawable(enriched: pd.DataFrame, column: str) -> pd.Series:
+    """Runs the effort-against-impact chart can draw: a quality figure and an effort above 0 (a log axis)."""
+    return enriched["impact"].notna() & (enriched[column] > 0)
+
+
 def left_out(enriched: pd.DataFrame, effort: str = "seconds") -> pd.DataFrame:
     """Runs with a quality figure that the effort-against-impact chart cannot draw: no effort measured (0 on a
     log axis), e.g. a free endpoint in dollars."""
     column, _ = EFFORTS[effort]
-    return enriched[enriched["impact"].notna() & ~(enriched[column] > 0)]
+    return enriched[enriched["impact"].notna() & ~_drawable(enriched, column)]
 
 
 def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.Chart:
@@ -52,7 +57,7 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
     if effort not in EFFORTS:
         raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     column, title = EFFORTS[effort]
-    data = _recent(enriched[enriched["impact"].notna() & (enriched[column] > 0)])
+    data = _recent(enriched[_drawable(enriched, column)])
     data = data.assign(load=_load_text(data["load_s"]))
     data = data[["time", "model", "task", "approach", "kind", "engine", "device", "impact", "impact_metric", "data_name",
                  "data_short", "effort_s", "compute_s", "load", "wall_s", "added_mb", "peak_mb", "train_examples"]

@@ -13,6 +13,7 @@ per machine (CPU model, flags and the engine's version) in the data folder.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import json
@@ -57,8 +58,10 @@ def _how(returncode: int | None) -> str:
 
 
 # --- which engines fail on this machine --------------------------------------------------------------
+@functools.cache
 def machine_key(engine: str) -> str:
-    """What identifies this machine for ``engine``: the CPU model, its vector flags and the engine's version."""
+    """What identifies this machine for ``engine``: the CPU model, its vector flags and the engine's version
+    (fixed for the process's life, so looked up once: the engine picker asks on every page run)."""
     cpu = this_cpu()
     try:
         version = importlib.metadata.version(PACKAGES.get(engine, engine))
