@@ -1,13 +1,14 @@
 """Text page: sentiment classification and streamed text generation, measured."""
 import streamlit as st
 
-from core import engines, providers, registry, text
-from core.catalog import get_spec
+from functools import partial
+
+from core import engines, providers, registry, text, textgen
 from core.engines import generate
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, hosted_endpoint, outputs, stream_chat, where_picker
-from ui.hosted import classify as hosted_classify
+from ui.hosted import HOSTED, LOCAL, hosted_endpoint, where_picker
 from ui.queue import model_turn
+from ui.run_on import Here, RunOn, There, View
 from ui.sidebar import model_picker, refresh_sidebar
 
 SENTIMENT_EXAMPLES = {
@@ -42,19 +43,17 @@ sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
 SENTIMENT_LABELS = ("positive", "negative")
 
 
-def _show_local_sentiment(result, narrow: bool) -> None:
-    for note in result.notes:
-        st.info(note, icon=":material/info:")
+def _show_sentiment(result: text.ClassificationResult, view: View) -> None:
     if len(result.predictions) == 1:
         best = result.predictions[0]
-        st.metric("Label", best.label.capitalize(), f"score {best.score:.3f}", delta_color="off", delta_arrow="off")
+        score = "" if best.score is None else f"score {best.score:.3f}"
+        st.metric("Label", (best.label or "no label").capitalize(), score or None, delta_color="off", delta_arrow="off")
     else:
-        st.dataframe(
-            [{"text": p.text, "label": p.label, "score": round(p.score, 4)} for p in result.predictions],
-            width="stretch", hide_index=True,
-        )
-    show_measurement(result.measurement, narrow)
-    comparison = st.session_state.get("sentiment_int8_comparison")
+        st.dataframe([{"text": p.text, "label": p.label or "(no label)"}
+                      | ({} if p.score is None else {"score": round(p.score, 4)}) for p in result.predictions],
+                     width="stretch", hide_index=True)
+    show_measurement(result.measurement, view.narrow)
+    comparison = getattr(result, "compared", None)
     if comparison is not None:
         st.caption(
             f"**int8 against float32 on these texts:** {comparison.speedup:.2f}× the speed "
@@ -87,43 +86,17 @@ def sentiment_section() -> None:
     point = hosted_endpoint(where, "Hosted endpoint (a chat model, asked for “positive” or “negative”)",
                             providers.CHAT, "chat", "sentiment_hosted")
     clicked = st.button("Classify", type="primary", key="sentiment_run", disabled=where != LOCAL and point is None)
-    local_out, hosted_out = outputs(where)
+    flow = RunOn("sentiment", where, "text", "sentiment", "Classification")
     if clicked:
-        st.session_state.pop("sentiment_result", None)
-        st.session_state.pop("sentiment_hosted_result", None)
         with friendly_errors("Classification"):
             prepared = text.prepare_texts(st.session_state.get("sentiment_text", ""), many=many)
-            if where != HOSTED:
-                with local_out, model_turn("classify"), st.spinner(f"Running {spec.title} ..."):
-                    comparison = text.compare_int8(prepared.texts, spec.key) if int8 else None
-                    result = comparison.int8 if comparison else engines.classify(prepared.texts, spec.key)
-                    result.notes[:0] = prepared.notes
-                    st.session_state["sentiment_result"] = result
-                    st.session_state["sentiment_int8_comparison"] = comparison
-                    record(result.measurement, "text", "sentiment", {"texts": len(prepared.texts), "int8": int8})
-            if where != LOCAL:
-                with hosted_out:
-                    answer = hosted_classify(point, prepared.texts, list(SENTIMENT_LABELS))
-                if answer is not None:
-                    answer.notes[:0] = prepared.notes
-                    st.session_state["sentiment_hosted_result"] = (prepared.texts, answer)
-                    record(answer.measurement, "text", "sentiment", {"texts": len(prepared.texts)})
-    result = st.session_state.get("sentiment_result") if where != HOSTED else None  # an earlier run's, other mode
-    if result is not None:
-        with local_out:
-            _show_local_sentiment(result, narrow=where == BOTH)
-    hosted = st.session_state.get("sentiment_hosted_result") if where != LOCAL else None
-    if hosted is not None:
-        with hosted_out:
-            texts, answer = hosted
-            for note in answer.notes:
-                st.info(note, icon=":material/info:")
-            if len(texts) == 1:
-                st.metric("Label", (answer.labels[0] or "no label").capitalize())
-            else:
-                st.dataframe([{"text": t, "label": label or "(no label)"} for t, label in zip(texts, answer.labels)],
-                             width="stretch", hide_index=True)
-            show_measurement(answer.measurement, narrow=where == BOTH)
+            here = Here(load=partial(engines.load_int8_pair if int8 else engines.load_sentiment, spec.key),
+                        run=partial(text.classify_int8 if int8 else text.classify, texts=prepared.texts),
+                        turn="classify", busy=f"Running {spec.title} ...")
+            there = point and There(point, partial(providers.classify, texts=prepared.texts, labels=list(SENTIMENT_LABELS)),
+                                    f"{len(prepared.texts)} call{'s' if len(prepared.texts) != 1 else ''}")
+            flow.run(here, there, notes=prepared.notes, params={"texts": len(prepared.texts)}, local_params={"int8": int8})
+    flow.show(_show_sentiment)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
@@ -152,55 +125,30 @@ def _engine_picker(spec) -> engines.EngineChoice | None:
     return choice
 
 
-def _stream_for(spec, prompt: str, settings, engine: str):
-    """The stream of a local generation on ``engine`` (its clock starts here), with its one-time preparation
-    (a conversion of the packaged weights) shown as it happens."""
-    stream = (text.TextStream(spec.key, prompt, settings) if engine == engines.TORCH
-              else generate.EngineStream(spec.key, engine, prompt, settings))
-    if engines.needs_preparation(spec.key, engine):
-        with st.status(f"First use: preparing {get_spec(spec.key).title} for {engines.ENGINES[engine].title}, once "
-                       "per machine (up to a minute)", expanded=True) as status:
-            stream.prepare(progress=st.write)
-            status.update(label="Prepared once; later runs start in seconds", state="complete", expanded=False)
-    return stream
-
-
-def _generate_here(spec, prepared, settings, engine: str) -> None:
-    """Stream a local generation on ``engine`` into the current container and keep and record its result.
-
-    The whole run takes the model's turn, so a wait in line is not counted as the model's time to first token.
-    """
-    with model_turn("generate"):
-        stream = _stream_for(spec, prepared.texts[0], settings, engine)
-        with st.spinner(f"Loading {get_spec(spec.key).title} on {engines.ENGINES[engine].title} ..."):
-            st.write_stream(stream)
-    stream.result.notes[:0] = prepared.notes
-    st.session_state["generation_result"] = stream.result
-    record(stream.result.measurement, "text", "generation", {
-        "engine": engine, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-        "top_p": settings.top_p, "seed": settings.seed, "repetition_penalty": settings.repetition_penalty,
-        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
-    })
+def _show_generation(result, view: View) -> None:
+    if not view.streamed:
+        st.markdown(result.text or "_(the model stopped at once: no new text)_")
+    show_measurement(result.measurement, view.narrow)
 
 
 @st.fragment
 def generation_section() -> None:
     spec = model_picker("Generation model", task="generation", key="generation_model")
-    _examples(text.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
-    st.session_state.setdefault("generation_prompt", next(iter(text.PROMPT_EXAMPLES.values())))  # a first Generate works
+    _examples(textgen.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
+    st.session_state.setdefault("generation_prompt", next(iter(textgen.PROMPT_EXAMPLES.values())))  # a first Generate works
     st.text_area("Prompt", key="generation_prompt", height=110, placeholder="Type a prompt, or pick an example above.")
     c1, c2, c3 = st.columns(3)
     c4, c5, c6 = st.columns(3)
-    settings = text.GenerationSettings(
+    settings = textgen.GenerationSettings(
         max_new_tokens=c1.slider("Max new tokens", 1, 256, 64, key="generation_max_new_tokens"),
         temperature=c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.7, 0.05, key="generation_temperature"),
         top_p=c3.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key="generation_top_p"),
         repetition_penalty=c4.slider(
-            "Repetition penalty (1 = off)", 1.0, 2.0, text.REPETITION_PENALTY, 0.05, key="generation_repetition_penalty",
+            "Repetition penalty (1 = off)", 1.0, 2.0, textgen.REPETITION_PENALTY, 0.05, key="generation_repetition_penalty",
             help="Makes every token already in the prompt or the answer less likely again.",
         ),
         no_repeat_ngram_size=c5.slider(
-            "No repeated run of n tokens (0 = off)", 0, 10, text.NO_REPEAT_NGRAM_SIZE, key="generation_no_repeat_ngram",
+            "No repeated run of n tokens (0 = off)", 0, 10, textgen.NO_REPEAT_NGRAM_SIZE, key="generation_no_repeat_ngram",
             help="Forbids any run of this many tokens from appearing twice, so a phrase cannot loop.",
         ),
         seed=int(c6.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
@@ -209,38 +157,25 @@ def generation_section() -> None:
     choice = _engine_picker(spec) if where != HOSTED else None
     point = hosted_endpoint(where, "Hosted endpoint", providers.CHAT, "chat", "generation_hosted")
     clicked = st.button("Generate", type="primary", key="generation_run", disabled=where != LOCAL and point is None)
-    local_out, hosted_out = outputs(where)
-    streamed = set()
+    flow = RunOn("generation", where, "text", "generation", "Generation")
     if clicked:
-        st.session_state.pop("generation_result", None)
-        st.session_state.pop("generation_hosted_result", None)
         with friendly_errors("Generation"):
-            prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
-            if where != HOSTED:
-                with local_out:
-                    _generate_here(spec, prepared, settings, choice.engine if choice else engines.TORCH)
-                streamed.add("generation_result")
-            if where != LOCAL:
-                with hosted_out:
-                    answer = stream_chat(point, prepared.texts[0], settings.max_new_tokens, settings.temperature,
-                                         settings.top_p, settings.seed)
-                if answer is not None:
-                    streamed.add("generation_hosted_result")
-                    answer.notes[:0] = prepared.notes
-                    st.session_state["generation_hosted_result"] = answer
-                    record(answer.measurement, "text", "generation", {"max_new_tokens": settings.max_new_tokens,
-                                                                        "temperature": settings.temperature})
-    shown = {"generation_result": where != HOSTED, "generation_hosted_result": where != LOCAL}
-    for key, out in (("generation_result", local_out), ("generation_hosted_result", hosted_out)):
-        result = st.session_state.get(key)
-        if result is None or not shown[key]:  # an earlier run's, in the other mode
-            continue
-        with out:
-            for note in result.notes:
-                st.info(note, icon=":material/info:")
-            if key not in streamed:
-                st.markdown(result.text or "_(the model stopped at once: no new text)_")
-            show_measurement(result.measurement, narrow=where == BOTH)
+            prompt = text.prepare_texts(st.session_state.get("generation_prompt", ""))
+            engine = choice.engine if choice else engines.TORCH
+            first_use = engines.needs_preparation(spec.key, engine)
+            here = Here(load=partial(engines.load, spec.key, engine), turn="generate",
+                        run=partial(generate.EngineStream, prompt=prompt.texts[0], settings=settings), stream=True,
+                        busy=f"Loading {spec.title} on {engines.ENGINES[engine].title} ...",
+                        first_use="" if not first_use else f"First use: preparing {spec.title} for {engines.ENGINES[engine].title}, "
+                        "once per machine (up to a minute)")
+            there = point and There(point, partial(providers.ChatStream, prompt=prompt.texts[0], max_tokens=settings.max_new_tokens,
+                                                   temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed),
+                                    "streaming", stream=True)
+            flow.run(here, there, notes=prompt.notes, params={
+                "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature}, local_params={
+                "engine": engine, "top_p": settings.top_p, "seed": settings.seed,
+                "repetition_penalty": settings.repetition_penalty, "no_repeat_ngram_size": settings.no_repeat_ngram_size})
+    flow.show(_show_generation)
     _compare_engines(spec, settings)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 

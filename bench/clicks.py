@@ -46,7 +46,7 @@ if st.button("Classify", key="run"):
     if with_model:
         from core import engines
 
-        st.session_state["result"] = engines.classify([st.session_state["text"]], "minilm-sentiment").predictions[0].label
+        st.session_state["result"] = text.classify(engines.load_sentiment("minilm-sentiment"), [st.session_state["text"]]).predictions[0].label
     else:
         st.session_state["result"] = len(st.session_state.get("text", ""))
 if "result" in st.session_state:

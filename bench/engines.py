@@ -44,8 +44,8 @@ MIN_SENTENCE_RATIO, MIN_BATCH_RATIO = 2.0, 1.4
 FIRST_USE = """
 import json, sys, time
 start = time.perf_counter()
-from core import engines
-from core.text import GenerationSettings
+from core import engines, registry, textgen
+from core.textgen import GenerationSettings
 loaded = engines.load({key!r}, {engine!r})
 loaded_at = time.perf_counter()
 lm = loaded.model
@@ -102,18 +102,18 @@ def _decode_step_s(lm, ids: list[int], settings) -> float:
 
 
 def generation_rows(rates: dict, new_tokens: int, repeats: int) -> list[dict]:
-    from core import engines, text
+    from core import engines, registry, textgen
     from core.catalog import get_spec
     from core.engines import generate
 
-    prompts = list(text.PROMPT_EXAMPLES.values())
-    greedy = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    prompts = list(textgen.PROMPT_EXAMPLES.values())
+    greedy = textgen.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
     start = time.perf_counter()
-    text.convert_packaged_weights(KEY)  # the reference's one-time dequantisation (cached after the first run)
+    textgen.convert_packaged_weights(get_spec(KEY), registry.resolve(get_spec(KEY)))  # the reference's one-time dequantisation (cached after the first run)
     reference = engines.load(KEY, engines.TORCH).model
     ids = reference.prompt_ids(prompts[1])
     plain = lambda: list(reference.generate_ids(ids, greedy))
-    conversion = json.loads((text.gguf_cache_folder(get_spec(KEY)) / text.GGUF_MARKER).read_text())["seconds"]
+    conversion = json.loads((textgen.gguf_cache_folder(get_spec(KEY)) / textgen.GGUF_MARKER).read_text())["seconds"]
     rows = []
     first_use, wall = _first_use(engines.TORCH, new_tokens, prompts[1])
     rows.append({
@@ -222,7 +222,7 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
     record = loaded.model.record
 
     def labels(texts: list[str], engine: str, ran: str) -> list[str]:
-        result = engines.classify(texts, "minilm-sentiment", engine)
+        result = text.classify(engines.load_sentiment("minilm-sentiment", engine), texts)
         assert result.measurement.engine == ran, result.notes
         return [p.label for p in result.predictions]
 
@@ -261,16 +261,16 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
 def default_generation_rows(new_tokens: int, repeats: int) -> list[dict]:
     """The Text page's default generation: its chosen engine, streamed as the page streams it, against the page's
     PyTorch float32 path on the same prompt, plus the agreement of that engine with float32."""
-    from core import engines, registry, text
+    from core import engines, registry, textgen
     from core.catalog import get_spec
     from core.engines import generate
 
     choice = engines.choose_generation_engine(registry.resolve(get_spec(KEY)))
     if choice.engine == engines.TORCH:
         return [{"workload": "generation on the Text page's default engine", "note": f"skipped: it is PyTorch here ({choice.note})"}]
-    prompts = list(text.PROMPT_EXAMPLES.values())
-    greedy = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
-    text.convert_packaged_weights(KEY)  # the reference's one-time dequantisation (cached after the first run)
+    prompts = list(textgen.PROMPT_EXAMPLES.values())
+    greedy = textgen.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    textgen.convert_packaged_weights(get_spec(KEY), registry.resolve(get_spec(KEY)))  # the reference's one-time dequantisation (cached after the first run)
 
     def streamed(stream) -> float:
         for _ in stream:
@@ -278,8 +278,8 @@ def default_generation_rows(new_tokens: int, repeats: int) -> list[dict]:
         assert stream.result.new_tokens == new_tokens
         return new_tokens / stream.result.measurement.latency_s
 
-    ours = lambda: streamed(generate.EngineStream(KEY, choice.engine, prompts[1], greedy, stop_at_eos=False))
-    reference = lambda: streamed(text.TextStream(KEY, prompts[1], greedy, stop_at_eos=False))
+    ours = lambda: streamed(generate.EngineStream(engines.load(KEY, choice.engine), prompts[1], greedy, stop_at_eos=False))
+    reference = lambda: streamed(generate.EngineStream(engines.load(KEY, engines.TORCH), prompts[1], greedy, stop_at_eos=False))
     result = paired(ours, reference, repeats)
     title = engines.ENGINES[choice.engine].title
     row = compared(f"generation on the Text page's default engine ({title}) vs its PyTorch float32 path, SmolLM2-135M, "
@@ -298,7 +298,7 @@ def default_generation_rows(new_tokens: int, repeats: int) -> list[dict]:
 def runner_rows(new_tokens: int, repeats: int) -> list[dict]:
     """llama.cpp in its own runner process (as the app runs it) against the same model in this process, and with
     its weight repack against without it, where this CPU allows the repack."""
-    from core import engines, registry, text
+    from core import engines, registry, textgen
     from core.catalog import get_spec
     from core.cpu import llamacpp_repack, this_cpu
     from core.engines import llamacpp
@@ -307,10 +307,10 @@ def runner_rows(new_tokens: int, repeats: int) -> list[dict]:
     if not engines.installed(engines.LLAMACPP):
         return [{"workload": "llama.cpp runner process vs in-process", "note": "not measured: llama.cpp is not installed"}]
     path, threads = registry.resolve(get_spec(KEY)).location, engines.threads()
-    greedy = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    greedy = textgen.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
     in_process = llamacpp.load(path, True, threads)
     runner = RunnerLM(engines.LLAMACPP, "llama.cpp", "core.engines.llamacpp:load", (path, True, threads))
-    ids = in_process.prompt_ids(text.PROMPT_EXAMPLES[next(iter(text.PROMPT_EXAMPLES))])
+    ids = in_process.prompt_ids(textgen.PROMPT_EXAMPLES[next(iter(textgen.PROMPT_EXAMPLES))])
 
     def tokens_of(lm):
         return lambda: sum(1 for _ in lm.generate_ids(ids, greedy))

@@ -26,7 +26,8 @@ TOKENS = 32
 def _rows(url: str, repeats: int) -> list[dict]:
     from huggingface_hub import InferenceClient
 
-    from core import providers, text
+    from core import engines, providers, textgen
+    from core.engines import generate
 
     point = providers.endpoint("openai-compatible", model="smollm2", base_url=url, env={})
     client = InferenceClient(base_url=url, api_key="none")
@@ -42,9 +43,9 @@ def _rows(url: str, repeats: int) -> list[dict]:
     rows = [compared("hosted chat, 32 tokens: core.providers vs plain InferenceClient stream", paired(ours, plain, repeats),
                      need=0.95, note="same server, same request; ours adds the reachability probe, measurement and cost")]
     hosted = providers.chat(point, PROMPT, max_tokens=TOKENS, temperature=0.0).measurement
-    settings = text.GenerationSettings(max_new_tokens=TOKENS, temperature=0.0)
-    list(text.TextStream("smollm2-135m", PROMPT, settings))  # load and warm up outside the figures
-    stream = text.TextStream("smollm2-135m", PROMPT, settings)
+    settings = textgen.GenerationSettings(max_new_tokens=TOKENS, temperature=0.0)
+    list(generate.EngineStream(engines.load("smollm2-135m", engines.TORCH), PROMPT, settings))  # load and warm up outside the figures
+    stream = generate.EngineStream(engines.load("smollm2-135m", engines.TORCH), PROMPT, settings)
     "".join(stream)
     local = stream.result.measurement
     for name, unit, here, there in (

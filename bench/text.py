@@ -106,13 +106,13 @@ def bench_sentiment(repeats: int) -> list[dict]:
     """DistilBERT-size classifier on one 32-token sentence: ours vs transformers pipeline, and vs the FLOP floor."""
     from transformers import pipeline
 
-    from core import registry, text
+    from core import engines, registry, text
 
     tokenizer, model = _random_distilbert()
     registry.install("distilbert-sst2", text.SequenceClassifier(tokenizer, model, ["negative", "positive"]))
     tokens = len(tokenizer(SENTENCE_32)["input_ids"])
     plain = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
-    result = paired(lambda: text.classify([SENTENCE_32], "distilbert-sst2"), lambda: plain(SENTENCE_32), repeats, warmup=2)
+    result = paired(lambda: text.classify(engines.load_sentiment("distilbert-sst2", engines.TORCH), [SENTENCE_32]), lambda: plain(SENTENCE_32), repeats, warmup=2)
     vs_floor = result.ours_s / DISTILBERT_FLOOR_S
     rows = [
         compared(f"sentiment, DistilBERT-size (random weights), {tokens} tokens", result,
@@ -122,7 +122,7 @@ def bench_sentiment(repeats: int) -> list[dict]:
          "status": verdict(vs_floor, 1.5, at_most=True), "note": "floor from DESIGN.md (FLOPs at this machine's sustained rate)"},
     ]
     registry.CACHE.clear()
-    real = paired(lambda: text.classify([SENTENCE_32], "minilm-sentiment"), lambda: None, repeats, warmup=2)
+    real = paired(lambda: text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), [SENTENCE_32]), lambda: None, repeats, warmup=2)
     rows.append({"workload": "sentiment, packaged MiniLM + head (real weights), one sentence", "ours": real.ours_s,
                  "unit": "s", "peak_mb": real.peak_mb, "note": "the offline default model"})
     return rows
@@ -137,14 +137,14 @@ def _shipped_texts(count: int) -> list[str]:
 
 def bench_batching(repeats: int) -> list[dict]:
     """64 shipped sentences through MiniLM + head: batches of 32 against one text per forward pass."""
-    from core import text
+    from core import engines, text
 
     texts = _shipped_texts(64)
-    batched, single = text.classify(texts, "minilm-sentiment"), text.classify(texts, "minilm-sentiment", batch_size=1)
+    batched, single = text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), texts), text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), texts, batch_size=1)
     change = max(abs(a.score - b.score) for a, b in zip(batched.predictions, single.predictions))
     same = all(a.label == b.label for a, b in zip(batched.predictions, single.predictions)) and change <= 1e-4
-    result = paired(lambda: text.classify(texts, "minilm-sentiment"),
-                    lambda: text.classify(texts, "minilm-sentiment", batch_size=1), repeats)
+    result = paired(lambda: text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), texts),
+                    lambda: text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), texts, batch_size=1), repeats)
     row = compared("sentiment, MiniLM + head, 64 texts: batches of 32 vs one at a time", result, need=1.5,
                    target="ratio >= 1.5; labels equal, scores within 1e-4",
                    note=f"same labels: {same}; largest score change {change:.1e} (padding)")
@@ -154,19 +154,19 @@ def bench_batching(repeats: int) -> list[dict]:
 
 def bench_int8(repeats: int) -> list[dict]:
     """Shipped sentences through MiniLM + head: int8 dynamic quantisation against float32, with the tolerance."""
-    from core import registry, text
+    from core import engines, registry, text
 
     texts = _shipped_texts(266)
     registry.CACHE.clear()
-    comparison = text.compare_int8(texts, "minilm-sentiment")
+    comparison = text.compare_int8(*engines.load_int8_pair("minilm-sentiment"), texts)
     pairs = list(zip(comparison.int8.predictions, comparison.float32.predictions))
     flipped = [b.score for a, b in pairs if a.label != b.label]
     moved = max(abs(a.score - b.score) if a.label == b.label else abs(a.score - (1 - b.score)) for a, b in pairs)
     within = (len(flipped) <= INT8_MAX_FLIPS * len(pairs) and all(s < INT8_NEAR_TIE for s in flipped)
               and moved <= INT8_MAX_SCORE_CHANGE)
     sample = texts[:64]
-    result = paired(lambda: text.classify(sample, "minilm-sentiment", int8=True),
-                    lambda: text.classify(sample, "minilm-sentiment"), repeats)
+    result = paired(lambda: text.classify(engines.load_sentiment("minilm-sentiment", int8=True), sample),
+                    lambda: text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), sample), repeats)
     row = compared("sentiment, MiniLM + head, 64 texts: int8 vs float32", result, need=1.5,
                    target=f"ratio >= 1.5; <= {INT8_MAX_FLIPS:.0%} labels change, only near-ties "
                           f"(float32 confidence < {INT8_NEAR_TIE}); scores move <= {INT8_MAX_SCORE_CHANGE}",
@@ -225,7 +225,7 @@ def bench_warm_up_and_preload() -> list[dict]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from core import registry, text
+    from core import engines, registry, text
     from core.catalog import get_spec
 
     folder = registry.packaged_path(get_spec("minilm-l6"))
@@ -239,10 +239,10 @@ def bench_warm_up_and_preload() -> list[dict]:
             seconds.append(time.perf_counter() - start)
     registry.CACHE.clear()
     start = time.perf_counter()
-    text.classify([SENTENCE_32], "minilm-sentiment")
+    text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), [SENTENCE_32])
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    text.classify([SENTENCE_32], "minilm-sentiment")
+    text.classify(engines.load_sentiment("minilm-sentiment", engines.TORCH), [SENTENCE_32])
     preloaded = time.perf_counter() - start
     return [
         {"workload": "MiniLM, first forward after loading vs the second (what the warm-up at load absorbs)",
@@ -258,17 +258,18 @@ def bench_generation(new_tokens: int, repeats: int) -> list[dict]:
     """SmolLM2-135M (packaged, real weights): our streaming loop vs plain generate, greedy, same token count."""
     import torch
 
-    from core import registry, text
+    from core import engines, registry, textgen
+    from core.engines import generate
 
-    settings = text.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0)
+    settings = textgen.GenerationSettings(max_new_tokens=new_tokens, temperature=0.0)
     prompt = "Explain in two sentences what a neural network is."
-    text.generate("smollm2-135m", prompt, settings)  # load + warm
+    generate.complete(engines.load("smollm2-135m", engines.TORCH), prompt, settings)  # load + warm
     lm = registry.load("smollm2-135m").model
     ids = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True)["input_ids"]
 
     def ours() -> None:
-        for _ in text.TextStream("smollm2-135m", prompt, settings, stop_at_eos=False):
+        for _ in generate.EngineStream(engines.load("smollm2-135m", engines.TORCH), prompt, settings, stop_at_eos=False):
             pass
 
     def plain() -> None:
@@ -297,17 +298,18 @@ def _repetition_figures(generated: str) -> tuple[float, int]:
 def bench_repetition(seeds: list[int]) -> list[dict]:
     """The repetition controls' defaults on the Text page's example prompts, SmolLM2-135M (packaged): the
     page's default settings with the controls off (before) and at their defaults (after), same seeds."""
-    from core import text
+    from core import engines, textgen
+    from core.engines import generate
 
-    after = text.GenerationSettings()
-    before = text.GenerationSettings(repetition_penalty=1.0, no_repeat_ngram_size=0)
+    after = textgen.GenerationSettings()
+    before = textgen.GenerationSettings(repetition_penalty=1.0, no_repeat_ngram_size=0)
     defaults = f"penalty {after.repetition_penalty:g}, no repeated {after.no_repeat_ngram_size}-token runs"
     rows = []
-    for name, prompt in text.PROMPT_EXAMPLES.items():
+    for name, prompt in textgen.PROMPT_EXAMPLES.items():
         figures = {"before": [], "after": []}
         for seed in seeds:
             for label, settings in (("before", before), ("after", after)):
-                result = text.generate("smollm2-135m", prompt, replace(settings, seed=seed))
+                result = generate.complete(engines.load("smollm2-135m", engines.TORCH), prompt, replace(settings, seed=seed))
                 figures[label].append((*_repetition_figures(result.text), result.new_tokens))
         (d_before, r_before, n_before), (d_after, r_after, n_after) = (
             [sum(column) / len(seeds) for column in zip(*figures[label])] for label in ("before", "after"))

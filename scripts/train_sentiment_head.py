@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from core.catalog import ASSETS  # noqa: E402
 from core.heads import LinearHead  # noqa: E402
+from core import registry  # noqa: E402
 from core.text import embed  # noqa: E402
 
 ENCODER = "minilm-l6"
@@ -34,7 +35,8 @@ def main() -> None:
     labels = sorted({r["label"] for r in rows})
     y = [labels.index(r["label"]) for r in rows]
     start = time.perf_counter()
-    features, loaded = embed(texts, ENCODER)
+    loaded = registry.load(ENCODER)
+    features = embed(loaded, texts)
     embed_s = time.perf_counter() - start
     x_train, x_test, y_train, y_test = train_test_split(features, y, test_size=0.25, stratify=y, random_state=SEED)
     held_out = LogisticRegression(C=10.0, max_iter=2000).fit(x_train, y_train)

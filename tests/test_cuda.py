@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import device, registry, text
+from core import device, engines, registry, text, textgen
+from core.engines import generate
 from tests import tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -17,6 +18,7 @@ def on_gpu(monkeypatch, fresh_cache):
     choice = device.DeviceChoice("cuda", "float16", torch.get_num_threads())
     monkeypatch.setattr(device, "_choice", choice)
     monkeypatch.setattr(text, "choose_device", lambda: choice)
+    monkeypatch.setattr(textgen, "choose_device", lambda: choice)
     return choice
 
 
@@ -29,7 +31,7 @@ def test_classifier_on_gpu_matches_cpu(on_gpu):
     gpu = tiny.distilbert_classifier()
     gpu.model.to("cuda", torch.float16)
     registry.install("distilbert-sst2", gpu)
-    result = text.classify(texts, "distilbert-sst2")
+    result = text.classify(engines.load_sentiment("distilbert-sst2", engines.TORCH), texts)
     np.testing.assert_allclose([p.score for p in result.predictions], expected, atol=2e-2)
     assert result.measurement.device.startswith("cuda")
 
@@ -38,10 +40,10 @@ def test_generation_on_gpu_streams_the_requested_tokens(on_gpu):
     lm = tiny.llama_lm()
     lm.model.to("cuda", torch.float16)
     registry.install("smollm2-135m", lm)
-    stream = text.TextStream("smollm2-135m", "Once upon a time", text.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=1), stop_at_eos=False)
+    stream = generate.EngineStream(engines.load("smollm2-135m", engines.TORCH), "Once upon a time", textgen.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=1), stop_at_eos=False)
     assert "".join(stream) == stream.result.text
     assert stream.result.new_tokens == 12
-    again = text.TextStream("smollm2-135m", "Once upon a time", text.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=1), stop_at_eos=False)
+    again = generate.EngineStream(engines.load("smollm2-135m", engines.TORCH), "Once upon a time", textgen.GenerationSettings(max_new_tokens=12, temperature=1.0, seed=1), stop_at_eos=False)
     list(again)
     assert again.result.text == stream.result.text  # seeded on the GPU's own generator
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import engines, registry, text
+from core import engines, registry, text, textgen
+from core.catalog import get_spec
 from core.config import get_settings
 from core.engines import generate, onnx
 from core.errors import InputError
@@ -18,7 +19,7 @@ from tests import tiny
 
 GGUF = Resolution("package", "/somewhere/model.Q4_1.gguf")
 HUB = Resolution("hub", "HuggingFaceTB/SmolLM2-135M-Instruct")
-GREEDY = text.GenerationSettings(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+GREEDY = textgen.GenerationSettings(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def test_the_onnx_engine_loads_through_the_shared_cache(fresh_cache, converted_d
     assert isinstance(loaded.model, onnx.OnnxEncoder)
     assert engines.load("minilm-l6", engines.ONNXRUNTIME).load_s is None  # the second call is a cache hit
     texts = ["I love it", "I hate it, it broke after a day"]
-    torch_features, _ = text.embed(texts, "minilm-l6")
+    torch_features = text.embed(registry.load("minilm-l6"), texts)
     np.testing.assert_allclose(loaded.model.encode(texts), torch_features, atol=1e-5)
 
 
@@ -204,25 +205,15 @@ def test_greedy_picks_the_largest_logit_and_a_tiny_top_p_keeps_only_it():
     logits = np.array([0.1, 3.0, 2.9, -1.0], dtype=np.float32)
     rng = np.random.default_rng(0)
     assert generate.pick_next(logits, GREEDY, rng) == 1
-    narrow = text.GenerationSettings(temperature=1.0, top_p=0.01)
+    narrow = textgen.GenerationSettings(temperature=1.0, top_p=0.01)
     assert {generate.pick_next(logits, narrow, rng) for _ in range(20)} == {1}
 
 
 def test_sampling_follows_the_seed():
     logits = np.zeros(50, dtype=np.float32)
-    settings = text.GenerationSettings(temperature=1.0, top_p=1.0)
+    settings = textgen.GenerationSettings(temperature=1.0, top_p=1.0)
     draw = lambda seed: [generate.pick_next(logits, settings, np.random.default_rng(seed)) for _ in range(5)]
     assert draw(3) == draw(3)
-
-
-def test_numpy_repetition_control_matches_the_torch_one():
-    settings = text.GenerationSettings(repetition_penalty=1.3, no_repeat_ngram_size=2)
-    control = text.RepetitionControl(settings, [4, 7, 4, 9, 4])
-    logits = torch.randn(1, 12, generator=torch.Generator().manual_seed(0))
-    expected = control.apply(logits)[0].numpy()
-    got = generate.penalised(logits[0].numpy(), control)
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert np.isinf(got[7]) and np.isinf(got[9])  # "4 7" and "4 9" occurred, and the sequence ends in 4
 
 
 def test_first_difference():
@@ -231,16 +222,15 @@ def test_first_difference():
     assert generate.first_difference([1, 2], [1, 2, 3]) == 2
 
 
-def test_engine_stream_on_torch_matches_the_text_stream(fresh_cache):
+def test_generate_and_compare_engines_give_the_same_text_on_the_same_engine_seed_and_settings(fresh_cache):
     registry.install("distilgpt2", tiny.llama_lm())
-    settings = text.GenerationSettings(max_new_tokens=10, temperature=0.0)  # default repetition controls on
-    stream = generate.EngineStream("distilgpt2", engines.TORCH, "Once upon a time", settings, stop_at_eos=False)
-    reference = text.TextStream("distilgpt2", "Once upon a time", settings, stop_at_eos=False)
-    assert "".join(stream) == "".join(reference) == stream.result.text == reference.result.text
-    assert stream.result.new_tokens == reference.result.new_tokens == 10
-    assert stream.result.measurement.extra["tokens"] == 10
+    settings = textgen.GenerationSettings(max_new_tokens=10, temperature=0.9, top_p=0.9, seed=3)  # sampled, not greedy
+    stream = generate.EngineStream(engines.load("distilgpt2", engines.TORCH), "Once upon a time", settings, stop_at_eos=False)
+    compared = generate.compare("distilgpt2", "Once upon a time", settings, [engines.TORCH]).results[engines.TORCH]
+    assert "".join(stream) == stream.result.text == compared.text
+    assert stream.result.new_tokens == compared.new_tokens == 10
     assert stream.result.measurement.extra["time_to_first_token_s"] > 0
-    assert stream.result.measurement.engine == reference.result.measurement.engine == engines.TORCH
+    assert stream.result.measurement.engine == compared.measurement.engine == engines.TORCH
 
 
 def test_compare_runs_each_engine_and_keeps_the_token_ids(fresh_cache):
@@ -352,7 +342,7 @@ def test_ct2_folder_tokenizer_matches_transformers_without_importing_it(tmp_path
     reference.save_pretrained(tmp_path)
     reference = AutoTokenizer.from_pretrained(tmp_path)  # as the CTranslate2 folder holds it
     light = FolderTokenizer(tmp_path)
-    prompts = list(text.PROMPT_EXAMPLES.values()) + ["Ünïcode, emoji 🙂 and  two  spaces\nnew line", ""]
+    prompts = list(textgen.PROMPT_EXAMPLES.values()) + ["Ünïcode, emoji 🙂 and  two  spaces\nnew line", ""]
     for prompt in prompts:
         chat = reference.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                              return_dict=True)["input_ids"]
@@ -384,7 +374,7 @@ def test_llamacpp_prompt_tokens_match_transformers_chat_template(llama):
 
     gguf = Path(_gguf())
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    for prompt in text.PROMPT_EXAMPLES.values():
+    for prompt in textgen.PROMPT_EXAMPLES.values():
         expected = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                                  return_dict=True)["input_ids"]
         assert llama.prompt_ids(prompt) == list(expected)
@@ -392,7 +382,7 @@ def test_llamacpp_prompt_tokens_match_transformers_chat_template(llama):
 
 @pytest.mark.real_model
 def test_llamacpp_greedy_is_its_own_teacher_forced_argmax(llama):
-    ids = llama.prompt_ids(text.PROMPT_EXAMPLES["Explain"])
+    ids = llama.prompt_ids(textgen.PROMPT_EXAMPLES["Explain"])
     tokens = list(llama.generate_ids(ids, GREEDY))
     assert len(tokens) == GREEDY.max_new_tokens
     assert llama.forced_argmax(ids + tokens, len(ids)) == tokens
@@ -404,15 +394,15 @@ def test_llamacpp_greedy_is_its_own_teacher_forced_argmax(llama):
 @pytest.mark.real_model
 def test_llamacpp_streams_through_the_shared_cache(fresh_cache):
     _gguf()
-    settings = text.GenerationSettings(max_new_tokens=16, temperature=0.7, seed=1)
-    stream = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
+    settings = textgen.GenerationSettings(max_new_tokens=16, temperature=0.7, seed=1)
+    stream = generate.EngineStream(engines.load("smollm2-135m", engines.LLAMACPP), textgen.PROMPT_EXAMPLES["Haiku"], settings)
     streamed = "".join(stream)
     result = stream.result
     assert streamed == result.text and 0 < result.new_tokens <= 16
     assert "llama.cpp" in result.measurement.device and result.measurement.load_s is not None
     assert result.measurement.engine == engines.LLAMACPP
     assert not engines.needs_preparation("smollm2-135m", engines.LLAMACPP)  # it reads the packaged file as it is
-    again = generate.EngineStream("smollm2-135m", engines.LLAMACPP, text.PROMPT_EXAMPLES["Haiku"], settings)
+    again = generate.EngineStream(engines.load("smollm2-135m", engines.LLAMACPP), textgen.PROMPT_EXAMPLES["Haiku"], settings)
     assert "".join(again) == streamed  # same seed, same text
     assert again.result.measurement.load_s is None
 
@@ -420,8 +410,8 @@ def test_llamacpp_streams_through_the_shared_cache(fresh_cache):
 @pytest.mark.real_model
 def test_llamacpp_agrees_with_float32_on_a_shipped_prompt(fresh_cache):
     _gguf()
-    text.convert_packaged_weights("smollm2-135m")  # cached between runs in UBT_CONVERTED_DIR
-    comparison = generate.compare("smollm2-135m", text.PROMPT_EXAMPLES["Explain"], GREEDY, [engines.LLAMACPP, engines.TORCH])
+    textgen.convert_packaged_weights(get_spec("smollm2-135m"), registry.resolve(get_spec("smollm2-135m")))  # cached between runs in UBT_CONVERTED_DIR
+    comparison = generate.compare("smollm2-135m", textgen.PROMPT_EXAMPLES["Explain"], GREEDY, [engines.LLAMACPP, engines.TORCH])
     _, share = comparison.agreement[engines.LLAMACPP]
     assert share >= 0.9  # teacher-forced next-token agreement with float32 (the tolerance)
     assert comparison.results[engines.LLAMACPP].text and comparison.results[engines.TORCH].text

@@ -2,7 +2,7 @@
 and why, lets the user pick another, and records the engine with the run."""
 import pytest
 
-from core import engines, registry, text
+from core import engines, registry, textgen
 from core.catalog import get_spec
 from tests import tiny
 from tests.apptest import app_at
@@ -46,7 +46,7 @@ def test_default_generation_runs_on_llamacpp_without_dequantising(fresh_cache, m
     def no_dequantising(*args, **kwargs):
         raise AssertionError("the default path dequantised the GGUF to float32")
 
-    monkeypatch.setattr(text, "convert_gguf", no_dequantising)
+    monkeypatch.setattr(textgen, "convert_gguf", no_dequantising)
     at = _page()
     assert at.selectbox(key="generation_engine").value == engines.AUTO
     assert _engine_line(at).startswith("Runs on llama.cpp")

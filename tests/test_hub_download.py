@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.utils import close_session
 
-from core import registry, text
+from core import engines, registry, text
 from core.catalog import get_spec
 from core.config import get_settings
 from core.errors import ModelUnavailable
@@ -122,7 +122,7 @@ def test_probe_goes_through_the_proxy_from_the_environment(online, repo_folder, 
 def test_download_through_the_registry_reports_progress_and_loads(online, repo_folder):
     with online.use(HubServer({REPO: repo_folder}, chunk_delay_s=0.005)) as hub:
         loaded, reports = _load_with_progress()
-        result = text.classify(text.prepare_texts("I love this movie").texts, SENTIMENT)
+        result = text.classify(engines.load_sentiment(SENTIMENT, engines.TORCH), text.prepare_texts("I love this movie").texts)
     assert loaded.resolution.source == "hub" and loaded.load_s is not None
     assert len(result.predictions) == 1 and result.predictions[0].label in ("negative", "positive")
     wanted = registry.hub_files(get_spec(SENTIMENT), sorted(hub.files(REPO)))

@@ -113,11 +113,12 @@ def _last_generation_run():
 
 
 def test_first_use_conversion_is_named_and_counted_on_the_card_and_in_the_run_store(page, monkeypatch):
-    from core import text
+    from core import textgen
 
     converted = []
-    monkeypatch.setattr(text, "needs_conversion", lambda key: not converted)
-    monkeypatch.setattr(text, "convert_packaged_weights", lambda key, progress: (progress("Dequantising ..."), converted.append(key)))
+    monkeypatch.setattr(textgen, "needs_conversion", lambda spec, resolution: not converted)
+    monkeypatch.setattr(textgen, "convert_packaged_weights",
+                        lambda spec, resolution, progress: (progress("Dequantising ..."), converted.append(spec.key)))
     _generate(page)
     assert converted == ["smollm2-135m"]
     labels = {m.label: m.value for m in page.metric}
@@ -129,10 +130,10 @@ def test_first_use_conversion_is_named_and_counted_on_the_card_and_in_the_run_st
 
 
 def test_repetition_controls_default_to_the_settings_and_reach_the_run(page):
-    from core import text
+    from core import textgen
 
-    assert page.slider(key="generation_repetition_penalty").value == text.GenerationSettings().repetition_penalty
-    assert page.slider(key="generation_no_repeat_ngram").value == text.GenerationSettings().no_repeat_ngram_size
+    assert page.slider(key="generation_repetition_penalty").value == textgen.GenerationSettings().repetition_penalty
+    assert page.slider(key="generation_no_repeat_ngram").value == textgen.GenerationSettings().no_repeat_ngram_size
     _generate(page, generation_repetition_penalty=1.5, generation_no_repeat_ngram=2)
     params = _last_generation_run()["params"]
     assert (params["repetition_penalty"], params["no_repeat_ngram_size"]) == (1.5, 2)
@@ -259,9 +260,9 @@ def test_compare_engines_runs_the_prompt_on_every_engine_here(fresh_cache):
 
 
 def test_the_prompt_starts_with_an_example_so_the_first_generate_answers(page):
-    from core import text
+    from core import textgen
 
-    assert page.text_area(key="generation_prompt").value == next(iter(text.PROMPT_EXAMPLES.values()))
+    assert page.text_area(key="generation_prompt").value == next(iter(textgen.PROMPT_EXAMPLES.values()))
     page.slider(key="generation_max_new_tokens").set_value(4).run()
     page.button(key="generation_run").click().run()
     assert not _errors(page) and not page.warning, [w.value for w in page.warning]

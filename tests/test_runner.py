@@ -10,7 +10,7 @@ from core import engines, registry
 from core.catalog import get_spec
 from core.engines import generate, runner
 from core.errors import EngineStopped
-from core.text import GenerationSettings
+from core.textgen import GenerationSettings
 from tests.test_providers import needs_llama
 
 pytestmark = [pytest.mark.real_model, needs_llama]
@@ -64,7 +64,7 @@ def test_a_reader_that_stops_early_leaves_the_runner_serving(lm):
 
 
 def test_the_runners_memory_counts_in_the_result(health, fresh_cache):
-    stream = generate.EngineStream(KEY, engines.LLAMACPP, "Say hello.", GREEDY)
+    stream = generate.EngineStream(engines.load(KEY, engines.LLAMACPP), "Say hello.", GREEDY)
     text = "".join(stream)
     lm = stream.loaded.model
     assert isinstance(lm, runner.RunnerLM) and text == stream.result.text
@@ -100,12 +100,12 @@ def test_a_python_error_while_loading_is_an_error_and_marks_nothing(health):
 
 
 def test_a_generation_that_started_a_fresh_runner_reports_that_start_as_its_load(health, fresh_cache):
-    first = generate.EngineStream(KEY, engines.LLAMACPP, "Say hello.", GREEDY)
+    first = generate.EngineStream(engines.load(KEY, engines.LLAMACPP), "Say hello.", GREEDY)
     "".join(first)
     lm = first.loaded.model
     os.kill(lm.pid, signal.SIGKILL)
     lm.process.wait()
-    again = generate.EngineStream(KEY, engines.LLAMACPP, "Say hello.", GREEDY)
+    again = generate.EngineStream(engines.load(KEY, engines.LLAMACPP), "Say hello.", GREEDY)
     "".join(again)
     load_s = again.result.measurement.load_s
     assert load_s is not None and load_s > 0  # not "cached": the request paid for a new runner

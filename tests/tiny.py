@@ -79,7 +79,7 @@ def llama_lm(context: int = 128):
     """LlamaForCausalLM (the class of SmolLM2), 2 layers, hidden 32, as a CausalLM without chat template."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from core.text import CausalLM
+    from core.textgen import CausalLM
 
     torch.manual_seed(0)
     tokenizer = bytelevel_tokenizer()
@@ -95,7 +95,7 @@ def gpt2_lm(context: int = 128):
     """GPT2LMHeadModel, 2 layers, width 32, as a CausalLM."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from core.text import CausalLM
+    from core.textgen import CausalLM
 
     torch.manual_seed(0)
     tokenizer = bytelevel_tokenizer()

@@ -11,6 +11,7 @@ falls back, and :func:`load`, which loads a model on an engine through the share
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -159,12 +160,12 @@ def needs_preparation(key: str, engine: str) -> bool:
 
     Loads nothing; False when the converted files are there already, or the model cannot be found.
     """
-    if engine == TORCH:
-        from core import text
-
-        return text.needs_conversion(key)
     spec = get_spec(key)
     resolution = registry.availability(spec).resolution
+    if engine == TORCH:
+        from core import textgen
+
+        return spec.task == "generation" and textgen.needs_conversion(spec, resolution)
     if resolution is None or resolution.source == "test":
         return False
     if engine == CTRANSLATE2:
@@ -223,6 +224,13 @@ def _load_encoder(key: str, progress: Callable[[str], None]):
 
 
 @dataclass
+class Converted(registry.Loaded):
+    """A model loaded on an engine; ``conversion_s``: the one-time conversion of its weights this load paid for."""
+
+    conversion_s: float = 0.0
+
+
+@dataclass
 class FallBack:
     """A model that runs on PyTorch because the engine asked for could not take it; ``note`` says why."""
 
@@ -247,12 +255,20 @@ def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None
     """
     spec = get_spec(key)
     if engine == TORCH:
-        base = registry.load(key)
         if spec.task != "generation":
-            return base
+            return registry.load(key)
+        from core import textgen
         from core.engines import pytorch
 
-        return registry.Loaded(pytorch.wrap(base.model), base.spec, base.resolution, base.load_s, base.size_mb)
+        converted_s = 0.0
+        resolution = registry.availability(spec).resolution
+        if textgen.needs_conversion(spec, resolution):  # packaged GGUF: dequantised once per machine, timed as load
+            start = time.perf_counter()
+            textgen.convert_packaged_weights(spec, resolution, progress)
+            converted_s = time.perf_counter() - start
+        base = registry.load(key)
+        load_s = (base.load_s or 0.0) + converted_s or None
+        return Converted(pytorch.wrap(base.model), base.spec, base.resolution, load_s, base.size_mb, converted_s)
     if spec.task == "generation" and engine in GENERATION_ENGINES:
         resolution = registry.resolve(spec)
         why = _fits(engine, resolution)
@@ -287,25 +303,31 @@ def load_encoder(key: str, wanted: str = AUTO, progress: Callable[[str], None] =
     return registry.load(key), choice
 
 
-def classify(texts: list[str], key: str, wanted: str = AUTO, batch_size: int = 32):
-    """Sentiment with ``key`` as the app runs it: a head on a sentence encoder runs its encoder on ``wanted``
-    (auto: ONNX Runtime where its export agrees with PyTorch, else PyTorch with a note); a classifier such as
-    DistilBERT runs on PyTorch.
+def load_sentiment(key: str, wanted: str = AUTO, int8: bool = False):
+    """Sentiment model ``key`` loaded as the app runs it, ready for :func:`core.text.classify`.
 
-    Args:
-        texts: output of :func:`core.text.prepare_texts`.
-        key: catalog key of a sentiment model.
-        wanted: an encoder engine name, or ``auto``.
-        batch_size: texts per forward pass.
+    A head on a sentence encoder gets its encoder on ``wanted`` (auto: ONNX Runtime where its export agrees with
+    PyTorch, else PyTorch with a note); a classifier such as DistilBERT runs on PyTorch. ``int8`` loads the
+    dynamically quantised PyTorch variant instead (of the classifier, or of a head's encoder).
 
     Returns:
-        A :class:`core.text.ClassificationResult`; its ``measurement.engine`` says what ran the encoder.
+        A :class:`core.text.SentimentModel`.
     """
     from core import text
 
-    head = registry.load(key).model
-    encoder = load_encoder(head.head.encoder, wanted) if isinstance(head, text.EmbeddingClassifier) else None
-    return text.classify(texts, key, batch_size, encoder=encoder)
+    classifier = registry.load(key)
+    if not isinstance(classifier.model, text.EmbeddingClassifier):
+        return text.SentimentModel(registry.load(key, int8=True) if int8 else classifier, int8=int8)
+    encoder_key = classifier.model.head.encoder
+    if int8:
+        return text.SentimentModel(classifier, registry.load(encoder_key, int8=True), int8=True)
+    encoder, choice = load_encoder(encoder_key, wanted)
+    return text.SentimentModel(classifier, encoder, choice.engine, choice.note)
+
+
+def load_int8_pair(key: str):
+    """Sentiment model ``key`` as float32 and as int8, both on PyTorch, for :func:`core.text.classify_int8`."""
+    return load_sentiment(key, TORCH), load_sentiment(key, int8=True)
 
 
 # --- what a fresh server loads before its first visitor asks ------------------------------------------
@@ -316,7 +338,6 @@ def preload(key: str) -> None:
     """Load ``key`` as its page runs it: a sentiment head with its encoder on the encoder engine. ``auto`` (the
     default of ``UBT_PRELOAD``) is the Text page's default sentiment model: the first in the catalog with a source
     here (the packaged MiniLM head offline)."""
-    from core import text
     from core.catalog import CATALOG
 
     if key == PRELOAD_AUTO:
@@ -324,6 +345,4 @@ def preload(key: str) -> None:
                     if s.task == "sentiment" and registry.availability(s).resolution is not None), "")
         if not key:
             return
-    model = registry.load(key).model
-    if isinstance(model, text.EmbeddingClassifier):
-        load_encoder(model.head.encoder)
+    load_sentiment(key)

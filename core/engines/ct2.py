@@ -2,7 +2,7 @@
 
 The model is converted once per machine into CTranslate2's format with int8 weights (:func:`core.prepare.prepare_once`),
 from a transformers folder: the Hub's weights, a local folder, or the packaged GGUF after its one-time conversion
-to safetensors (:func:`core.text.convert_packaged_weights`).
+to safetensors (:func:`core.textgen.convert_packaged_weights`).
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ QUANTIZATION = "int8"
 def _source(spec: ModelSpec, resolution: Resolution, progress: Callable[[str], None]) -> str:
     """A transformers folder or Hub id holding the model's weights (packaged GGUF is converted first)."""
     if resolution.location.endswith(".gguf"):
-        from core.text import convert_packaged_weights
+        from core.textgen import convert_packaged_weights
 
-        return str(convert_packaged_weights(spec.key, progress))
+        return str(convert_packaged_weights(spec, resolution, progress))
     return resolution.location
 
 
@@ -44,7 +44,7 @@ def model_folder(spec: ModelSpec, source: str) -> Path:
 def needs_conversion(spec: ModelSpec, resolution: Resolution) -> bool:
     """Whether loading ``spec`` from ``resolution`` converts it first (its CTranslate2 folder is not there yet)."""
     if resolution.location.endswith(".gguf"):
-        from core.text import gguf_cache_folder
+        from core.textgen import gguf_cache_folder
 
         return not model_folder(spec, str(gguf_cache_folder(spec))).exists()
     return not model_folder(spec, resolution.location).exists()

@@ -49,9 +49,9 @@ def pick_next(logits: np.ndarray, settings, rng: np.random.Generator, repetition
 
     Args:
         logits: shape (vocab,).
-        settings: a :class:`core.text.GenerationSettings` (temperature, top_p).
+        settings: a :class:`core.textgen.GenerationSettings` (temperature, top_p).
         rng: the random generator (seeded by the caller).
-        repetition: a :class:`core.text.RepetitionControl` over the sequence so far, applied first (None: off).
+        repetition: a :class:`core.textgen.RepetitionControl` over the sequence so far, applied first (None: off).
     """
     if repetition is not None:
         logits = penalised(logits, repetition)
@@ -93,9 +93,9 @@ def sample_loop(first_logits: Callable[[], np.ndarray], step: Callable[[int], np
         first_logits: runs the prompt, returns the logits of its last position.
         step: feeds one token, returns the logits after it.
         ids: the prompt's token ids (the repetition controls count them).
-        settings: a :class:`core.text.GenerationSettings`.
+        settings: a :class:`core.textgen.GenerationSettings`.
     """
-    from core.text import RepetitionControl
+    from core.textgen import RepetitionControl
 
     rng = np.random.default_rng(settings.seed)
     repetition = RepetitionControl(settings, ids)
@@ -109,35 +109,30 @@ def sample_loop(first_logits: Callable[[], np.ndarray], step: Callable[[int], np
 
 
 class EngineStream:
-    """Iterate to receive generated text piece by piece from a model on an engine; ``result`` is set at the end.
+    """Iterate to receive generated text piece by piece from a loaded model on any engine (PyTorch included);
+    ``result`` is set at the end. The one decode loop of the app: the page streams it with ``st.write_stream``.
 
-    The same contract as :class:`core.text.TextStream`, so a page streams either with ``st.write_stream``; as
-    there, time to first token runs from when the stream is made, so a load (or a one-time conversion) counts.
+    Args:
+        loaded: from :func:`core.engines.load` (its ``model`` is an :class:`EngineLM`).
+        prompt: the user's prompt.
+        settings: a :class:`core.textgen.GenerationSettings`.
+        stop_at_eos: end at end-of-text (False: exactly ``max_new_tokens``, as engine comparisons need).
+        include_load: time to first token includes this model's load, when the click loaded it (a person's wait).
     """
 
-    def __init__(self, key: str, engine: str, prompt: str, settings, stop_at_eos: bool = True) -> None:
-        self.key, self.engine, self.prompt, self.settings, self.stop_at_eos = key, engine, prompt, settings, stop_at_eos
+    def __init__(self, loaded: registry.Loaded, prompt: str, settings, stop_at_eos: bool = True,
+                 include_load: bool = True) -> None:
+        self.loaded, self.prompt, self.settings, self.stop_at_eos = loaded, prompt, settings, stop_at_eos
+        self.engine = loaded.model.engine
+        self.waited_s = (loaded.load_s or 0.0) if include_load else 0.0
         self.result = None
         self.started = time.perf_counter()
         self.prompt_token_ids: list[int] = []
         self.token_ids: list[int] = []
-        self.loaded: registry.Loaded | None = None
-
-    def prepare(self, progress: Callable[[str], None] = lambda _: None) -> None:
-        """Load the model on the engine now, converting its weights first if that was never done on this machine.
-
-        Args:
-            progress: called with a line of text at each stage of a one-time conversion.
-        """
-        if self.loaded is None:
-            from core import engines
-
-            self.loaded = engines.load(self.key, self.engine, progress)
 
     def __iter__(self) -> Iterator[str]:
-        from core.text import GenerationResult
+        from core.textgen import GenerationResult
 
-        self.prepare()
         loaded, notes = self.loaded, []
         lm: EngineLM = loaded.model
         restarted = getattr(lm, "take_restart_s", lambda: None)  # a runner started afresh (its last one died) is a load
@@ -176,11 +171,26 @@ class EngineStream:
         runner_peak = getattr(lm, "last_peak", None)  # an engine in its own process: its memory counts too
         if runner_peak is not None:
             peak = PeakMB(float(peak) + float(runner_peak), peak.start_mb + runner_peak.start_mb)
+        converted_s = getattr(loaded, "conversion_s", 0.0) if self.waited_s else 0.0
+        if converted_s:
+            notes.append(
+                f"First use on this machine: the packaged GGUF weights were converted to safetensors first, which "
+                f"took {converted_s:.1f} s of this request (once per machine). Load and time to first token include it.")
+        extra = {"conversion_s": converted_s} if converted_s else {}
         measurement = loaded.measurement(
-            seconds, peak, load_s=restart_s or None, device=lm.label, engine=self.engine, tokens=len(new_ids),
-            tokens_per_s=len(new_ids) / max(seconds, 1e-9), time_to_first_token_s=first_token_at - self.started,
+            seconds, peak, load_s=restart_s or None, **extra, device=lm.label, engine=self.engine, tokens=len(new_ids),
+            tokens_per_s=len(new_ids) / max(seconds, 1e-9),
+            time_to_first_token_s=first_token_at - self.started + self.waited_s,
         )
         self.result = GenerationResult(final, len(new_ids), notes, measurement)
+
+
+def complete(loaded: registry.Loaded, prompt: str, settings):
+    """Generate without streaming (scripts, benchmarks); returns the finished :class:`core.textgen.GenerationResult`."""
+    stream = EngineStream(loaded, prompt, settings)
+    for _ in stream:
+        pass
+    return stream.result
 
 
 # --- agreement with a reference engine (float32 PyTorch) ------------------------------------------------
@@ -227,7 +237,7 @@ def agreement(engine: EngineLM, reference: EngineLM, prompts: Sequence[str], new
     Returns:
         The Agreement.
     """
-    from core.text import GenerationSettings
+    from core.textgen import GenerationSettings
 
     greedy = GenerationSettings(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
     firsts, matches, positions = [], 0, 0
@@ -283,7 +293,7 @@ def compare(key: str, prompt: str, settings, names: Sequence[str]) -> EngineComp
     Args:
         key: catalog key of a text-generation model.
         prompt: the user's prompt.
-        settings: a :class:`core.text.GenerationSettings`.
+        settings: a :class:`core.textgen.GenerationSettings`.
         names: engine names, e.g. the output of :func:`core.engines.generation_engines`.
 
     Returns:
@@ -295,9 +305,8 @@ def compare(key: str, prompt: str, settings, names: Sequence[str]) -> EngineComp
     for name in names:
         # the same stop rule for every engine (exactly max_new_tokens), and the clock for the first token starts
         # once the model is loaded: a one-time conversion is the load column's, not the first token's
-        streams[name] = stream = EngineStream(key, name, prompt, settings, stop_at_eos=False)
-        stream.prepare()
-        stream.started = time.perf_counter()
+        streams[name] = stream = EngineStream(engines.load(key, name), prompt, settings, stop_at_eos=False,
+                                              include_load=False)
         for _ in stream:
             pass
     agreement = {}

@@ -10,7 +10,7 @@ from core.engines.generate import sample_loop
 
 
 class TorchLM:
-    """A :class:`core.text.CausalLM` as an engine runner (see :class:`core.engines.generate.EngineLM`)."""
+    """A :class:`core.textgen.CausalLM` as an engine runner (see :class:`core.engines.generate.EngineLM`)."""
 
     engine = TORCH
 
@@ -23,11 +23,13 @@ class TorchLM:
         self.label = f"{choose_device().label()} · PyTorch"
 
     def prompt_ids(self, prompt: str) -> list[int]:
+        # verbose=False: a prompt longer than the tokenizer's maximum is cut by the loop, keeping its end, so
+        # transformers' "sequence length is longer" warning would only be log noise.
         tokenizer = self.lm.tokenizer
         if self.lm.chat:
             return list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                      return_dict=True)["input_ids"])
-        return list(tokenizer(prompt)["input_ids"])
+                                                      return_dict=True, tokenizer_kwargs={"verbose": False})["input_ids"])
+        return list(tokenizer(prompt, verbose=False)["input_ids"])
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.lm.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -54,5 +56,5 @@ class TorchLM:
 
 
 def wrap(lm) -> TorchLM:
-    """The runner for a loaded :class:`core.text.CausalLM`."""
+    """The runner for a loaded :class:`core.textgen.CausalLM`."""
     return TorchLM(lm)
