@@ -2,12 +2,13 @@
 model, or both side by side, measured."""
 import streamlit as st
 
-from core import images, providers, vision
+from functools import partial
+
+from core import images, providers, registry, vision
 from core.charts.vision import label_probabilities_chart, probability_heatmap
-from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
-from ui.hosted import call as hosted_call
-from ui.queue import model_turn
+from ui.common import friendly_errors, show_measurement
+from ui.hosted import HOSTED, LOCAL, comparison, hosted_endpoint, where_picker
+from ui.run_on import Here, RunOn, There, View
 from ui.sidebar import model_picker, refresh_sidebar
 
 LABEL_EXAMPLES = {
@@ -35,11 +36,6 @@ def _grid(items, render) -> None:
         for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
             with column:
                 render(item)
-
-
-def _progress_bar(label: str):
-    bar = st.progress(0.0, text=label)
-    return bar, lambda done, total: bar.progress(done / total, text=f"{label} {done}/{total} images")
 
 
 def _show_image(decoded) -> None:
@@ -130,6 +126,46 @@ names = [decoded.name for decoded in batch.images]
 labels_tab, caption_tab = st.tabs(["Zero-shot labels (CLIP)", "Caption (BLIP)"])
 
 # --- zero-shot labelling (a fragment: its clicks rerun this tab only, not the images above) ---------
+def _show_labels(result: vision.ZeroShotResult, view: View) -> None:
+    shown = view.kept
+    if result.probabilities is None:  # a hosted chat model names one label per image, no probabilities
+        _grid([(item, label) for item, (label, _) in zip(shown, result.top)], _show_hosted_label)
+    elif len(shown) == 1:
+        image_col, chart_col = st.columns([1, 2])
+        image_col.image(shown[0][1], width="stretch")
+        label, probability = result.top[0]
+        chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
+                                                         f"Most likely: {label} ({probability:.0%})"), width="stretch")
+    else:
+        _grid(list(zip(shown, result.top)), _show_top_label)
+        st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities), width="stretch")
+    show_measurement(result.measurement, view.narrow)
+    if result.probabilities is None:
+        st.caption("A chat model names one label per image: no probabilities, and a price per call.")
+    else:
+        st.caption(
+            f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
+            f"{_share(result, 'preprocess_s')} of the latency; the rest is the model. "
+            f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
+        )
+
+
+def _compare_labels(here: vision.ZeroShotResult, there: vision.ZeroShotResult) -> None:
+    _compare_rates(here, there)
+    agree = sum(a == b for (a, _), (b, _) in zip(there.top, here.top))
+    st.caption(f"The two agree on {agree} of {len(here.top)} image(s).")
+
+
+def _compare_rates(here, there) -> None:
+    comparison(here.measurement, there.measurement, "images", here.measurement.extra["images_per_s"],
+               there.measurement.extra["images_per_s"])
+
+
+def _share(result, name: str) -> str:
+    m = result.measurement
+    return f"{m.extra[name] / max(m.latency_s, 1e-9):.0%}"
+
+
 @st.fragment
 def labels_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_label", "shown each image and asked to pick one of your labels")
@@ -148,69 +184,33 @@ def labels_section(pictures: list, names: list[str]) -> None:
     run_here, run_hosted = where != HOSTED and problem is None, where != LOCAL and point is not None
     clicked = st.button("Label images", type="primary", key="it_label_run",
                         disabled=not (run_hosted if where != LOCAL else run_here), help=problem if where == LOCAL else None)
-    local_out, hosted_out = outputs(where)
-    if where == BOTH and problem:
-        local_out.caption("Not run: this model cannot load on this server (see above).")
+    flow = RunOn("it_label", where, "image-text", "zero-shot", "Zero-shot labelling")
     if clicked:
-        st.session_state.pop("it_zero_shot", None)
-        st.session_state.pop("it_zero_shot_hosted", None)
         with friendly_errors("Zero-shot labelling"):
             labels = vision.parse_labels(st.session_state["it_labels"])
-            if run_here:
-                with local_out, friendly_errors("Zero-shot labelling"), model_turn("label images"), st.spinner(f"Running {spec.title} ..."):
-                    bar, progress = _progress_bar("Encoding")
-                    result = vision.zero_shot(pictures, labels, st.session_state["it_template"], key=spec.key,
-                                              progress=progress)
-                    bar.empty()
-                    st.session_state["it_zero_shot"] = (result, list(zip(names, pictures)))
-                    record(result.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(result.labels)})
-            if run_hosted:
-                with hosted_out:
-                    hosted = hosted_call(point, f"{len(pictures)} image(s), one call each", providers.label_images,
-                                         pictures, labels)
-                if hosted is not None:
-                    st.session_state["it_zero_shot_hosted"] = (hosted, list(zip(names, pictures)))
-                    record(hosted.measurement, "image-text", "zero-shot", {"images": len(pictures), "labels": len(labels)})
-    if where != HOSTED and "it_zero_shot" in st.session_state:
-        with local_out:
-            result, shown = st.session_state["it_zero_shot"]
-            if len(shown) == 1:
-                image_col, chart_col = st.columns([1, 2])
-                image_col.image(shown[0][1], width="stretch")
-                label, probability = result.top[0]
-                chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
-                                                                 f"Most likely: {label} ({probability:.0%})"),
-                                       width="stretch")
-            else:
-                _grid(list(zip(shown, result.top)), _show_top_label)
-                st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities),
-                                width="stretch")
-            show_measurement(result.measurement, narrow=where == BOTH)
-            m = result.measurement
-            st.caption(
-                f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
-                f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is the model. "
-                f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
-            )
-    if where != LOCAL and "it_zero_shot_hosted" in st.session_state:
-        with hosted_out:
-            hosted, shown = st.session_state["it_zero_shot_hosted"]
-            for note in hosted.notes:
-                st.info(note, icon=":material/info:")
-            _grid(list(zip(shown, hosted.labels)), _show_hosted_label)
-            show_measurement(hosted.measurement, narrow=where == BOTH)
-            st.caption("A chat model names one label per image: no probabilities, and a price per call.")
-    if where == BOTH and "it_zero_shot" in st.session_state and "it_zero_shot_hosted" in st.session_state:
-        result, _ = st.session_state["it_zero_shot"]
-        hosted, _ = st.session_state["it_zero_shot_hosted"]
-        comparison(result.measurement, hosted.measurement, "images", result.measurement.extra["images_per_s"],
-                   hosted.measurement.extra["images_per_s"])
-        agree = sum(label == top for label, (top, _) in zip(hosted.labels, result.top))
-        st.caption(f"The two agree on {agree} of {len(result.top)} image(s).")
+            here = run_here and Here(partial(registry.load, spec.key), turn="label images", busy=f"Running {spec.title} ...",
+                                     run=partial(vision.zero_shot, images=pictures, labels=labels,
+                                                 template=st.session_state["it_template"]), progress="Encoding images")
+            there = run_hosted and There(point, partial(providers.label_images, images=pictures, labels=labels),
+                                         f"{len(pictures)} image(s), one call each")
+            flow.run(here or None, there or None, params={"images": len(pictures), "labels": len(labels)},
+                     kept=list(zip(names, pictures)))
+    flow.show(_show_labels, _compare_labels)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- captioning (a fragment too) ------------------------------------------------------------------
+def _show_captions(result: vision.CaptionResult, view: View) -> None:
+    _grid(list(zip(view.kept, result.captions)), _show_caption)
+    show_measurement(result.measurement, view.narrow)
+    if view.side == LOCAL:
+        st.caption(
+            f"{len(view.kept)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
+            f"{_share(result, 'preprocess_s')} of the latency; the rest is encoding the image and generating tokens one "
+            "at a time."
+        )
+
+
 @st.fragment
 def caption_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_caption", f"asked: “{providers.CAPTION_PROMPT}”")
@@ -226,56 +226,21 @@ def caption_section(pictures: list, names: list[str]) -> None:
     run_here, run_hosted = where != HOSTED and problem is None, where != LOCAL and point is not None
     clicked = st.button("Caption images", type="primary", key="it_caption_run",
                         disabled=not (run_hosted if where != LOCAL else run_here), help=problem if where == LOCAL else None)
-    local_out, hosted_out = outputs(where)
-    if where == BOTH and problem:
-        local_out.caption("Not run: this model cannot load on this server (see above).")
+    flow = RunOn("it_caption", where, "image-text", "captioning", "Captioning")
     if clicked:
-        st.session_state.pop("it_captions", None)
-        st.session_state.pop("it_captions_hosted", None)
         with friendly_errors("Captioning"):
+            settings = {}
             if run_here:
-                with local_out, friendly_errors("Captioning"), model_turn("caption"), st.spinner(f"Running {spec.title} ..."):
-                    bar, progress = _progress_bar("Captioning")
-                    used_beams = 1 if decoding == "Greedy" else beams
-                    result = vision.caption(pictures, key=spec.key, prefix=st.session_state.get("it_prefix", ""),
-                                            beams=used_beams, max_new_tokens=max_new_tokens, progress=progress)
-                    bar.empty()
-                    st.session_state["it_captions"] = (result, list(zip(names, pictures)))
-                    record(result.measurement, "image-text", "captioning", {
-                        "images": len(pictures), "beams": used_beams, "max_new_tokens": max_new_tokens,
-                        "prefix": bool(result.prefix),
-                    })
-            if run_hosted:
-                with hosted_out:
-                    hosted = hosted_call(point, f"{len(pictures)} image(s), one call each", providers.caption, pictures)
-                if hosted is not None:
-                    st.session_state["it_captions_hosted"] = (hosted, list(zip(names, pictures)))
-                    record(hosted.measurement, "image-text", "captioning", {"images": len(pictures)})
-    if where != HOSTED and "it_captions" in st.session_state:
-        with local_out:
-            result, shown = st.session_state["it_captions"]
-            for note in result.notes:
-                st.info(note, icon=":material/info:")
-            _grid(list(zip(shown, result.captions)), _show_caption)
-            show_measurement(result.measurement, narrow=where == BOTH)
-            m = result.measurement
-            st.caption(
-                f"{len(shown)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
-                f"{m.extra['preprocess_s'] / max(m.latency_s, 1e-9):.0%} of the latency; the rest is encoding the image "
-                "and generating tokens one at a time."
-            )
-    if where != LOCAL and "it_captions_hosted" in st.session_state:
-        with hosted_out:
-            hosted, shown = st.session_state["it_captions_hosted"]
-            for note in hosted.notes:
-                st.info(note, icon=":material/info:")
-            _grid(list(zip(shown, hosted.captions)), _show_caption)
-            show_measurement(hosted.measurement, narrow=where == BOTH)
-    if where == BOTH and "it_captions" in st.session_state and "it_captions_hosted" in st.session_state:
-        result, _ = st.session_state["it_captions"]
-        hosted, _ = st.session_state["it_captions_hosted"]
-        comparison(result.measurement, hosted.measurement, "images", result.measurement.extra["images_per_s"],
-                   hosted.measurement.extra["images_per_s"])
+                prefix = st.session_state.get("it_prefix", "")
+                settings = {"beams": 1 if decoding == "Greedy" else beams, "max_new_tokens": max_new_tokens}
+            here = run_here and Here(partial(registry.load, spec.key), turn="caption", busy=f"Running {spec.title} ...",
+                                     run=partial(vision.caption, image=pictures, prefix=prefix, **settings),
+                                     progress="Captioning images")
+            there = run_hosted and There(point, partial(providers.caption, images=pictures),
+                                         f"{len(pictures)} image(s), one call each")
+            flow.run(here or None, there or None, params={"images": len(pictures)},
+                     local_params={**settings, "prefix": bool(run_here and prefix.strip())}, kept=list(zip(names, pictures)))
+    flow.show(_show_captions, _compare_rates)
     refresh_sidebar()
 
 

@@ -2,12 +2,14 @@
 side; compare two local backends."""
 import streamlit as st
 
+from functools import partial
+
 from core import audio, providers, registry, speech
 from core.errors import InputError
 from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
-from ui.hosted import call as hosted_call
+from ui.hosted import HOSTED, LOCAL, comparison, hosted_endpoint, where_picker
 from ui.queue import model_turn
+from ui.run_on import Here, RunOn, There, View, progress_view
 from ui.sidebar import model_picker
 
 FORMATS = ["wav", "mp3", "m4a", "ogg", "flac", "webm"]
@@ -113,24 +115,11 @@ def metrics(t: speech.Transcript, reference: str | None) -> dict:
 
 transcribe_tab, compare_tab = st.tabs(["One model", "Side by side"])
 
-# --- one model (here, hosted, or both), local segments streamed as they are decoded ----------------------
-def _transcribe_here(spec, backend: str) -> None:
-    """Stream a local transcription into the current container, then keep and record it."""
-    clip = decoded_clip()
-    stream = speech.TranscriptionStream(spec.key, clip, options)
-    bar = st.progress(0.0, text=f"Loading {spec.title} and reading the first 30 s ...")
-    live, lines = st.empty(), []
-    try:
-        with model_turn("transcribe"):
-            for segment in stream:
-                lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
-                bar.progress(stream.progress, text=f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s")
-                live.markdown("  \n".join(lines[-12:]))
-    finally:  # no progress bar left behind when it fails
-        bar.empty()
-        live.empty()
-    st.session_state["speech_result"] = (stream.result, reference)
-    record(stream.result.measurement, "speech", "transcription", {"backend": backend, **params}, metrics(stream.result, reference))
+
+def _show(t: speech.Transcript, view: View) -> None:
+    name = "" if not view.narrow and view.side == LOCAL else (" (this server)" if view.side == LOCAL else " (hosted)")
+    show_transcript(t, reference, view.key, name)
+    show_measurement(t.measurement, view.narrow)
 
 
 def _audio_rate(m) -> float:
@@ -138,6 +127,14 @@ def _audio_rate(m) -> float:
     return m.extra.get("audio_s_per_s") or m.extra["audio_s"] / max(m.latency_s, 1e-9)
 
 
+def _compare(here: speech.Transcript, there: speech.Transcript) -> None:
+    comparison(here.measurement, there.measurement, "audio s", _audio_rate(here.measurement), _audio_rate(there.measurement))
+    price = point.prices.per_audio_minute if point is not None else 0.0
+    st.caption(f"Hosted price: ${price:,.4f} per audio minute (edit it under Prices). The local run costs this "
+               "server's time and memory instead.")
+
+
+# --- one model (here, hosted, or both), local segments streamed as they are decoded ----------------------
 with transcribe_tab:
     where = where_picker("speech_where")
     reason = ""
@@ -153,40 +150,18 @@ with transcribe_tab:
     run_here, run_hosted = where != HOSTED and not reason, where != LOCAL and point is not None
     clicked = st.button("Transcribe", type="primary", key="speech_run",
                         disabled=not run_hosted if where != LOCAL else not run_here)
-    local_out, hosted_out = outputs(where)
-    if where == BOTH and reason:
-        local_out.caption("Not run: this model cannot load on this server (see above).")
+    flow = RunOn("speech", where, "speech", "transcription", "Transcription")
     if clicked:
-        st.session_state.pop("speech_result", None)
-        st.session_state.pop("speech_hosted_result", None)
         with friendly_errors("Transcription"):
             clip = decoded_clip()
-            if run_here:
-                with local_out, friendly_errors("Transcription"):
-                    _transcribe_here(spec, backend)
-            if run_hosted:
-                with hosted_out:
-                    hosted = hosted_call(point, f"{clip.duration_s:.0f} s of audio", providers.transcribe, clip, options)
-                if hosted is not None:
-                    st.session_state["speech_hosted_result"] = (hosted, reference)
-                    record(hosted.measurement, "speech", "transcription", {"backend": "hosted", **params},
-                           metrics(hosted, reference))
-    here = st.session_state.get("speech_result") if where != HOSTED else None
-    there = st.session_state.get("speech_hosted_result") if where != LOCAL else None
-    if here is not None:
-        with local_out:
-            show_transcript(*here, "speech_result", " (this server)" if where == BOTH else "")
-            show_measurement(here[0].measurement, narrow=where == BOTH)
-    if there is not None:
-        with hosted_out:
-            show_transcript(*there, "speech_hosted_result", " (hosted)")
-            show_measurement(there[0].measurement, narrow=where == BOTH)
-    if where == BOTH and here is not None and there is not None:
-        comparison(here[0].measurement, there[0].measurement, "audio s", _audio_rate(here[0].measurement),
-                   _audio_rate(there[0].measurement))
-        price = point.prices.per_audio_minute if point is not None else 0.0
-        st.caption(f"Hosted price: ${price:,.4f} per audio minute (edit it under Prices). The local run costs this "
-                   "server's time and memory instead.")
+            here = run_here and Here(partial(registry.load, spec.key), partial(speech.transcribe, clip=clip, options=options),
+                                     "transcribe", f"Transcribing with {spec.title} ...",
+                                     progress=f"Loading {spec.title} and reading the first 30 s")
+            there = run_hosted and There(point, partial(providers.transcribe, clip=clip, options=options),
+                                         f"{clip.duration_s:.0f} s of audio")
+            flow.run(here or None, there or None, params=params, local_params={"backend": backend if run_here else ""},
+                     hosted_params={"backend": "hosted"}, metrics=partial(metrics, reference=reference))
+    flow.show(_show, _compare)
 
 # --- both backends on the same clip -------------------------------------------------------------------------
 with compare_tab:
@@ -204,28 +179,29 @@ with compare_tab:
         st.session_state.pop("speech_comparison", None)
         with friendly_errors("Comparison"):
             clip = decoded_clip()
-            bar = st.progress(0.0, text="Starting ...")
+            show, slot = progress_view("Starting")
             try:
                 with model_turn("transcribe"):
-                    comparison = speech.compare((first.key, second.key), clip, options, on_progress=lambda f, text: bar.progress(f, text=text))
+                    models = registry.load(first.key), registry.load(second.key)
+                    both = speech.compare(models, clip, options, on_progress=show)
             finally:
-                bar.empty()
-            st.session_state["speech_comparison"] = (comparison, reference)
-            for t in comparison.transcripts:
+                slot.empty()
+            st.session_state["speech_comparison"] = (both, reference)
+            for t in both.transcripts:
                 record(t.measurement, "speech", "transcription", {"backend": t.backend, "compare": True, **params}, metrics(t, reference))
     if (stored := st.session_state.get("speech_comparison")) is not None:
-        comparison, comparison_reference = stored
-        a, b = comparison.transcripts
-        fast, slow, ratio = (b, a, comparison.speed_ratio) if comparison.speed_ratio >= 1 else (a, b, 1 / comparison.speed_ratio)
+        both, comparison_reference = stored
+        a, b = both.transcripts
+        fast, slow, ratio = (b, a, both.speed_ratio) if both.speed_ratio >= 1 else (a, b, 1 / both.speed_ratio)
         st.success(
             f"{fast.backend} ran {ratio:.1f}× faster than {slow.backend} (real-time factor "
             f"{fast.real_time_factor:.3f} vs {slow.real_time_factor:.3f}); the two transcripts differ "
-            f"by a word error rate of {comparison.disagreement:.1%}.",
+            f"by a word error rate of {both.disagreement:.1%}.",
             icon=":material/compare_arrows:",
         )
-        for column, t in zip(st.columns(2), comparison.transcripts):
+        for column, t in zip(st.columns(2), both.transcripts):
             with column:
                 st.subheader(t.backend)
                 show_transcript(t, comparison_reference, f"speech_compare_{t.backend}", f" ({t.backend})")
-        for t in comparison.transcripts:
+        for t in both.transcripts:
             show_measurement(t.measurement)

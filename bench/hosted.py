@@ -60,17 +60,17 @@ def _rows(url: str, repeats: int) -> list[dict]:
 
 
 def _speech_rows(repeats: int) -> list[dict]:
-    from core import audio, providers, speech
+    from core import audio, providers, registry, speech
     from tests.openai_servers import whisper_server
 
     data, _ = speech.sample_clip()
     clip = audio.decode(data, "sample.flac")
     options = speech.TranscribeOptions(beam_size=5)
-    speech.transcribe("faster-whisper-tiny-en", clip, options)  # load and warm up outside the figures
+    speech.transcribe(registry.load("faster-whisper-tiny-en"), clip, options)  # load and warm up outside the figures
     with whisper_server() as url:
         point = providers.endpoint("openai-compatible", model="whisper-1", base_url=url, task="transcription", env={})
         providers.transcribe(point, clip, options)  # the server loads its model on the first call
-        local = [speech.transcribe("faster-whisper-tiny-en", clip, options).measurement for _ in range(repeats)]
+        local = [speech.transcribe(registry.load("faster-whisper-tiny-en"), clip, options).measurement for _ in range(repeats)]
         hosted = [providers.transcribe(point, clip, options).measurement for _ in range(repeats)]
     rows = []
     for name, unit, pick in (("latency", "s", lambda m: m.latency_s),

@@ -96,15 +96,15 @@ def main() -> None:
         windows = int(np.ceil(clip.duration_s / speech.WINDOW_S))
         capped = speech.TranscribeOptions(beam_size=5, fallback=False, max_tokens=max(1, tokens // windows))
         seconds = clip.duration_s
-        fw = paired(lambda: speech.transcribe("faster-whisper-tiny-en", clip, options),
+        fw = paired(lambda: speech.transcribe(registry.load("faster-whisper-tiny-en"), clip, options),
                     lambda: plain_faster_whisper(faster.model.model, clip.samples, options), repeats)
-        ow = paired(lambda: speech.transcribe("whisper-tiny", clip, capped),
+        ow = paired(lambda: speech.transcribe(registry.load("whisper-tiny"), clip, capped),
                     lambda: plain_openai_whisper(torch_model, clip.samples, capped), repeats)
         copies = round(clip.duration_s / clips["sample clip"].duration_s)
         wer = speech.word_error_rate(" ".join([reference_text] * copies),
-                                     speech.transcribe("faster-whisper-tiny-en", clip, options).text)
+                                     speech.transcribe(registry.load("faster-whisper-tiny-en"), clip, options).text)
         backends = ow.ours_s / fw.ours_s
-        own = own_overhead_s(lambda: speech.transcribe("whisper-tiny", clip, capped), whisper, "transcribe")
+        own = own_overhead_s(lambda: speech.transcribe(registry.load("whisper-tiny"), clip, capped), whisper, "transcribe")
         rows += [
             compared(f"faster-whisper tiny.en (real, int8), {name} {seconds:.1f} s", fw, unit="RTF", scale=1 / seconds,
                      note=f"ours = core.speech through the registry; reference = WhisperModel.transcribe alone; {tokens} tokens"),

@@ -121,9 +121,9 @@ def caption_rows(repeats: int, device: str, dtype) -> list[dict]:
             output = model.generate(**inputs, max_new_tokens=CAPTION_TOKENS)
             return processor.decode(output[0], skip_special_tokens=True)
 
-    result = vision.caption(picture, max_new_tokens=CAPTION_TOKENS)
-    gflops = counted_gflops(lambda: vision.caption(picture, max_new_tokens=CAPTION_TOKENS))
-    timed = paired(lambda: vision.caption(picture, max_new_tokens=CAPTION_TOKENS), plain, repeats)
+    result = vision.caption(registry.load(vision.CAPTION_KEY), picture, max_new_tokens=CAPTION_TOKENS)
+    gflops = counted_gflops(lambda: vision.caption(registry.load(vision.CAPTION_KEY), picture, max_new_tokens=CAPTION_TOKENS))
+    timed = paired(lambda: vision.caption(registry.load(vision.CAPTION_KEY), picture, max_new_tokens=CAPTION_TOKENS), plain, repeats)
     return [compared(f"BLIP base caption, 1 image, greedy, {CAPTION_TOKENS} new tokens", timed, unit="ms/caption",
                      scale=1000, note=NOTE, counted_gflops_per_image=gflops,
                      preprocess_share=result.measurement.extra["preprocess_s"] / timed.ours_s,

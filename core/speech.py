@@ -23,17 +23,18 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from core import registry
 from core.audio import SAMPLE_RATE, SILENCE_DBFS, Audio
-from core.catalog import ASSETS, ModelSpec, get_spec
+from core.catalog import ASSETS, ModelSpec
 from core.device import choose_device
 from core.engines import CTRANSLATE2, TORCH
 from core.errors import InputError, ModelUnavailable
 from core.measure import Measurement, PeakTracker
+from core.progress import OnProgress, Progress, ignore
 from core.registry import Resolution
 
 OPENAI_WHISPER = "openai-whisper"
@@ -371,13 +372,13 @@ def _faster_decode(runner: CT2Whisper, clip: Audio, options: TranscribeOptions) 
 
 # --- transcription ------------------------------------------------------------------------------------
 class TranscriptionStream:
-    """Transcribe a clip; iterate to get segments as they are decoded.
+    """Transcribe a clip with a loaded model; iterate to get segments as they are decoded.
 
     ``progress`` (0 to 1) says how much of the clip is done; ``result`` holds the Transcript
     once the iteration ends.
 
     Args:
-        key: catalog key of a speech model.
+        loaded: a speech model from :func:`core.registry.load`.
         clip: output of :func:`core.audio.decode`.
         options: language, translation, beam size.
 
@@ -386,15 +387,15 @@ class TranscriptionStream:
             language other than English on an English-only model).
     """
 
-    def __init__(self, key: str, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> None:
-        self.spec = get_spec(key)
+    def __init__(self, loaded: registry.Loaded, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> None:
+        self.loaded, self.spec = loaded, loaded.spec
         _check_options(self.spec, options)
         self.clip, self.options = clip, options
         self.progress = 0.0
         self.result: Transcript | None = None
 
     def __iter__(self) -> Iterator[Segment]:
-        loaded = registry.load(self.spec.key)
+        loaded = self.loaded
         runner = loaded.model
         duration = self.clip.duration_s
         segments: list[Segment] = []
@@ -429,15 +430,28 @@ class TranscriptionStream:
         return notes
 
 
-def transcribe(key: str, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
-    """Transcribe without streaming.
+LIVE_LINES = 12  # the transcript's last lines shown while it is decoded
+
+
+def transcribe(loaded: registry.Loaded, clip: Audio, options: TranscribeOptions = TranscribeOptions(),
+               on_progress: OnProgress = ignore) -> Transcript:
+    """Transcribe a clip with a loaded model, as openai-whisper's ``transcribe(model, audio)`` does.
+
+    Args:
+        loaded: a speech model from :func:`core.registry.load`.
+        clip: output of :func:`core.audio.decode`.
+        options: language, translation, beam size.
+        on_progress: told the seconds of audio done at each segment; its ``preview`` is the transcript's last lines.
 
     Returns:
         The finished Transcript.
     """
-    stream = TranscriptionStream(key, clip, options)
-    for _ in stream:
-        pass
+    stream = TranscriptionStream(loaded, clip, options)
+    lines = []
+    for segment in stream:
+        lines.append(f"`{segment.start:6.1f} s` {segment.text.strip()}")
+        on_progress(Progress(min(segment.end, clip.duration_s), clip.duration_s,
+                             f"Transcribed {segment.end:.0f} s of {clip.duration_s:.0f} s", preview="  \n".join(lines[-LIVE_LINES:])))
     return stream.result
 
 
@@ -460,17 +474,15 @@ class Comparison:
         return first / max(second, 1e-9)
 
 
-def compare(
-    keys: tuple[str, str], clip: Audio, options: TranscribeOptions = TranscribeOptions(),
-    on_progress: Callable[[float, str], None] = lambda fraction, message: None,
-) -> Comparison:
-    """Run two models, one after the other, on the same clip with the same options.
+def compare(models: tuple[registry.Loaded, registry.Loaded], clip: Audio, options: TranscribeOptions = TranscribeOptions(),
+            on_progress: OnProgress = ignore) -> Comparison:
+    """Run two loaded models, one after the other, on the same clip with the same options.
 
     Args:
-        keys: two catalog keys (typically one per backend).
+        models: two speech models (typically one per backend).
         clip: output of :func:`core.audio.decode`.
         options: used for both.
-        on_progress: called with the overall fraction done and a line of text, at each segment.
+        on_progress: told the overall share done, with a line of text, at each segment.
 
     Returns:
         The Comparison.
@@ -478,11 +490,12 @@ def compare(
     Raises:
         InputError: when either model cannot honour the options (checked before running anything).
     """
-    streams = [TranscriptionStream(key, clip, options) for key in keys]
+    streams = [TranscriptionStream(loaded, clip, options) for loaded in models]
     for i, stream in enumerate(streams):
-        on_progress(i / len(streams), f"{stream.spec.title}: loading and starting ...")
+        on_progress(Progress(i, len(streams), f"{stream.spec.title}: starting ..."))
         for segment in stream:
-            on_progress((i + stream.progress) / len(streams), f"{stream.spec.title}: {segment.end:.0f} s of {clip.duration_s:.0f} s")
+            on_progress(Progress(i + stream.progress, len(streams),
+                                 f"{stream.spec.title}: {segment.end:.0f} s of {clip.duration_s:.0f} s"))
     first, second = (s.result for s in streams)
     return Comparison([first, second], word_error_rate(first.text, second.text))
 

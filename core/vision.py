@@ -19,6 +19,7 @@ from core.catalog import OPEN_CLIP_WEIGHTS, ModelSpec, get_spec, specs
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.measure import Measurement, measured
+from core.progress import OnProgress, Progress, ignore
 from core.registry import Resolution
 
 CLIP_KEY = "clip-vit-b-32"
@@ -33,7 +34,6 @@ MAX_NEW_TOKENS = 100
 CLIP_BATCH = 16
 CAPTION_BATCH = 4
 
-Progress = Callable[[int, int], None]
 
 
 # --- loaders (called by the registry) -------------------------------------------------------------
@@ -170,7 +170,7 @@ def _placement(module) -> tuple[Any, Any]:
     return param.device, param.dtype
 
 
-def _encode_images(clip: ClipModel, images: list, batch_size: int, progress: Progress | None = None) -> tuple[np.ndarray, float]:
+def _encode_images(clip: ClipModel, images: list, batch_size: int, on_progress: OnProgress = ignore) -> tuple[np.ndarray, float]:
     """L2-normalised image embeddings and the seconds spent in the model's preprocessing."""
     import torch
 
@@ -183,8 +183,7 @@ def _encode_images(clip: ClipModel, images: list, batch_size: int, progress: Pro
             pixels = pixels.to(device=device, dtype=dtype)
             preprocess_s += time.perf_counter() - began
             chunks.append(clip.model.encode_image(pixels, normalize=True).float().cpu().numpy())
-            if progress:
-                progress(min(start + batch_size, len(images)), len(images))
+            on_progress(Progress(min(start + batch_size, len(images)), len(images)))
     return np.concatenate(chunks), preprocess_s
 
 
@@ -255,18 +254,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def zero_shot(
-    images, labels: list[str], template: str = DEFAULT_TEMPLATE, key: str = CLIP_KEY,
-    batch_size: int = CLIP_BATCH, progress: Progress | None = None,
+    loaded: registry.Loaded, images, labels: list[str], template: str = DEFAULT_TEMPLATE,
+    on_progress: OnProgress = ignore, batch_size: int = CLIP_BATCH,
 ) -> ZeroShotResult:
     """Label images with CLIP by comparing them with one text prompt per candidate label.
 
     Args:
+        loaded: a CLIP model from :func:`core.registry.load`.
         images: one PIL image or a list of them.
         labels: candidate labels (cleaned with :func:`parse_labels`).
         template: prompt with ``{}`` where the label goes.
-        key: catalog key of a CLIP model.
+        on_progress: told the images done after each batch.
         batch_size: images per forward pass.
-        progress: called with (images done, images in all) after each batch.
 
     Returns:
         ZeroShotResult; probabilities are a softmax over the labels of CLIP's scaled cosine similarities.
@@ -277,10 +276,9 @@ def zero_shot(
     images = _as_list(images)
     labels = parse_labels(labels)
     prompts = make_prompts(labels, template)
-    loaded = registry.load(key)
     clip: ClipModel = loaded.model
     with measured() as timing:
-        image_vectors, preprocess_s = _encode_images(clip, images, batch_size, progress)
+        image_vectors, preprocess_s = _encode_images(clip, images, batch_size, on_progress)
         text_vectors = _encode_texts(clip, prompts)
         scale = float(clip.model.logit_scale.detach().exp())
         probabilities = _softmax(scale * image_vectors.astype(np.float64) @ text_vectors.astype(np.float64).T)
@@ -339,19 +337,19 @@ def _fit_prefix(captioner: Captioner, prefix: str, max_new_tokens: int, notes: l
 
 
 def caption(
-    image, key: str = CAPTION_KEY, prefix: str = "", beams: int = 1, max_new_tokens: int = 30,
-    batch_size: int = CAPTION_BATCH, progress: Progress | None = None,
+    loaded: registry.Loaded, image, prefix: str = "", beams: int = 1, max_new_tokens: int = 30,
+    on_progress: OnProgress = ignore, batch_size: int = CAPTION_BATCH,
 ) -> CaptionResult:
     """Caption one image or several with BLIP, optionally continuing a text prefix.
 
     Args:
+        loaded: a captioning model from :func:`core.registry.load`.
         image: one PIL image or a list of them.
-        key: catalog key of a captioning model.
         prefix: text the caption must start with (e.g. ``"a picture of"``), or empty.
         beams: 1 for greedy decoding, more for beam search.
         max_new_tokens: most tokens generated per caption.
+        on_progress: told the images done after each batch.
         batch_size: images per generate call.
-        progress: called with (images done, images in all) after each batch.
 
     Returns:
         CaptionResult with one caption per image.
@@ -368,7 +366,6 @@ def caption(
     if len(prefix) > MAX_PREFIX_CHARS:
         notes.append(f"The prefix was cut to its first {MAX_PREFIX_CHARS} characters.")
         prefix = prefix[:MAX_PREFIX_CHARS]
-    loaded = registry.load(key)
     captioner: Captioner = loaded.model
     prefix = _fit_prefix(captioner, prefix, int(max_new_tokens), notes)
     device, dtype = _placement(captioner.model)
@@ -388,8 +385,7 @@ def caption(
             prompt_length = inputs["input_ids"].shape[1] - 1 if prefix else 1  # generate drops the final [SEP]
             new_tokens += int((output[:, prompt_length:] != pad_id).sum())
             captions.extend(c.strip() for c in captioner.processor.batch_decode(output, skip_special_tokens=True))
-            if progress:
-                progress(len(captions), len(images))
+            on_progress(Progress(len(captions), len(images)))
     measurement = loaded.measurement(
         timing.seconds, timing.peak_mb,
         images_per_s=len(images) / max(timing.seconds, 1e-9), preprocess_s=preprocess_s,

@@ -111,8 +111,7 @@ def test_openai_whisper_runs_on_pytorch(fresh_cache):
     clip, _ = speech.sample_clip()
     from core import audio
 
-    result = speech.transcribe("whisper-tiny", audio.decode(clip, "sample.flac"),
-                               speech.TranscribeOptions(beam_size=1, fallback=False))
+    result = speech.transcribe(registry.load("whisper-tiny"), audio.decode(clip, "sample.flac"), speech.TranscribeOptions(beam_size=1, fallback=False))
     assert result.measurement.engine == "torch"
 
 
@@ -123,7 +122,7 @@ def test_faster_whisper_runs_on_ctranslate2(fresh_cache):
     from core import audio
 
     clip, _ = speech.sample_clip()
-    result = speech.transcribe("faster-whisper-tiny-en", audio.decode(clip, "sample.flac"))
+    result = speech.transcribe(registry.load("faster-whisper-tiny-en"), audio.decode(clip, "sample.flac"))
     assert result.measurement.engine == "ctranslate2"
 
 

@@ -528,7 +528,7 @@ def test_speech_page_side_by_side_with_the_packaged_model_and_a_recorded_api(fre
     assert not at.exception
     (error,) = [e.value for e in at.error]
     assert "HTTP 429" in error and "wait 60 s" in error  # a wait longer than 20 s is not retried
-    assert at.session_state["speech_result"][0].text  # the local transcript stays
+    assert at.session_state["speech_result"].text  # the local transcript stays
     with RecordedServer([recorded_transcription("Before you train.", [(0.0, 2.0, "Before you train.")])]) as server:
         _endpoint(at, "speech_hosted", server.url)
         at.button(key="speech_run").click().run()

@@ -50,7 +50,7 @@ def test_transcribing_the_sample_shows_transcript_segments_downloads_and_measure
     metrics = {m.label: m.value for m in page.metric}
     assert {"Language", "Segments", "WER vs known text", "Latency", "Peak memory", "Real time factor", "Audio"} <= set(metrics)
     assert metrics["Audio"] == "10.15 s"
-    assert page.text_area(key="speech_result_text").value == page.session_state["speech_result"][0].text
+    assert page.text_area(key="speech_result_text").value == page.session_state["speech_result"].text
     assert len(page.dataframe[0].value) == int(metrics["Segments"])
     assert {b.label for b in page.get("download_button")} == {"Download .txt", "Download .srt"}
 
@@ -67,7 +67,7 @@ def test_a_microphone_recording_is_transcribed(page):
     page.audio_input(key="speech_recording").set_value(("recording.wav", wav, "audio/wav")).run()
     page.button(key="speech_run").click().run()
     assert not _problems(page)
-    assert page.session_state["speech_result"][0].audio_s == pytest.approx(1.0)
+    assert page.session_state["speech_result"].audio_s == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("name,data,message", [
@@ -120,7 +120,7 @@ def test_fixed_language_offers_whispers_languages(page):
     choice.select("fr").run()
     page.button(key="speech_run").click().run()
     assert not _problems(page)
-    assert page.session_state["speech_result"][0].language == "fr"
+    assert page.session_state["speech_result"].language == "fr"
 
 
 def test_translation_with_an_english_only_model_is_refused_with_a_reason(page):
@@ -169,9 +169,10 @@ def test_compare_is_disabled_with_its_reason_when_no_openai_whisper_model_is_her
 def test_a_failed_comparison_leaves_no_progress_bar(page, monkeypatch):
     from core import speech
     from core.errors import ModelUnavailable
+    from core.progress import Progress
 
-    def fails_halfway(keys, clip, options, on_progress):
-        on_progress(0.5, "halfway")
+    def fails_halfway(models, clip, options, on_progress):
+        on_progress(Progress(1, 2, "halfway"))
         raise ModelUnavailable("The second model went away.")
 
     monkeypatch.setattr(speech, "compare", fails_halfway)

@@ -114,7 +114,7 @@ def _fake_windows(monkeypatch, texts):
 def test_windows_left_untranscribed_are_named_with_their_time_range(tiny_whisper, monkeypatch):
     _fake_windows(monkeypatch, [" one", "", " S" + ", t" * 120])
     clip = _bursts(72.8, (1, 29), (31, 59), (61, 72))
-    result = speech.transcribe(tiny_whisper, clip, speech.TranscribeOptions(language="en"))
+    result = speech.transcribe(registry.load(tiny_whisper), clip, speech.TranscribeOptions(language="en"))
     assert [w.transcribed for w in result.windows] == [True, False, False]
     assert result.coverage == pytest.approx(28 / 67, abs=0.01)
     coverage, loop = result.warnings
@@ -125,27 +125,27 @@ def test_windows_left_untranscribed_are_named_with_their_time_range(tiny_whisper
 
 def test_a_complete_transcript_has_no_warning(tiny_whisper, monkeypatch):
     _fake_windows(monkeypatch, [" one", " two", " three"])
-    result = speech.transcribe(tiny_whisper, _bursts(72.8, (1, 29), (31, 59), (61, 72)), speech.TranscribeOptions(language="en"))
+    result = speech.transcribe(registry.load(tiny_whisper), _bursts(72.8, (1, 29), (31, 59), (61, 72)), speech.TranscribeOptions(language="en"))
     assert (result.coverage, result.warnings) == (1.0, [])
 
 
 def test_default_options_never_sample(tiny_whisper, monkeypatch):
     calls = _fake_windows(monkeypatch, [" one"])
-    speech.transcribe(tiny_whisper, _bursts(10, (1, 9)))
+    speech.transcribe(registry.load(tiny_whisper), _bursts(10, (1, 9)))
     assert calls[0]["temperature"] == (0.0,) and calls[0]["condition_on_previous_text"] is False
     assert calls[0].get("initial_prompt") is None
 
 
 def test_default_options_give_the_same_transcript_every_time(tiny_whisper, sample):
     # a random model's output fails the fallback checks, so before the fix every run sampled anew
-    runs = [speech.transcribe(tiny_whisper, sample[0]) for _ in range(3)]
+    runs = [speech.transcribe(registry.load(tiny_whisper), sample[0]) for _ in range(3)]
     assert [asdict(s) for s in runs[1].segments] == [asdict(s) for s in runs[0].segments] == [asdict(s) for s in runs[2].segments]
 
 
 # --- openai-whisper on a tiny random model --------------------------------------------------------------
 def test_transcript_structure_language_and_measurement(tiny_whisper, sample):
     clip, _ = sample
-    result = speech.transcribe(tiny_whisper, clip, GREEDY)
+    result = speech.transcribe(registry.load(tiny_whisper), clip, GREEDY)
     assert result.backend == "openai-whisper" and result.key == tiny_whisper
     assert result.language in speech.language_names() and 0 < result.language_probability <= 1
     assert result.text == "".join(s.text for s in result.segments).strip()
@@ -161,19 +161,19 @@ def test_transcript_structure_language_and_measurement(tiny_whisper, sample):
 
 def test_greedy_decoding_is_deterministic(tiny_whisper, sample):
     clip, _ = sample
-    first = speech.transcribe(tiny_whisper, clip, GREEDY)
-    again = speech.transcribe(tiny_whisper, clip, GREEDY)
+    first = speech.transcribe(registry.load(tiny_whisper), clip, GREEDY)
+    again = speech.transcribe(registry.load(tiny_whisper), clip, GREEDY)
     assert [asdict(s) for s in first.segments] == [asdict(s) for s in again.segments]
 
 
 def test_fixed_language_is_used_and_not_detected(tiny_whisper, sample):
-    result = speech.transcribe(tiny_whisper, sample[0], speech.TranscribeOptions(language="fr", translate=True, beam_size=1, fallback=False))
+    result = speech.transcribe(registry.load(tiny_whisper), sample[0], speech.TranscribeOptions(language="fr", translate=True, beam_size=1, fallback=False))
     assert (result.language, result.language_probability) == ("fr", None)
 
 
 def test_an_english_only_model_reports_english_without_detecting(fresh_cache, sample):
     registry.install("whisper-tiny", tiny_speech.whisper_model(multilingual=False))
-    result = speech.transcribe("whisper-tiny", sample[0], GREEDY)
+    result = speech.transcribe(registry.load("whisper-tiny"), sample[0], GREEDY)
     assert (result.language, result.language_probability) == ("en", None)
 
 
@@ -183,13 +183,13 @@ def test_an_english_only_model_reports_english_without_detecting(fresh_cache, sa
 ])
 def test_english_only_models_refuse_translation_and_other_languages(fresh_cache, sample, options, message):
     with pytest.raises(InputError, match=message):
-        speech.TranscriptionStream("faster-whisper-tiny-en", sample[0], options)
+        speech.TranscriptionStream(registry.load("faster-whisper-tiny-en"), sample[0], options)
     assert registry.CACHE.snapshot() == []  # refused before loading anything
 
 
 def test_long_audio_streams_segments_window_by_window_with_progress(tiny_whisper, sample):
     long_clip = audio.Audio(np.tile(sample[0].samples, 7), audio.SAMPLE_RATE, 1, "flac")  # 71 s: three windows
-    stream = speech.TranscriptionStream(tiny_whisper, long_clip, GREEDY)
+    stream = speech.TranscriptionStream(registry.load(tiny_whisper), long_clip, GREEDY)
     progress = []
     for segment in stream:
         progress.append(stream.progress)
@@ -212,7 +212,7 @@ def test_a_segment_cut_by_the_window_end_is_decoded_again_in_the_next_window(tin
 
     monkeypatch.setattr(whisper, "transcribe", fake_transcribe)
     clip = audio.Audio(np.full(65 * audio.SAMPLE_RATE, 0.1, np.float32), audio.SAMPLE_RATE, 1, "test")
-    result = speech.transcribe(tiny_whisper, clip, speech.TranscribeOptions(language="en"))
+    result = speech.transcribe(registry.load(tiny_whisper), clip, speech.TranscribeOptions(language="en"))
     # windows start at 0, 20 (the first window's last segment dropped), 40, then 60 for the 5 s left
     assert [round(c[0], 3) for c in calls] == [30.0, 30.0, 25.0]
     assert [(s.start, s.end, s.text) for s in result.segments] == [
@@ -225,9 +225,9 @@ def test_a_segment_cut_by_the_window_end_is_decoded_again_in_the_next_window(tin
 
 def test_two_sessions_on_one_model_get_the_same_answers_as_one_after_the_other(tiny_whisper, sample):
     clip, _ = sample
-    alone = speech.transcribe(tiny_whisper, clip, GREEDY).text
+    alone = speech.transcribe(registry.load(tiny_whisper), clip, GREEDY).text
     results = []
-    threads = [threading.Thread(target=lambda: results.append(speech.transcribe(tiny_whisper, clip, GREEDY).text)) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(speech.transcribe(registry.load(tiny_whisper), clip, GREEDY).text)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -239,7 +239,8 @@ def test_compare_runs_both_models_and_measures_their_disagreement(fresh_cache, s
     registry.install("whisper-tiny", tiny_speech.whisper_model(seed=0))
     registry.install("whisper-base", tiny_speech.whisper_model(seed=1))
     progress = []
-    comparison = speech.compare(("whisper-tiny", "whisper-base"), sample[0], GREEDY, lambda f, text: progress.append((f, text)))
+    comparison = speech.compare((registry.load("whisper-tiny"), registry.load("whisper-base")), sample[0], GREEDY,
+                                lambda update: progress.append((update.fraction, update.message)))
     a, b = comparison.transcripts
     assert (a.key, b.key) == ("whisper-tiny", "whisper-base")
     assert comparison.disagreement == pytest.approx(speech.word_error_rate(a.text, b.text))
@@ -271,7 +272,7 @@ def _need_packaged_tiny_en():
 def test_packaged_tiny_en_transcribes_the_sample_within_20_percent_wer(fresh_cache, sample):
     _need_packaged_tiny_en()
     clip, transcript = sample
-    result = speech.transcribe("faster-whisper-tiny-en", clip)
+    result = speech.transcribe(registry.load("faster-whisper-tiny-en"), clip)
     assert speech.word_error_rate(transcript, result.text) <= 0.2
     assert (result.backend, result.language, result.language_probability) == ("faster-whisper", "en", None)
     assert result.measurement.source == "package" and result.measurement.load_s > 0
@@ -284,7 +285,7 @@ def test_packaged_tiny_en_streams_a_minute_of_speech(fresh_cache, sample):
     clip, transcript = sample
     long_clip = audio.Audio(np.tile(clip.samples, 6), audio.SAMPLE_RATE, 1, "flac")  # 61 s
     # the same sentence six times compresses so well that temperature fallback would retry every window
-    stream = speech.TranscriptionStream("faster-whisper-tiny-en", long_clip, GREEDY)
+    stream = speech.TranscriptionStream(registry.load("faster-whisper-tiny-en"), long_clip, GREEDY)
     progress = [stream.progress for _ in stream]
     assert len(progress) >= 6 and progress == sorted(progress) and progress[0] < 0.5
     assert speech.word_error_rate(" ".join([transcript] * 6), stream.result.text) <= 0.2
@@ -294,7 +295,7 @@ def test_packaged_tiny_en_streams_a_minute_of_speech(fresh_cache, sample):
 def test_packaged_tiny_en_transcribes_a_long_clip_the_same_complete_way_five_times(fresh_cache):
     _need_packaged_tiny_en()
     clip, transcript = tiny_speech.long_speech()  # 74.7 s of real speech: three windows
-    runs = [speech.transcribe("faster-whisper-tiny-en", clip) for _ in range(5)]  # default settings
+    runs = [speech.transcribe(registry.load("faster-whisper-tiny-en"), clip) for _ in range(5)]  # default settings
     first = [asdict(s) for s in runs[0].segments]
     assert all([asdict(s) for s in run.segments] == first for run in runs[1:])
     assert all(w.transcribed for w in runs[0].windows) and len(runs[0].windows) == 3

@@ -79,8 +79,8 @@ def test_batching_does_not_change_features(installed, pictures):
 
 def test_zero_shot_gives_a_distribution_per_image_and_its_measurement(installed, pictures):
     seen = []
-    result = vision.zero_shot(pictures, ["red", "green", "blue", "red"], "a {} square", batch_size=2,
-                              progress=lambda done, total: seen.append((done, total)))
+    result = vision.zero_shot(registry.load(vision.CLIP_KEY), pictures, ["red", "green", "blue", "red"], "a {} square", batch_size=2,
+                              on_progress=lambda p: seen.append((p.done, p.total)))
     assert result.labels == ["red", "green", "blue"]
     assert result.prompts == ["a red square", "a green square", "a blue square"]
     assert result.probabilities.shape == (3, 3)
@@ -96,7 +96,7 @@ def test_zero_shot_gives_a_distribution_per_image_and_its_measurement(installed,
 
 
 def test_zero_shot_matches_clip_scores_computed_by_hand(installed, tiny_clip, pictures):
-    result = vision.zero_shot(pictures[0], ["cat", "dog"])
+    result = vision.zero_shot(registry.load(vision.CLIP_KEY), pictures[0], ["cat", "dog"])
     images, _ = vision.image_features([pictures[0]])
     texts = vision.text_features(vision.make_prompts(["cat", "dog"], vision.DEFAULT_TEMPLATE))
     logits = float(tiny_clip.model.logit_scale.detach().exp()) * images @ texts.T
@@ -106,7 +106,7 @@ def test_zero_shot_matches_clip_scores_computed_by_hand(installed, tiny_clip, pi
 
 def test_zero_shot_refuses_no_image(installed):
     with pytest.raises(InputError, match="no image"):
-        vision.zero_shot([], ["cat", "dog"])
+        vision.zero_shot(registry.load(vision.CLIP_KEY), [], ["cat", "dog"])
 
 
 def _tiny_clip_spec(hub_id: str) -> ModelSpec:
@@ -153,7 +153,7 @@ def test_clip_loader_reads_the_hugging_face_cache(tmp_path, monkeypatch, tiny_cl
 
 # --- BLIP -----------------------------------------------------------------------------------------
 def test_caption_one_image_greedy(installed, pictures):
-    result = vision.caption(pictures[0], max_new_tokens=4)
+    result = vision.caption(registry.load(vision.CAPTION_KEY), pictures[0], max_new_tokens=4)
     assert len(result.captions) == 1 and result.text == result.captions[0] and result.text
     m = result.measurement
     assert (m.model, m.source) == (vision.CAPTION_KEY, "test")
@@ -163,8 +163,8 @@ def test_caption_one_image_greedy(installed, pictures):
 
 def test_caption_batch_with_prefix_and_beams(installed, pictures):
     seen = []
-    result = vision.caption(pictures, prefix="  a   picture of ", beams=2, max_new_tokens=3, batch_size=2,
-                            progress=lambda done, total: seen.append((done, total)))
+    result = vision.caption(registry.load(vision.CAPTION_KEY), pictures, prefix="  a   picture of ", beams=2, max_new_tokens=3,
+                            batch_size=2, on_progress=lambda p: seen.append((p.done, p.total)))
     assert result.prefix == "a picture of"
     assert len(result.captions) == 3 and all(c.startswith("a picture of") for c in result.captions)
     assert seen == [(2, 3), (3, 3)]
@@ -172,8 +172,8 @@ def test_caption_batch_with_prefix_and_beams(installed, pictures):
 
 
 def test_caption_in_a_batch_equals_caption_alone(installed, pictures):
-    together = vision.caption(pictures, max_new_tokens=3, batch_size=3).captions
-    assert together == [vision.caption(p, max_new_tokens=3).text for p in pictures]
+    together = vision.caption(registry.load(vision.CAPTION_KEY), pictures, max_new_tokens=3, batch_size=3).captions
+    assert together == [vision.caption(registry.load(vision.CAPTION_KEY), p, max_new_tokens=3).text for p in pictures]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -182,12 +182,12 @@ def test_caption_in_a_batch_equals_caption_alone(installed, pictures):
 ])
 def test_caption_settings_out_of_range_are_refused(installed, pictures, kwargs, message):
     with pytest.raises(InputError, match=message):
-        vision.caption(pictures[0], **kwargs)
+        vision.caption(registry.load(vision.CAPTION_KEY), pictures[0], **kwargs)
 
 
 def test_long_prefix_is_cut_to_what_fits_with_a_note(installed, tiny_blip, pictures):
     positions = tiny_blip.model.config.text_config.max_position_embeddings
-    result = vision.caption(pictures[0], prefix="a " * 200, max_new_tokens=4)
+    result = vision.caption(registry.load(vision.CAPTION_KEY), pictures[0], prefix="a " * 200, max_new_tokens=4)
     assert "cut to its first" in result.notes[0]
     assert f"only its first {positions - 5} fit" in result.notes[1]
     assert result.prefix == " ".join(["a"] * (positions - 5)) and result.text.startswith(result.prefix)
@@ -221,7 +221,7 @@ def test_offline_without_weights_the_models_are_reported_unavailable(fresh_cache
     assert set(missing) == {spec.key for spec in specs(family="image-text")}
     assert "not available" in missing[vision.CLIP_KEY] and "UBT_MODEL_DIR" in missing[vision.CLIP_KEY]
     with pytest.raises(ModelUnavailable):
-        vision.zero_shot([Image.new("RGB", (8, 8))], ["cat", "dog"])
+        vision.zero_shot(registry.load(vision.CLIP_KEY), [Image.new("RGB", (8, 8))], ["cat", "dog"])
 
 
 def test_installed_models_count_as_available(installed):

@@ -28,7 +28,7 @@ class Here:
     Attributes:
         load: resolves and loads the model (registry and engine choice); called once per click.
         run: the task function, handed the loaded model: ``run(model)``, or ``run(model, on_progress)`` when
-            ``progress`` is set. Returns a result with ``measurement`` and ``notes``, or a stream (``stream``).
+            ``progress`` is set (a keyword). Returns a result with ``measurement`` and ``notes``, or a stream (``stream``).
         turn: what the call is, in a word, for the server's line ("classify").
         busy: the spinner's text.
         progress: the text of a progress bar to draw, fed by the task's :class:`core.progress.Progress` updates.
@@ -93,14 +93,15 @@ class RunOn:
         return {LOCAL: f"{self.key}_result", HOSTED: f"{self.key}_hosted_result"}
 
     def run(self, here: Here | None, there: There | None, *, notes: list[str] = (), params: dict | None = None,
-            local_params: dict | None = None, metrics: Callable[[Any], dict | None] | None = None,
-            kept: Any = None) -> None:
+            local_params: dict | None = None, hosted_params: dict | None = None,
+            metrics: Callable[[Any], dict | None] | None = None, kept: Any = None) -> None:
         """Run the chosen sides on one input, keep and record each result.
 
         Args:
             here, there: the two sides; None for a side that cannot run (this server's says so when both run).
             notes: notes on the input, put before each result's own.
-            params: the run's settings, recorded with both results; ``local_params`` with this server's only.
+            params: the run's settings, recorded with both results; ``local_params`` with this server's only,
+                ``hosted_params`` with the hosted one's only.
             metrics: a result's quality figures for the run store (e.g. word error rate).
             kept: anything to keep with the results for drawing them later (:attr:`View.kept`).
         """
@@ -117,7 +118,7 @@ class RunOn:
                     self._keep(LOCAL, self._run_here(here), notes, {**(params or {}), **(local_params or {})}, metrics)
         if self.where != LOCAL and there is not None:
             with self.hosted_out:
-                self._keep(HOSTED, self._run_there(there), notes, params or {}, metrics)
+                self._keep(HOSTED, self._run_there(there), notes, {**(params or {}), **(hosted_params or {})}, metrics)
 
     def _run_here(self, here: Here):
         with friendly_errors(self.action), model_turn(here.turn):
@@ -139,7 +140,7 @@ class RunOn:
                     return here.run(model)
             show, slot = progress_view(here.progress, f"{self.key}_progress")
             with st.spinner(here.busy):
-                result = here.run(model, show)
+                result = here.run(model, on_progress=show)
             slot.empty()
             st.session_state.pop(f"{self.key}_progress", None)  # finished or failed; a Stop click never gets here
             return result
@@ -197,7 +198,7 @@ def progress_view(label: str, state_key: str = "") -> tuple[Callable[[Progress],
     def show(update: Progress) -> None:
         if state_key:
             st.session_state[state_key] = (update.done, update.total)
-        bar.progress(update.fraction, text=update.message or f"{label}: {update.done:g} of {update.total:g}")
+        bar.progress(update.fraction, text=update.message or f"{label} {update.done:g}/{update.total:g}")
         if isinstance(update.preview, str):
             preview.markdown(update.preview)
         elif update.preview is not None:
