@@ -12,7 +12,7 @@ import numpy as np
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.finetune import features as feats
-from core.finetune.arms import loop
+from core.finetune.arms.loop import adamw, early_stopping, train, training_device
 from core.finetune.arms.base import APPROACHES, ArmResult, FineTuneSettings, encoder_for, labels_of, trainable
 from core.progress import OnProgress, ShouldStop, ignore, never
 
@@ -133,7 +133,7 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, on_prog
     unfrozen = [p for p in encoder.parameters() if p.requires_grad]
     if unfrozen:
         groups.append({"params": unfrozen, "lr": settings.learning_rate})
-    optimiser = loop.adamw(groups, weight_decay=0.01)
+    optimiser = adamw(groups, weight_decay=0.01)
     y_train = torch.tensor([labels.index(data.labels[i]) for i in train_idx], device=device.device)
 
     def predict() -> np.ndarray:
@@ -145,8 +145,8 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, on_prog
         encoder.train(training), head.train(training)
         return torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
 
-    fit_rows, val_rows, patience = loop.early_stopping(labels_of(data, train_idx), settings)
-    trained = loop.train(modules=[encoder, head], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
+    fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
+    trained = train(modules=[encoder, head], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
                          test_labels=labels_of(data, test_idx), fit_rows=fit_rows, val_rows=val_rows, patience=patience,
                          settings=settings, on_progress=on_progress, should_stop=should_stop)
     notes = [f"Unfroze the top {top} of {len(blocks)} {tunable.what} and trained them with a linear head; the rest "
@@ -156,7 +156,7 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, on_prog
         notes.append(f"The encoder has only {len(blocks)} blocks, so {top} were unfrozen instead of {settings.top_layers}.")
     return ArmResult(
         arm="fine-tune", approach=APPROACHES["fine-tune"], model=key, source=tunable.loaded.resolution.source,
-        device=loop.training_device(), labels=labels, trainable_params=trainable(encoder) + trainable(head),
+        device=training_device(), labels=labels, trainable_params=trainable(encoder) + trainable(head),
         train_examples=len(train_idx), test_examples=len(test_idx), load_s=tunable.loaded.load_s,
         params=asdict(settings) | {"encoder": key}, notes=notes + trained.stop_note(settings),
         **trained.result_fields(),

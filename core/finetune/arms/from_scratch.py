@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from core.device import choose_device
-from core.finetune.arms import loop
+from core.finetune.arms.loop import adamw, early_stopping, train, training_device
 from core.finetune.arms.base import (APPROACHES, SCRATCH_MODELS, ArmResult, ScratchSettings, correct_of, labels_of,
                                      score, trainable)
 from core.measure import measured
@@ -89,7 +89,7 @@ def scratch_images(data, train_idx, test_idx, settings: ScratchSettings, on_prog
     y_train = torch.tensor([labels.index(data.labels[i]) for i in train_idx], device=device.device)
     torch.manual_seed(settings.seed)
     model = small_cnn(channels, len(labels)).to(device.device)
-    optimiser = loop.adamw(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    optimiser = adamw(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
 
     def predict() -> np.ndarray:
         model.eval()
@@ -100,15 +100,15 @@ def scratch_images(data, train_idx, test_idx, settings: ScratchSettings, on_prog
         model.train(training)
         return torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
 
-    fit_rows, val_rows, patience = loop.early_stopping(labels_of(data, train_idx), settings)
-    trained = loop.train(modules=[model], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
+    fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
+    trained = train(modules=[model], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
                          test_labels=labels_of(data, test_idx), fit_rows=fit_rows, val_rows=val_rows, patience=patience,
                          settings=settings, on_progress=on_progress, should_stop=should_stop)
     notes = [f"A small CNN trained from random weights on {size}×{size} {'grey' if channels == 1 else 'colour'} "
              f"pixels (images were {native} px at most). Held-out accuracy after every epoch is for the curve only."]
     return ArmResult(
         arm="scratch", approach=APPROACHES["scratch"], model=SCRATCH_MODELS["image"], source="none",
-        device=loop.training_device(), labels=labels, trainable_params=trainable(model), train_examples=len(train_idx),
+        device=training_device(), labels=labels, trainable_params=trainable(model), train_examples=len(train_idx),
         test_examples=len(test_idx), params=asdict(settings) | {"image_size": size, "channels": channels},
         notes=notes + trained.stop_note(settings), **trained.result_fields(),
     )
