@@ -78,7 +78,7 @@ class Limits:
     max_image_side: int = 512
 
 
-# --- helpers for messages and labels --------------------------------------------------------------------------------
+# --- helpers for messages and labels ------------------------------------------------------------
 def size_text(n: int) -> str:
     """Bytes for people: '512 B', '3.2 KB', '50 MB'."""
     value, unit = float(n), "B"
