@@ -4,13 +4,13 @@ from itertools import count
 import pandas as pd
 import streamlit as st
 
-from core import providers, registry, runs
+from core import providers, runs
 from core.catalog import get_spec
 from core.charts import finetune as charts
 from core.finetune import arms, export, jobs
 from core.finetune import data as labelled_data
 from core.finetune import features as feats
-from core.finetune.api_arm import ApiSettings
+from core.finetune.verdict import verdict
 from ui.common import friendly_errors, session_id
 from ui.hosted import endpoint_form
 from ui.queue import model_turn
@@ -129,30 +129,12 @@ ARM_HELP = {
 }
 
 
-ENCODER_ARMS = ("zero-shot", "transfer", "fine-tune")  # the arms built on a pretrained encoder
-
-
-def _short(arm: str) -> str:
-    return arms.TITLES[arm].split(" (")[0]
-
-
-def _no_encoder_note(kind: str) -> str | None:
-    """Why the encoder arms are off: no pretrained encoder for ``kind`` can load here (None when one can)."""
-    options = feats.TEXT_ENCODERS if kind == "text" else feats.IMAGE_ENCODERS
-    if not all(feats.unavailable_reason(key) for key in options):
-        return None
-    why = registry.availability(get_spec(feats.DEFAULT_ENCODER[kind])).reason
-    names = [_short(arm) for arm in ENCODER_ARMS]
-    return (f"{', '.join(names[:-1])} and {names[-1]} are turned off: they need a pretrained {kind} encoder, "
-            f"and none is available here. {why} {_short('scratch')} needs none.")
-
-
 def _arm_checkbox(arm: str, key: str, off: bool = False) -> bool:
     """The arm's checkbox, ticked by default; when ``off``, an unticked disabled one under its own key
     (a widget's key keeps its value whatever ``value=`` says, and the arm is ticked again when it can run)."""
     if off:
-        return st.checkbox(_short(arm), value=False, disabled=True, key=f"{key}_off", help=ARM_HELP[arm])
-    return st.checkbox(_short(arm), value=arm != "api", key=key, help=ARM_HELP[arm])  # calls cost money: opt in
+        return st.checkbox(arms.short_title(arm), value=False, disabled=True, key=f"{key}_off", help=ARM_HELP[arm])
+    return st.checkbox(arms.short_title(arm), value=arm != "api", key=key, help=ARM_HELP[arm])  # calls cost money: opt in
 
 
 def _zero_shot_settings(kind: str) -> arms.ZeroShotSettings:
@@ -194,11 +176,11 @@ def _scratch_settings(kind: str) -> arms.ScratchSettings:
     return arms.ScratchSettings(epochs, float(budget), image_size=None if size == "auto" else int(size))
 
 
-def _api_settings(kind: str) -> ApiSettings | None:
+def _api_settings(kind: str) -> arms.ApiSettings | None:
     st.caption("Any OpenAI-compatible chat endpoint: a hosted provider, or your own server (vLLM, llama.cpp, Ollama).")
     point = endpoint_form(providers.CHAT, "chat", "ft_api")
     limit = st.number_input("Most calls (one per held-out item)", 1, 2000, 200, key="ft_api_max_calls")
-    return ApiSettings(point, int(limit)) if point is not None else None
+    return arms.ApiSettings(point, int(limit)) if point is not None else None
 
 
 ARM_SETTINGS = {"zero-shot": _zero_shot_settings, "transfer": _transfer_settings,
@@ -212,19 +194,19 @@ def _arm_settings(kind: str) -> dict:
 
     When no pretrained encoder can load here, the arms that need one are unticked and disabled, with one note.
     """
-    no_encoder = _no_encoder_note(kind)
+    no_encoder = arms.no_encoder_note(kind)
     if no_encoder:
         st.info(no_encoder, icon=":material/cloud_off:")
     ticked = []
     for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), gap="small")):
         with column:
-            if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in ENCODER_ARMS)
+            if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in arms.ENCODER_ARMS)
                              or (arm == "api" and kind != "text")):
                 ticked.append(arm)
     if not ticked:
         return {}
     with st.expander("Settings of the chosen arms"):
-        tabs = st.tabs([_short(arm) for arm in ticked])
+        tabs = st.tabs([arms.short_title(arm) for arm in ticked])
         chosen = {}
         for arm, tab in zip(ticked, tabs):
             with tab:
@@ -269,7 +251,7 @@ def _results(job) -> None:
         return
     _section("Results on the held-out split")
     st.caption(f"Data: {st.session_state.get('ft_job_source', '')}")
-    st.success(arms.verdict(results), icon=":material/balance:")
+    st.success(verdict(results), icon=":material/balance:")
     st.dataframe(
         arms.results_table(results), hide_index=True, width="stretch",
         column_config={

@@ -3,7 +3,7 @@ one from-scratch CNN epoch, each against a plain loop doing the same work in the
 
 "ratio" is reference / ours: above 1 ours is faster, below 1 our plumbing costs that much. Ours and the
 reference run alternately in pairs (bench.common.paired), so a busy machine hurts both alike. The plain
-training loops use torch's default AdamW; ours uses the fused AdamW kernel (core/finetune/arms.adamw).
+training loops use torch's default AdamW; ours uses the fused AdamW kernel (core/finetune/arms/loop.py: adamw).
 
 Usage: python -m bench.finetune [--quick]
 """

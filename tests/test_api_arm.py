@@ -5,7 +5,7 @@ import pytest
 
 from core import providers
 from core.errors import InputError
-from core.finetune.api_arm import ApiSettings, run_api
+from core.finetune.arms import ApiSettings, run_api
 from core.finetune.data import LabelledData
 from tests.openai_servers import RecordedServer, recorded_stream
 from tests.test_providers import KEY, llama, needs_llama  # noqa: F401 (fixture)
@@ -25,13 +25,13 @@ def test_recorded_answers_are_scored_on_the_held_out_items_and_priced():
     seen = []
     with RecordedServer(answers) as server:
         result = run_api(DATA, [], [0, 1, 3], _settings(server.url, input_per_m=1.0, output_per_m=2.0),
-                         progress=seen.append)
+                         on_progress=seen.append)
     # item 0 right, item 1 unanswerable (wrong), item 3 right
     assert result.correct == [True, False, True]
     assert result.accuracy == pytest.approx(2 / 3)
     assert result.params["cost_usd"] == pytest.approx((60 * 1.0 + 3 * 2.0) / 1e6)
     assert result.params["cost_per_1000_usd"] == pytest.approx(result.params["cost_usd"] / 3 * 1000)
-    assert [p.step for p in seen] == [1, 2, 3]
+    assert [p.done for p in seen] == [1, 2, 3] and seen[-1].fraction == 1.0
     assert any("named no label" in n for n in result.notes)
     assert KEY not in repr(result)
 
@@ -39,7 +39,7 @@ def test_recorded_answers_are_scored_on_the_held_out_items_and_priced():
 def test_stop_ends_the_calls_and_the_rest_count_as_wrong():
     stop = threading.Event()
     with RecordedServer([recorded_stream(["positive"])]) as server:
-        result = run_api(DATA, [], [0, 2], _settings(server.url), progress=lambda p: stop.set(), stop=stop)
+        result = run_api(DATA, [], [0, 2], _settings(server.url), on_progress=lambda p: stop.set(), should_stop=stop.is_set)
     assert result.correct == [True, False] and len(server.requests) == 1
     assert any("Stopped after 1 of 2" in n for n in result.notes)
 

@@ -9,8 +9,10 @@ import torch
 from core import registry
 from core.catalog import CATALOG
 from core.errors import InputError
-from core.finetune import arms, data
+from core.finetune import arms, data, record, verdict
+from core.finetune.arms import loop
 from core.finetune import features as feats
+from core.progress import Progress
 from tests import tiny
 
 CLIP_KEY = "clip-vit-b-32"
@@ -100,14 +102,14 @@ def test_fine_tune_trains_only_the_top_layers_of_a_private_copy(tiny_text, senti
     before = {name: (p.detach().clone(), p.requires_grad) for name, p in shared.named_parameters()}
     events = []
     result = arms.run_fine_tune(labelled, train, test, arms.FineTuneSettings(top_layers=1, epochs=2, batch_size=32),
-                                progress=events.append)
+                                on_progress=events.append)
     _check_result(result, len(test), 2)
     steps = 2 * int(np.ceil(len(train) / 32))
     layer = sum(p.numel() for p in shared.encoder.layer[-1].parameters())
     assert result.trainable_params == layer + 32 * 2 + 2
     assert [point["step"] for point in result.curve] == list(range(steps + 1))
     assert [p["step"] for p in result.curve if p["accuracy"] is not None] == [0, steps // 2, steps]
-    assert events[-1].fraction == pytest.approx(1.0) and events[-1].accuracy is not None
+    assert events[-1].fraction == pytest.approx(1.0) and events[-1].metrics["accuracy"] is not None
     assert not result.stopped
     for name, p in shared.named_parameters():  # the registry's model is untouched
         assert torch.equal(p, before[name][0]) and p.requires_grad == before[name][1]
@@ -117,12 +119,12 @@ def test_fine_tune_stops_when_asked(tiny_text, sentiment):
     labelled, train, test = sentiment
     stop = threading.Event()
 
-    def stop_after_two_steps(event: arms.Progress) -> None:
-        if event.step == 2:
+    def stop_after_two_steps(event: Progress) -> None:
+        if event.metrics["step"] == 2:
             stop.set()
 
     result = arms.run_fine_tune(labelled, train, test, arms.FineTuneSettings(top_layers=1, epochs=5, batch_size=16),
-                                progress=stop_after_two_steps, stop=stop)
+                                on_progress=stop_after_two_steps, should_stop=stop.is_set)
     assert result.stopped and max(p["step"] for p in result.curve) == 2
     assert result.curve[-1]["accuracy"] is not None  # scored as it was when stopped
     assert any("Stopped by the user" in note for note in result.notes)
@@ -147,12 +149,12 @@ def test_from_scratch_cnn_reaches_90_percent_on_digits():
     digits = data.example_digits()
     train, test = data.split(digits)
     events = []
-    result = arms.run_from_scratch(digits, train, test, arms.ScratchSettings(epochs=6, image_size=8), progress=events.append)
+    result = arms.run_from_scratch(digits, train, test, arms.ScratchSettings(epochs=6, image_size=8), on_progress=events.append)
     _check_result(result, len(test), 10)
     assert result.accuracy >= 0.90
     assert result.params["channels"] == 1 and result.params["image_size"] == 8  # grey digits read as one channel
     assert result.curve[0]["accuracy"] < 0.5 < result.curve[-1]["accuracy"]  # it learnt
-    assert any(e.loss is not None for e in events)
+    assert any(e.metrics.get("loss") is not None for e in events)
 
 
 # --- when training ends: early stopping on training items set aside, the budget, the epoch cap ---------
@@ -175,34 +177,49 @@ def _bars(per_class: int, side: int = 12, seed: int = 0) -> data.LabelledData:
     return data.LabelledData("image", items, labels, [], f"bars-{per_class}-{seed}", "synthetic: bars")
 
 
-def _scripted_validation(losses: list[float]):
-    calls = {"keep": 0, "restore": 0}
-    remaining = iter(losses)
-    validation = arms._Validation(lambda: next(remaining), 3, lambda: calls.__setitem__("keep", calls["keep"] + 1),
-                                  lambda: calls.__setitem__("restore", calls["restore"] + 1))
-    return validation, calls
+class _Scripted:
+    """A stand-in model for :func:`loop.train`: one weight that counts the optimiser steps, scripted validation losses."""
+
+    def __init__(self, validation_losses: list[float]) -> None:
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.module = torch.nn.Module()
+        self.module.weight = self.weight
+        self.remaining = iter(validation_losses)
+
+    def loss_of(self, rows: list[int], training: bool):
+        return self.weight.sum() * 0 + 0.5 if training else torch.tensor(next(self.remaining), dtype=torch.float64)
+
+    def zero_grad(self) -> None:
+        pass
+
+    def step(self) -> None:  # the weight is the number of steps done, so the weights kept say when they were kept
+        with torch.no_grad():
+            self.weight += 1
+
+    def train(self, **options):
+        return loop.train(modules=[self.module], optimiser=self, loss_of=self.loss_of, predict=lambda: np.array([0, 0]),
+                          labels=["a", "b"], test_labels=["a", "b"], fit_rows=list(range(8)), val_rows=[8], patience=3,
+                          **options)
 
 
 def test_train_loop_stops_when_the_validation_loss_plateaus_and_keeps_the_best_weights():
-    validation, calls = _scripted_validation([1.0, 0.8, 0.7, 0.75, 0.72, 0.70, 0.5])  # best at epoch 3
+    scripted = _Scripted([1.0, 0.8, 0.7, 0.75, 0.72, 0.70, 0.5])  # best at epoch 3
     events = []
-    loop = arms._train_loop(rows=list(range(8)), batch_size=4, epochs=50, budget_s=1e9, seed=0,
-                            step=lambda rows: 0.5, evaluate=lambda: 0.5, progress=events.append,
-                            stop=threading.Event(), validation=validation)
-    assert (loop.stopped_by, loop.epochs, loop.steps, loop.best_epoch) == ("plateau", 6.0, 12, 3.0)
-    assert calls == {"keep": 3, "restore": 1}  # 0.70 is not below 0.70 - 1e-4: epoch 3's weights are restored
-    assert [p["val_loss"] for p in loop.curve if p["val_loss"] is not None] == [1.0, 0.8, 0.7, 0.75, 0.72, 0.70]
-    assert events[-1].val_loss == 0.70 and "lowest 0.7000, epoch 3" in events[-1].message
+    trained = scripted.train(settings=arms.ScratchSettings(epochs=50, time_budget_s=1e9, batch_size=4, seed=0),
+                             on_progress=events.append)
+    assert (trained.stopped_by, trained.epochs, trained.steps, trained.best_epoch) == ("plateau", 6.0, 12, 3.0)
+    assert float(scripted.weight.detach()) == 6  # 0.70 is not below 0.70 - 1e-4: epoch 3's weights (6 steps) are restored
+    assert [p["val_loss"] for p in trained.curve if p["val_loss"] is not None] == [1.0, 0.8, 0.7, 0.75, 0.72, 0.70]
+    assert events[-1].metrics["val_loss"] == 0.70 and "lowest 0.7000, epoch 3" in events[-1].message
 
 
 def test_train_loop_stops_at_the_budget_by_its_clock_and_goes_back_to_the_best_weights():
-    validation, calls = _scripted_validation([0.9, 0.6, 0.8, 0.9, 0.9])
+    scripted = _Scripted([0.9, 0.6, 0.8, 0.9, 0.9])
     ticks = iter(range(10_000))  # a fake clock: one second per reading
-    loop = arms._train_loop(rows=list(range(8)), batch_size=4, epochs=50, budget_s=12, seed=0,
-                            step=lambda rows: 0.5, evaluate=lambda: 0.5, progress=lambda event: None,
-                            stop=threading.Event(), validation=validation, clock=lambda: next(ticks))
-    assert loop.stopped_by == "budget" and loop.steps < 50 * 2
-    assert loop.best_epoch == 2.0 and calls["restore"] == 1
+    trained = scripted.train(settings=arms.ScratchSettings(epochs=50, time_budget_s=12, batch_size=4, seed=0),
+                             clock=lambda: next(ticks))
+    assert trained.stopped_by == "budget" and trained.steps < 50 * 2
+    assert trained.best_epoch == 2.0 and float(scripted.weight.detach()) == 4  # restored to epoch 2's weights (4 steps)
 
 
 def test_validation_slice_is_stratified_and_only_when_large_enough():
@@ -427,7 +444,7 @@ def test_results_table_shows_each_accuracy_with_its_interval():
 def test_verdict_says_when_a_small_split_cannot_tell_arms_apart():
     transfer = [True] * 8 + [False] * 2  # 80% of 10
     tuned = [True] * 6 + [False, True, False, False]  # 70%, disagreeing with transfer on 3 items
-    text = arms.verdict({"transfer": _result("transfer", 0, 2.0, correct=transfer),
+    text = verdict.verdict({"transfer": _result("transfer", 0, 2.0, correct=transfer),
                          "fine-tune": _result("fine-tune", 0, 60.0, correct=tuned)})
     assert "On these 10 held-out examples the arms are not distinguishable" in text
     assert "McNemar's exact test on the same held-out items: p = 1.000 against fine-tune" in text
@@ -440,7 +457,7 @@ def test_verdict_ranks_a_clear_winner():
     truth_hits = rng.random(200)
     transfer = list(truth_hits < 0.9)
     zero = list(truth_hits < 0.55)  # wrong wherever transfer is wrong, and on 70 more items
-    text = arms.verdict({"zero-shot": _result("zero-shot", 0, 0.1, correct=zero),
+    text = verdict.verdict({"zero-shot": _result("zero-shot", 0, 0.1, correct=zero),
                          "transfer": _result("transfer", 0, 2.0, correct=transfer)})
     assert "On these 200 held-out examples, transfer learning is ahead of every other arm beyond chance" in text
     assert "p < 0.001 against use as is" in text
@@ -448,7 +465,7 @@ def test_verdict_ranks_a_clear_winner():
 
 
 def test_verdict_falls_back_to_wilson_intervals_without_per_item_outcomes():
-    text = arms.verdict({"transfer": _result("transfer", 0.8, 2.0, held_out=10),
+    text = verdict.verdict({"transfer": _result("transfer", 0.8, 2.0, held_out=10),
                          "scratch": _result("scratch", 0.7, 1.0, held_out=10)})
     assert "not distinguishable (overlap of the 95% Wilson intervals: transfer learning 49%–94% (8/10)" in text
     assert "from scratch cannot be told apart from it (70%) for 1.0 s of training instead of 2.0 s" in text
@@ -457,16 +474,16 @@ def test_verdict_falls_back_to_wilson_intervals_without_per_item_outcomes():
 def test_verdict_is_computed_from_the_numbers():
     results = {"zero-shot": _result("zero-shot", 0.55, 0.1), "transfer": _result("transfer", 0.81, 2.0),
                "fine-tune": _result("fine-tune", 0.84, 60.0)}
-    text = arms.verdict(results)
+    text = verdict.verdict(results)
     assert "Transfer learning reached 81% in 2.0 s" in text
     assert "Fine-tuning gained 3.0 points for 30× the time" in text
     assert "Used as is, m scored 55%" in text
     results["fine-tune"] = _result("fine-tune", 0.82, 60.0)
-    assert "transfer learning comes within 2 points of it (81%) for 2.0 s of training instead of 60.0 s" in arms.verdict(results)
+    assert "transfer learning comes within 2 points of it (81%) for 2.0 s of training instead of 60.0 s" in verdict.verdict(results)
     results["zero-shot"] = _result("zero-shot", 0.81, 0.1)
-    assert "Using the model as is comes within 2 points of the best (82%)" in arms.verdict(results)
-    assert "Fine-tuning gained 1.0 points for 30× the time" in arms.verdict(results)
-    assert "1.5× the time" in arms.verdict({"transfer": _result("transfer", 0.8, 2.0), "fine-tune": _result("fine-tune", 0.7, 3.0)})
+    assert "Using the model as is comes within 2 points of the best (82%)" in verdict.verdict(results)
+    assert "Fine-tuning gained 1.0 points for 30× the time" in verdict.verdict(results)
+    assert "1.5× the time" in verdict.verdict({"transfer": _result("transfer", 0.8, 2.0), "fine-tune": _result("fine-tune", 0.7, 3.0)})
 
 
 def test_record_stores_a_training_run_without_the_data(tiny_text, sentiment):
@@ -474,7 +491,7 @@ def test_record_stores_a_training_run_without_the_data(tiny_text, sentiment):
 
     labelled, train, test = sentiment
     result = arms.run_transfer(labelled, train, test, arms.TransferSettings())
-    arms.record(result, labelled, session_id="arms-test")
+    record.record_arm(result, labelled, session_id="arms-test")
     stored = runs.fetch_runs(session_id="arms-test")
     assert len(stored) == 1
     row = stored.iloc[0]
@@ -490,7 +507,7 @@ def test_text_from_scratch_is_recorded_as_run_by_scikit_learn_not_torch(sentimen
     from core import runs
 
     labelled, train, test = sentiment
-    arms.record(arms.run_from_scratch(labelled, train, test, arms.ScratchSettings()), labelled, session_id="scratch-engine")
+    record.record_arm(arms.run_from_scratch(labelled, train, test, arms.ScratchSettings()), labelled, session_id="scratch-engine")
     assert runs.fetch_runs(session_id="scratch-engine").iloc[0]["engine"] == "scikit-learn"
 
 

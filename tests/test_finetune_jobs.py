@@ -8,6 +8,7 @@ from core import registry, runs
 from core.errors import InputError
 from core.finetune import arms, data, jobs
 from core.finetune import features as feats
+from core.progress import Progress
 from tests import tiny
 
 WAIT_S = 30  # generous bound for a thread to reach a state on a busy machine (not a speed assertion)
@@ -27,11 +28,11 @@ def _status(job: jobs.Job, step: int = 0) -> str:
 
 def _blocking_step(name: str, gate: threading.Event, started: list) -> jobs.Step:
     """A heavy step that reports progress and waits for the gate (or for stop)."""
-    def run(progress, stop):
+    def run(on_progress, should_stop):
         started.append(name)
-        progress(arms.Progress(0.5, 1, 0.5, 0.7, None, "half way"))
+        on_progress(Progress(0.5, 1.0, "half way", metrics={"step": 1, "epoch": 0.5, "loss": 0.7}))
         while not gate.wait(0.01):
-            if stop.is_set():
+            if should_stop():
                 return "stopped"
         return name
     return jobs.Step(name, name, True, run)
@@ -59,7 +60,7 @@ def test_light_steps_do_not_wait_for_the_slot():
     slot, gate, started = jobs.TrainingSlot(), threading.Event(), []
     heavy = jobs.Job([_blocking_step("heavy", gate, started)], slot).start()
     _until(lambda: _status(heavy) == "running", "the heavy job to run")
-    light = jobs.Job([jobs.Step("light", "light", False, lambda progress, stop: 42)], slot).start()
+    light = jobs.Job([jobs.Step("light", "light", False, lambda on_progress, should_stop: 42)], slot).start()
     assert light.join(WAIT_S) and light.results() == {"light": 42}
     gate.set()
     assert heavy.join(WAIT_S)
@@ -92,15 +93,15 @@ def test_stop_while_queued_leaves_the_queue():
 def test_a_crash_half_way_releases_the_slot_and_shows_its_error():
     slot = jobs.TrainingSlot()
 
-    def crash(progress, stop):
-        progress(arms.Progress(0.4, 3, 0.4, 1.2, None, "step 3"))
+    def crash(on_progress, should_stop):
+        on_progress(Progress(0.4, 1.0, "step 3", metrics={"step": 3, "epoch": 0.4, "loss": 1.2}))
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    def refuse(progress, stop):
+    def refuse(on_progress, should_stop):
         raise InputError("Each class needs at least 4 examples.")
 
     job = jobs.Job([jobs.Step("crash", "crash", True, crash), jobs.Step("refuse", "refuse", True, refuse),
-                    jobs.Step("after", "after", True, lambda progress, stop: "ran")], slot).start()
+                    jobs.Step("after", "after", True, lambda on_progress, should_stop: "ran")], slot).start()
     assert job.join(WAIT_S)
     crashed, refused, after = job.snapshot()
     assert crashed.status == "error" and crashed.error == "RuntimeError: CUDA out of memory (simulated)"
@@ -108,7 +109,7 @@ def test_a_crash_half_way_releases_the_slot_and_shows_its_error():
     assert refused.status == "error" and refused.error == "Each class needs at least 4 examples."
     assert after.status == "done" and after.result == "ran"
     assert not slot.busy()
-    again = jobs.Job([jobs.Step("next", "next", True, lambda progress, stop: "ok")], slot).start()
+    again = jobs.Job([jobs.Step("next", "next", True, lambda on_progress, should_stop: "ok")], slot).start()
     assert again.join(WAIT_S) and again.results() == {"next": "ok"}
 
 

@@ -37,7 +37,8 @@ def curve_chart(curve: list[dict], title: str = "Training curve") -> alt.Chart:
 
     Args:
         curve: points ``{step, epoch, loss, accuracy}``, and ``val_loss`` where early stopping validated;
-            any value may be None.
+            any value may be None (an ArmResult's curve, or a running step's, made from the figures in each
+            ``core.progress.Progress.metrics``).
         title: chart title.
 
     Returns:

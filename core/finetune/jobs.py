@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 from core.errors import InputError, ModelTooLarge, ModelUnavailable
 from core.finetune import arms
+from core.finetune.record import record_arm
+from core.progress import OnProgress, Progress, ShouldStop, never
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +36,22 @@ class TrainingSlot:
         self._holder: object | None = None
         self._queue: deque[object] = deque()
 
-    def acquire(self, owner: object, stop: threading.Event | None = None, poll_s: float = 0.1) -> bool:
+    def acquire(self, owner: object, should_stop: ShouldStop = never, poll_s: float = 0.1) -> bool:
         """Wait for the slot in turn.
 
         Args:
             owner: who holds it (any object; compared by identity).
-            stop: when set while waiting, give up.
-            poll_s: how often ``stop`` is checked.
+            should_stop: when it returns True while waiting, give up.
+            poll_s: how often ``should_stop`` is asked.
 
         Returns:
-            True once ``owner`` holds the slot; False when ``stop`` was set first.
+            True once ``owner`` holds the slot; False when ``should_stop`` said so first.
         """
         with self._cond:
             self._queue.append(owner)
             try:
                 while self._holder is not None or self._queue[0] is not owner:
-                    if stop is not None and stop.is_set():
+                    if should_stop():
                         return False
                     self._cond.wait(poll_s)
                 self._holder = owner
@@ -66,9 +68,9 @@ class TrainingSlot:
                 self._cond.notify_all()
 
     @contextmanager
-    def hold(self, owner: object, stop: threading.Event | None = None):
+    def hold(self, owner: object, should_stop: ShouldStop = never):
         """Hold the slot for a block; yields False (and holds nothing) when stopped while waiting."""
-        acquired = self.acquire(owner, stop)
+        acquired = self.acquire(owner, should_stop)
         try:
             yield acquired
         finally:
@@ -102,13 +104,13 @@ class Step:
         name: short id (an arm name, ``label-efficiency`` ...).
         title: shown to people.
         heavy: takes the server-wide slot while it runs.
-        run: ``run(progress, stop) -> result``; calls ``progress(arms.Progress)`` and checks ``stop``.
+        run: ``run(on_progress, should_stop) -> result``; calls ``on_progress(Progress)`` and asks ``should_stop()``.
     """
 
     name: str
     title: str
     heavy: bool
-    run: Callable[[Callable[[arms.Progress], None], threading.Event], Any]
+    run: Callable[[OnProgress, ShouldStop], Any]
 
 
 @dataclass
@@ -128,6 +130,7 @@ class StepState:
 
 
 FINISHED = ("done", "stopped", "error")
+CURVE_FIGURES = ("step", "epoch", "loss", "accuracy", "val_loss")  # a curve point, from Progress.metrics
 
 
 class Job:
@@ -182,12 +185,13 @@ class Job:
             for name, value in changes.items():
                 setattr(state, name, value)
 
-    def _progress(self, state: StepState) -> Callable[[arms.Progress], None]:
-        def report(event: arms.Progress) -> None:
+    def _progress(self, state: StepState) -> OnProgress:
+        """The step's ``on_progress``: the fraction and message, and a curve point for an update with figures."""
+        def report(event: Progress) -> None:
             with self._lock:
                 state.fraction, state.message = event.fraction, event.message
-                state.curve.append({"step": event.step, "epoch": event.epoch, "loss": event.loss,
-                                    "accuracy": event.accuracy, "val_loss": event.val_loss})
+                if event.metrics:
+                    state.curve.append({name: event.metrics.get(name) for name in CURVE_FIGURES})
         return report
 
     def _run(self) -> None:
@@ -198,15 +202,15 @@ class Job:
             try:
                 if step.heavy:
                     self._update(state, status="queued", message="Waiting for the training slot")
-                    with self.slot.hold(self, self.stop_event) as acquired:
+                    with self.slot.hold(self, self.stop_event.is_set) as acquired:
                         if not acquired:
                             self._update(state, status="stopped", message="Stopped while queued.")
                             continue
                         self._update(state, status="running", message="Started")
-                        result = step.run(self._progress(state), self.stop_event)
+                        result = step.run(self._progress(state), self.stop_event.is_set)
                 else:
                     self._update(state, status="running", message="Started")
-                    result = step.run(self._progress(state), self.stop_event)
+                    result = step.run(self._progress(state), self.stop_event.is_set)
                 stopped = bool(getattr(result, "stopped", False)) and self.stop_event.is_set()
                 self._update(state, result=result, fraction=1.0, status="stopped" if stopped else "done",
                              message="Stopped; scored as it was." if stopped else "Finished")
@@ -236,13 +240,15 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
     for arm in arms.ARMS:
         if arm in chosen:
             steps.append(Step(arm, arms.TITLES[arm], arm in arms.HEAVY,
-                              lambda progress, stop, arm=arm: arms.run_arm(arm, data, train_idx, test_idx, chosen[arm], progress, stop)))
+                              lambda on_progress, should_stop, arm=arm: arms.run_arm(
+                                  arm, data, train_idx, test_idx, chosen[arm], on_progress, should_stop)))
     if label_curve:
         transfer = chosen.get("transfer", arms.TransferSettings())
         zero_shot = chosen.get("zero-shot", arms.ZeroShotSettings())
         title = f"Label efficiency (head refitted per size, {arms.DRAWS} draws each)"
         steps.append(Step("label-efficiency", title, False,
-                          lambda progress, stop: arms.label_efficiency(data, train_idx, test_idx, transfer, zero_shot)))
+                          lambda on_progress, should_stop: arms.label_efficiency(data, train_idx, test_idx, transfer,
+                                                                                 zero_shot)))
     return steps
 
 
@@ -255,6 +261,6 @@ def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id
     """
     def record(name: str, result: Any) -> None:
         if isinstance(result, arms.ArmResult):
-            arms.record(result, data, session_id)
+            record_arm(result, data, session_id)
 
     return Job(training_steps(data, train_idx, test_idx, chosen, label_curve), slot, record).start()

@@ -1,15 +1,16 @@
-"""The fifth arm, "call an API": a hosted chat model prompted with the label names, scored on the same
-held-out split as the other four, with its dollar cost next to their training time."""
+"""Arm 5, "call an API": a hosted chat model prompted with the label names, scored on the same held-out
+split as the other four, with its dollar cost next to their training time."""
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from threading import Event
 
 from core import providers
 from core.errors import InputError
-from core.finetune import arms
+from core.finetune.arms.base import APPROACHES, ArmResult, score
+from core.progress import OnProgress, Progress, ShouldStop, ignore, never
+
 
 @dataclass(frozen=True)
 class ApiSettings:
@@ -20,7 +21,7 @@ class ApiSettings:
 
 
 def run_api(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: ApiSettings,
-            progress: arms.ProgressFn = arms._no_progress, stop: Event | None = None) -> arms.ArmResult:
+            on_progress: OnProgress = ignore, should_stop: ShouldStop = never) -> ArmResult:
     """Classify every held-out text by asking a hosted chat model for one of the class names.
 
     Args:
@@ -28,8 +29,8 @@ def run_api(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: A
         train_idx: unused (nothing is trained), kept for one signature across arms.
         test_idx: held-out items.
         settings: endpoint and call limit.
-        progress: told after each call.
-        stop: set to stop calling; the rest count as wrong.
+        on_progress: told after each call (``done`` calls of ``total``).
+        should_stop: when it returns True, no further call is made; the rest count as wrong.
 
     Returns:
         ArmResult with ``params`` holding the cost: ``cost_usd`` for the held-out set and ``cost_per_1000_usd``.
@@ -40,21 +41,21 @@ def run_api(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: A
     texts = [data.items[i] for i in test_idx]
     start = time.perf_counter()
 
-    def report(done: int, total: int) -> None:
-        progress(arms.Progress(fraction=done / total, step=done, epoch=0.0,
-                               message=f"{done} of {total} calls ({time.perf_counter() - start:.1f} s)"))
+    def report(done: int, total: int) -> None:  # providers.classify's on_item, as one Progress
+        elapsed = time.perf_counter() - start
+        on_progress(Progress(done, total, f"{done} of {total} calls ({elapsed:.1f} s)", elapsed))
 
     answer = providers.classify(settings.endpoint, texts, labels, max_calls=settings.max_calls, on_item=report,
-                                stop=(stop.is_set if stop is not None else None))
+                                stop=should_stop)
     predicted = [label if label is not None else "(no label)" for label in answer.labels]
-    accuracy, macro_f1, confusion = arms.score([data.labels[i] for i in test_idx], predicted, labels)
+    accuracy, macro_f1, confusion = score([data.labels[i] for i in test_idx], predicted, labels)
     m = answer.measurement
     cost = m.extra["cost_usd"]
     notes = [f"No training: each held-out text was sent to {settings.endpoint.label} with the {len(labels)} class names; "
              f"{answer.input_tokens:,} input + {answer.output_tokens:,} output tokens cost ${cost:.4f} "
              f"(${m.extra['cost_per_1000_usd']:.3f} per 1,000 items at the prices set)."] + answer.notes
-    return arms.ArmResult(
-        arm="api", approach=arms.APPROACHES["api"], model=settings.endpoint.label, source="hosted", device=m.device, labels=labels,
+    return ArmResult(
+        arm="api", approach=APPROACHES["api"], model=settings.endpoint.label, source="hosted", device=m.device, labels=labels,
         accuracy=accuracy, macro_f1=macro_f1, confusion=confusion, train_s=0.0,
         latency_s=m.latency_s / max(len(texts), 1), peak_mb=0.0, trainable_params=0, train_examples=0,
         test_examples=len(test_idx), params={"endpoint": settings.endpoint.label, "cost_usd": cost,

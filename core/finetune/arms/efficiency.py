@@ -1,0 +1,57 @@
+"""Label efficiency: held-out accuracy against labelled examples per class, for the transfer head and for
+zero-shot (which uses no labels, so its line is flat)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from core.finetune import features as feats
+from core.finetune.arms.base import (APPROACHES, DEFAULT_TEMPLATE, TransferSettings, ZeroShotSettings, encoder_for,
+                                     labels_of, score)
+from core.finetune.arms.transfer import fit_head, subsample
+from core.finetune.arms.zero_shot import zero_shot_predict
+
+DRAWS = 5  # random draws of the examples per point of the label-efficiency curve
+
+
+def examples_per_class_steps(train_labels: Sequence[str]) -> list[int]:
+    """1, 2, 4, 8 ... up to the smallest class's count in the training set (which is always included)."""
+    smallest = min(np.unique(np.asarray(train_labels), return_counts=True)[1])
+    steps = [2**i for i in range(int(math.log2(smallest)) + 1)]
+    return steps if steps[-1] == smallest else steps + [int(smallest)]
+
+
+def label_efficiency(data, train_idx, test_idx, transfer: TransferSettings, zero_shot: ZeroShotSettings,
+                     draws: int = DRAWS) -> list[dict]:
+    """Held-out accuracy against labelled examples per class, for the head and for zero-shot (flat).
+
+    Cheap: the features come from the cache; only the head is refitted, for each size and each of ``draws``
+    random draws of the examples (seeds 0, 1 ...), so the chart can show how much the pick of examples matters.
+
+    Returns:
+        Rows ``{examples_per_class, train_examples, approach, seed, accuracy}``; zero-shot, which uses no
+        labels, has one row per size (seed 0).
+    """
+    key = encoder_for(transfer, data)
+    labels = data.classes()
+    train = feats.features_for(data, train_idx, key)
+    test = feats.features_for(data, test_idx, key)
+    y_test = labels_of(data, test_idx)
+    position = {index: row for row, index in enumerate(train_idx)}
+    zero_key = encoder_for(zero_shot, data)
+    zero_test = test if zero_key == key else feats.features_for(data, test_idx, zero_key)
+    zero_pred, _ = zero_shot_predict(zero_test, zero_key, zero_shot.template or DEFAULT_TEMPLATE[data.kind], labels)
+    zero_accuracy = score(y_test, zero_pred, labels)[0]
+    rows = []
+    for per_class in examples_per_class_steps(labels_of(data, train_idx)):
+        for seed in range(draws):
+            used = subsample(data, train_idx, per_class, seed)
+            head = fit_head(train.values[[position[i] for i in used]], labels_of(data, used), transfer.c, key)
+            predicted = [head.labels[i] for i in head.predict_proba(test.values).argmax(axis=1)]
+            rows.append({"examples_per_class": per_class, "train_examples": len(used), "approach": APPROACHES["transfer"],
+                         "seed": seed, "accuracy": score(y_test, predicted, labels)[0]})
+        rows.append({"examples_per_class": per_class, "train_examples": len(used), "approach": APPROACHES["zero-shot"],
+                     "seed": 0, "accuracy": zero_accuracy})
+    return rows
