@@ -5,7 +5,8 @@ import time
 
 from core.errors import InputError
 from core.providers.endpoints import TRANSCRIPTION, Endpoint
-from core.providers.http import HostedError, check_reachable, hosted_measurement, post, read_json, require_key, with_one_retry
+from core.providers.http import (HostedError, check_reachable, hosted_measurement, post, read_json, require_key,
+                                 with_one_retry)
 
 
 def _language_code(name: str | None) -> str:
