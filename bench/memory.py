@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     parse_args(__doc__)
-    from core import audio, engines, generation, registry, speech, text
+    from core import audio, engines, imagegen, registry, speech, text
     from core.config import get_settings
     from core.finetune import arms, data
     from core.measure import rss_mb
@@ -24,7 +24,7 @@ def main() -> None:
         ("Text: sentiment (MiniLM + head)", lambda: engines.classify(["fine"], "minilm-sentiment")),
         ("Text: generation (SmolLM2-135M)", lambda: text.generate("smollm2-135m", "hi", text.GenerationSettings(max_new_tokens=4))),
         ("Speech: faster-whisper tiny.en on the sample", lambda: speech.transcribe("faster-whisper-tiny-en", audio.decode(speech.sample_clip()[0]))),
-        ("Image generation: digits", lambda: generation.generate_digits(3, count=4, steps=4)),
+        ("Image generation: digits", lambda: imagegen.generate_digits(3, count=4, steps=4)),
         ("Fine-tune: transfer arm on the shipped CSV", lambda: _transfer(data, arms)),
     ]
     for name, run in steps:
