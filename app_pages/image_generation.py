@@ -2,9 +2,10 @@
 side), or digits from a model this project trained."""
 import streamlit as st
 
-from core import generation, providers, registry
+from core import imagegen, providers, registry
 from core.charts.generation import loss_curve_chart
 from core.config import get_settings
+from core.progress import Progress
 from ui.common import friendly_errors, record, show_measurement
 from ui.hosted import BOTH, HOSTED, LOCAL, comparison, hosted_endpoint, outputs, where_picker
 from ui.hosted import call as hosted_call
@@ -29,9 +30,9 @@ def _progress(prefix: str, preview_width: int):
     box = slot.container()
     bar, preview = box.progress(0.0, text="Starting ..."), box.empty()
 
-    def on_step(update: generation.StepUpdate) -> None:
-        st.session_state[f"{prefix}_progress"] = (update.step, update.total)
-        bar.progress(update.step / update.total, text=f"Step {update.step} of {update.total} · {update.elapsed_s:.1f} s")
+    def on_step(update: Progress) -> None:
+        st.session_state[f"{prefix}_progress"] = (update.done, update.total)
+        bar.progress(update.done / update.total, text=f"Step {update.done} of {update.total} · {update.elapsed_s:.1f} s")
         if update.preview is not None:
             preview.image(update.preview, caption="Preview of the current step (approximate)", width=preview_width)
 
@@ -113,7 +114,7 @@ if mode == MODES[0]:
     if spec is not None and not local_ok:
         _unavailable(spec)
     if local_ok or where != LOCAL:
-        if local_ok and (note := generation.budget_note(spec.key)):
+        if local_ok and (note := imagegen.budget_note(spec.key)):
             st.warning(note, icon=":material/memory:")
         guided = spec.options.get("guidance", 0.0) > 1.0 if local_ok else False
         cols = st.columns(len(PROMPT_EXAMPLES))
@@ -123,14 +124,14 @@ if mode == MODES[0]:
         if guided:
             st.text_input("Negative prompt (what to avoid)", key="imagegen_negative")
         c1, c2, c3, c4 = st.columns(4)
-        steps = c1.slider("Steps", 1, generation.MAX_STEPS, int(spec.options.get("steps", 1)) if local_ok else 4,
+        steps = c1.slider("Steps", 1, imagegen.MAX_STEPS, int(spec.options.get("steps", 1)) if local_ok else 4,
                           key="imagegen_steps")
         guidance = c2.slider("Guidance scale", 1.0, 12.0, float(spec.options.get("guidance", 7.5)), 0.5,
                              key="imagegen_guidance") if guided else 0.0
-        width = c3.number_input("Width (px)", generation.MIN_SIZE, generation.MAX_SIZE, 512, 8, key="imagegen_width")
-        height = c4.number_input("Height (px)", generation.MIN_SIZE, generation.MAX_SIZE, 512, 8, key="imagegen_height")
+        width = c3.number_input("Width (px)", imagegen.MIN_SIZE, imagegen.MAX_SIZE, 512, 8, key="imagegen_width")
+        height = c4.number_input("Height (px)", imagegen.MIN_SIZE, imagegen.MAX_SIZE, 512, 8, key="imagegen_height")
         c5, c6 = st.columns(2)
-        seed = c5.number_input("Seed", 0, generation.MAX_SEED, 0, key="imagegen_seed")
+        seed = c5.number_input("Seed", 0, imagegen.MAX_SEED, 0, key="imagegen_seed")
         tiny = c6.toggle("Tiny decoder (TAESD): much faster decoding, slightly softer detail", key="imagegen_tiny",
                          disabled=not local_ok)
         clicked = _buttons("imagegen", "Generate", disabled=where != LOCAL and point is None)
@@ -141,17 +142,17 @@ if mode == MODES[0]:
         if clicked:
             st.session_state.pop("imagegen_result", None)
             st.session_state.pop("imagegen_hosted_result", None)
-            request = generation.ImageRequest(
+            request = imagegen.ImageRequest(
                 prompt=st.session_state.get("imagegen_prompt", ""), negative_prompt=st.session_state.get("imagegen_negative", ""),
                 steps=steps, guidance_scale=guidance, width=int(width), height=int(height), seed=int(seed), tiny_decoder=tiny,
             )
             with friendly_errors("Image generation"):
-                request, _ = generation.validate_request(request)  # a bad prompt or size is said once, before any call
+                request, _ = imagegen.validate_request(request)  # a bad prompt or size is said once, before any call
                 if local_ok:
                     with local_out:
                         on_step, progress = _progress("imagegen", 192)
                         with friendly_errors("Image generation"), model_turn("generate image"), st.spinner(f"Generating with {spec.title} (its first use loads it) ..."):
-                            result = generation.generate_image(spec.key, request, on_step,
+                            result = imagegen.generate_image(spec.key, request, on_step,
                                                                lambda: bool(st.session_state.get("imagegen_cancel")))
                             st.session_state["imagegen_result"] = result
                             record(result.measurement, "image-generation", "text-to-image", {
@@ -184,7 +185,7 @@ if mode == MODES[0]:
 
 # --- digits, trained by this project ------------------------------------------------------------------
 else:
-    trained = generation.digits_training_record()
+    trained = imagegen.digits_training_record()
     if trained:
         st.caption(
             f"A {trained['parameters'] / 1e6:.2f}M-parameter class-conditional diffusion model (diffusers UNet2DModel) "
@@ -199,14 +200,14 @@ else:
     steps = c2.slider("DDIM steps", 1, 100, 20, key="digits_steps")
     guidance = c3.slider("Guidance scale", 1.0, 5.0, 2.0, 0.5, key="digits_guidance",
                          help="1 = follow the class label only; higher = more typical digits, less variety.")
-    seed = c4.number_input("Seed", 0, generation.MAX_SEED, 0, key="digits_seed")
+    seed = c4.number_input("Seed", 0, imagegen.MAX_SEED, 0, key="digits_seed")
     clicked = _buttons("digits", "Draw digits")
     _cancelled_note("digits")
     if clicked:
         st.session_state.pop("digits_result", None)
         on_step, progress = _progress("digits", 384)
         with friendly_errors("Digit generation"), model_turn("generate image"):
-            result = generation.generate_digits(
+            result = imagegen.generate_digits(
                 st.session_state.get("digits_digit", 0), count, steps, guidance, int(seed), on_step,
                 lambda: bool(st.session_state.get("digits_cancel")),
             )

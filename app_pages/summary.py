@@ -5,7 +5,7 @@ import copy
 
 import streamlit as st
 
-from core import costs, generation, runs
+from core import costs, imagegen, runs
 from core.charts import summary as charts
 from ui.common import page_link, session_id
 
@@ -166,7 +166,7 @@ def priced(version: tuple, session: str | None, task: str, data: str) -> None:
     st.subheader("Training considerations")
     st.caption("Per approach. Using a model as is needs no training: its time, cost and data are 0.")
     st.table(training, hide_index=True)
-    if scratch := generation.digits_training_record():
+    if scratch := imagegen.digits_training_record():
         st.caption(
             f"**Train-from-scratch reference:** the digits generator on the Image generation page "
             f"({scratch['parameters']:,} parameters) was trained by this project for {scratch['train_seconds']:.0f} s "

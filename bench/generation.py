@@ -1,8 +1,8 @@
 """Image generation: seconds per denoising step, ours against plain diffusers with the same components.
 
-Workloads: the tiny StableDiffusionPipeline of the tests at 256 and 512 px (ours: core.generation.generate_image
+Workloads: the tiny StableDiffusionPipeline of the tests at 256 and 512 px (ours: core.imagegen.generate_image
 with its step callback, preview and own decode; reference: a plain ``pipe(prompt, ...)`` call), and the
-bundled digits model at its native 16 px (ours: core.generation.generate_digits; reference: a plain
+bundled digits model at its native 16 px (ours: core.imagegen.generate_digits; reference: a plain
 diffusers loop over the same UNet and DDIM scheduler). Seconds per step are measured as the difference
 between runs of 20 and 2 steps (load, prompt encoding and decoding cancel out); ours and the reference
 alternate, so load on the shared machine hits both alike. Ratio = reference / ours (>= 1.0: no slower);
@@ -30,7 +30,7 @@ def _per_step(ours, reference, repeats: int) -> Paired:
 def tiny_pipeline_rows(repeats: int) -> list[dict]:
     import torch
 
-    from core import generation, registry
+    from core import imagegen, registry
     from tests import tiny_generation
 
     model = tiny_generation.text_to_image(Path(tempfile.mkdtemp(prefix="bench-gen-")), default_steps=2)
@@ -38,8 +38,8 @@ def tiny_pipeline_rows(repeats: int) -> list[dict]:
     rows = []
     for size in (256, 512):
         def ours(steps: int, size=size) -> None:
-            request = generation.ImageRequest("a red fox in the snow", steps=steps, width=size, height=size, seed=0)
-            generation.generate_image("sdxs-512", request, on_step=lambda update: None)
+            request = imagegen.ImageRequest("a red fox in the snow", steps=steps, width=size, height=size, seed=0)
+            imagegen.generate_image("sdxs-512", request, on_progress=lambda update: None)
 
         def plain(steps: int, size=size) -> None:
             with torch.inference_mode():
@@ -56,14 +56,14 @@ def tiny_pipeline_rows(repeats: int) -> list[dict]:
 def digits_rows(repeats: int) -> list[dict]:
     import torch
 
-    from core import generation, registry
+    from core import imagegen, registry
 
-    loaded = registry.load(generation.DIGITS_KEY)
+    loaded = registry.load(imagegen.DIGITS_KEY)
     unet, scheduler = loaded.model.unet, loaded.model.scheduler
     count, guidance = 8, 2.0
 
     def ours(steps: int) -> None:
-        generation.generate_digits(3, count=count, steps=steps, guidance=guidance, on_step=lambda update: None)
+        imagegen.generate_digits(3, count=count, steps=steps, guidance=guidance, on_progress=lambda update: None)
 
     def plain(steps: int) -> None:
         labels = torch.full((count,), 3)

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     parse_args(__doc__)
-    from core import audio, engines, generation, registry, speech, text, textgen
+    from core import audio, engines, imagegen, registry, speech, text, textgen
     from core.engines import generate
     from core.config import get_settings
     from core.finetune import arms, data
@@ -24,8 +24,8 @@ def main() -> None:
     steps = [
         ("Text: sentiment (MiniLM + head)", lambda: text.classify(engines.load_sentiment("minilm-sentiment"), ["fine"])),
         ("Text: generation (SmolLM2-135M)", lambda: generate.complete(engines.load("smollm2-135m", engines.TORCH), "hi", textgen.GenerationSettings(max_new_tokens=4))),
-        ("Speech: faster-whisper tiny.en on the sample", lambda: speech.transcribe("faster-whisper-tiny-en", audio.decode(speech.sample_clip()[0]))),
-        ("Image generation: digits", lambda: generation.generate_digits(3, count=4, steps=4)),
+        ("Speech: faster-whisper tiny.en on the sample", lambda: speech.transcribe(registry.load("faster-whisper-tiny-en"), audio.decode(speech.sample_clip()[0]))),
+        ("Image generation: digits", lambda: imagegen.generate_digits(3, count=4, steps=4)),
         ("Fine-tune: transfer arm on the shipped CSV", lambda: _transfer(data, arms)),
     ]
     for name, run in steps:

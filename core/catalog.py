@@ -155,7 +155,7 @@ SPEECH: tuple[ModelSpec, ...] = (
 # text-to-image options: ``pipeline`` (diffusers class; all three are StableDiffusionPipeline repos),
 # ``steps`` and ``guidance`` (what the model was made for; guidance 0 = distilled, no negative prompt).
 # ram_mb is float32 on CPU: UNet + text encoder + VAE.
-_TEXT_TO_IMAGE = dict(family="image-generation", task="text-to-image", loader="core.generation:load_text_to_image")
+_TEXT_TO_IMAGE = dict(family="image-generation", task="text-to-image", loader="core.imagegen:load_text_to_image")
 IMAGE_GENERATION: tuple[ModelSpec, ...] = (
     ModelSpec(key="sdxs-512", title="SDXS-512 0.9 (one step, tiny decoder)", hub_id="IDKiro/sdxs-512-0.9",
               size_mb=2680, ram_mb=2700, licence="openrail++",
@@ -167,10 +167,10 @@ IMAGE_GENERATION: tuple[ModelSpec, ...] = (
               size_mb=1080, ram_mb=2150, licence="creativeml-openrail-m",
               options={"pipeline": "StableDiffusionPipeline", "steps": 20, "guidance": 7.5}, **_TEXT_TO_IMAGE),
     ModelSpec(key="taesd", family="image-generation", task="decoder", title="TAESD tiny decoder",
-              loader="core.generation:load_tiny_decoder", hub_id="madebyollin/taesd", size_mb=10, ram_mb=10,
+              loader="core.imagegen:load_tiny_decoder", hub_id="madebyollin/taesd", size_mb=10, ram_mb=10,
               licence="mit"),
     ModelSpec(key="digits-diffusion", family="image-generation", task="digits",
-              title="Digits diffusion (trained by this project, offline)", loader="core.generation:load_digits_generator",
+              title="Digits diffusion (trained by this project, offline)", loader="core.imagegen:load_digits_generator",
               hub_id=None, remote=None, bundled="digits_diffusion", size_mb=5, ram_mb=20, licence="same as this project"),
 )
 

@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from core.catalog import ASSETS  # noqa: E402
 from core.device import choose_device  # noqa: E402
-from core.generation import (  # noqa: E402
+from core.imagegen import (  # noqa: E402
     DIGITS_SIZE, NULL_CLASS, TRAINING_RECORD, digits_grid, digits_to_8x8, sample_digits,
 )
 

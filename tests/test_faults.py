@@ -150,7 +150,7 @@ def test_hub_host_refusing_connections_is_an_unavailable_model_not_a_hang(model_
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "https://127.0.0.1")  # port 443 on loopback: refused at once
-    monkeypatch.setattr(registry, "_probe_results", {})
+    monkeypatch.setattr(registry.sources, "_probe_results", {})
     assert not get_settings().offline
     at = classify(open_page("text"))
     assert not at.exception and not at.error

@@ -221,14 +221,14 @@ def test_recorded_image_cut_off_after_its_header_is_malformed_not_a_traceback():
 
 
 def test_recorded_image_larger_than_the_pixel_limit_is_oversized(monkeypatch):
-    monkeypatch.setattr(providers, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(providers.images, "MAX_IMAGE_PIXELS", 100)
     err, _ = _image_call("hf", recorded_hf_image(png(20, 20)))
     assert err.kind == "oversized" and "20x20" in str(err)
 
 
 @pytest.mark.parametrize("provider", ["openai-compatible", "hf"])
 def test_recorded_image_body_larger_than_the_byte_limit_is_oversized(monkeypatch, provider):
-    monkeypatch.setattr(providers, "MAX_RESPONSE_BYTES", 1000)
+    monkeypatch.setattr(providers.http, "MAX_RESPONSE_BYTES", 1000)
     big = png(400, 400, (1, 2, 3)) + b"\0" * 4000
     response = recorded_openai_image(big) if provider == "openai-compatible" else recorded_hf_image(big)
     err, _ = _image_call(provider, response)

@@ -38,8 +38,8 @@ def online(tmp_path, monkeypatch, fresh_cache):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)  # progress every 64 KiB, not every 10 MB
-    monkeypatch.setattr(registry, "_probe_results", {})
-    monkeypatch.setattr(registry, "REPORT_EVERY_S", 0.0)
+    monkeypatch.setattr(registry.sources, "_probe_results", {})
+    monkeypatch.setattr(registry.downloads, "REPORT_EVERY_S", 0.0)
     get_settings.cache_clear()
     close_session()
 
@@ -181,7 +181,7 @@ def test_a_gated_model_needs_hf_token(online, repo_folder, monkeypatch):
 
 def test_free_disk_is_checked_before_anything_large_is_fetched(online, repo_folder, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(registry.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 50_000, 50_000))
+    monkeypatch.setattr(registry.downloads.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 50_000, 50_000))
     with online.use(HubServer({REPO: repo_folder})) as hub:
         with pytest.raises(ModelUnavailable) as err:
             registry.load(SENTIMENT)
@@ -200,17 +200,17 @@ def test_whisper_checkpoint_resumes_a_partial_file_and_checks_its_hash(online, t
     monkeypatch.setitem(whisper._MODELS, "tiny", "https://openaipublic.azureedge.net" + path)
     spec = get_spec("whisper-tiny")
     with HubServer({}, raw={path: checkpoint}) as host:
-        monkeypatch.setattr(registry, "WHISPER_URL", host.url)
-        partial = registry._whisper_root() / "tiny.pt.partial"
+        monkeypatch.setattr(registry.sources, "WHISPER_URL", host.url)
+        partial = registry.whisper_root() / "tiny.pt.partial"
         partial.parent.mkdir(parents=True)
         partial.write_bytes(checkpoint.read_bytes()[:400_000])  # what a restarted server left behind
         reports: list[registry.DownloadProgress] = []
         with registry.download_listener(reports.append):
             registry.download(spec)
     assert [r.range for r in host.file_requests("tiny.pt")] == ["bytes=400000-"]
-    assert (registry._whisper_root() / "tiny.pt").read_bytes() == checkpoint.read_bytes() and not partial.exists()
+    assert (registry.whisper_root() / "tiny.pt").read_bytes() == checkpoint.read_bytes() and not partial.exists()
     assert reports[-1].finished and reports[-1].total_bytes == checkpoint.stat().st_size
-    assert registry._whisper_cache_has("tiny")
+    assert registry.sources._whisper_cache_has("tiny")
 
 
 def test_a_corrupt_whisper_checkpoint_is_deleted(online, tmp_path, monkeypatch):
@@ -221,10 +221,10 @@ def test_a_corrupt_whisper_checkpoint_is_deleted(online, tmp_path, monkeypatch):
     path = f"/main/whisper/models/{'0' * 64}/tiny.pt"
     monkeypatch.setitem(whisper._MODELS, "tiny", "https://openaipublic.azureedge.net" + path)
     with HubServer({}, raw={path: checkpoint}) as host:
-        monkeypatch.setattr(registry, "WHISPER_URL", host.url)
+        monkeypatch.setattr(registry.sources, "WHISPER_URL", host.url)
         with pytest.raises(ModelUnavailable, match="SHA-256"):
             registry.download(get_spec("whisper-tiny"))
-    assert not list(registry._whisper_root().iterdir())
+    assert not list(registry.whisper_root().iterdir())
 
 
 def test_two_sessions_asking_for_one_download_fetch_it_once(online, repo_folder):

@@ -167,7 +167,7 @@ def no_clip(monkeypatch):
             raise ModelUnavailable(f"{spec.title} is not available on this machine.")
         return real_resolve(spec)
 
-    monkeypatch.setattr(registry, "resolve", resolve)
+    monkeypatch.setattr(registry.sources, "resolve", resolve)
 
 
 def test_without_clip_the_image_arms_are_off_with_one_note(page, no_clip):

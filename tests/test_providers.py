@@ -102,7 +102,7 @@ def test_recorded_malformed_body_is_one_line():
 
 
 def test_recorded_oversized_answer_stops_reading_and_keeps_the_start(monkeypatch):
-    monkeypatch.setattr(providers, "MAX_RESPONSE_BYTES", 10)
+    monkeypatch.setattr(providers.http, "MAX_RESPONSE_BYTES", 10)
     with RecordedServer([recorded_stream(["0123456", "789abcd", "efghijk"])]) as server:
         answer = providers.chat(_point(server.url), "hi")
     assert answer.text.startswith("0123456") and any("more than" in n for n in answer.notes)

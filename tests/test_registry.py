@@ -71,14 +71,14 @@ def test_probe_never_waits_longer_than_the_timeout(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("UBT_HUB_TIMEOUT_S", "0.3")
     get_settings.cache_clear()
-    monkeypatch.setattr(registry, "_connect", lambda host, result: time.sleep(5))
-    registry._probe_results.clear()
+    monkeypatch.setattr(registry.sources, "_connect", lambda host, result: time.sleep(5))
+    registry.sources._probe_results.clear()
     try:
         start = time.perf_counter()
         assert registry.remote_reachable("hf") is False
         assert time.perf_counter() - start < 2.0
     finally:
-        registry._probe_results.clear()
+        registry.sources._probe_results.clear()
         get_settings.cache_clear()
 
 
@@ -144,8 +144,8 @@ def test_load_goes_through_spec_loader_and_cache(fresh_cache):
 
 def test_preload_runs_once_per_process(monkeypatch):
     loaded = []
-    monkeypatch.setattr(registry, "load", lambda key: loaded.append(key))
-    monkeypatch.setattr(registry, "_preload_started", threading.Event())
+    monkeypatch.setattr(registry.cache, "load", lambda key: loaded.append(key))
+    monkeypatch.setattr(registry.cache, "_preload_started", threading.Event())
     assert registry.preload_in_background(()) is False
     assert registry.preload_in_background(("a", "b")) is True
     assert registry.preload_in_background(("a", "b")) is False

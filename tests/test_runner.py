@@ -25,7 +25,7 @@ def health(monkeypatch, tmp_path):
     """A health file of this test's own, so a mark made here does not reach other tests."""
     monkeypatch.setattr(runner, "HEALTH_FILE", f"health-{tmp_path.name}.json")
     yield
-    (registry.get_settings().data_dir / runner.HEALTH_FILE).unlink(missing_ok=True)
+    (registry.sources.get_settings().data_dir / runner.HEALTH_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def _same_weights(a, b) -> bool:
 def test_clip_loader_reads_a_local_folder(tmp_path, monkeypatch, tiny_clip):
 
     _write_checkpoint(tiny_clip, tmp_path / "laion" / "tiny")
-    monkeypatch.setattr(registry, "get_settings", lambda: replace(get_settings(), model_dir=tmp_path))
+    monkeypatch.setattr(registry.sources, "get_settings", lambda: replace(get_settings(), model_dir=tmp_path))
     spec = _tiny_clip_spec("laion/tiny")
     resolution = registry.resolve(spec)
     assert resolution.source == "local"

@@ -98,17 +98,17 @@ def sd_pipeline(folder: Path):
 
 
 def text_to_image(folder: Path, default_steps: int = 2, default_guidance: float = 0.0):
-    """The tiny pipeline wrapped as core.generation.TextToImage (what the loader returns)."""
-    from core.generation import TextToImage
+    """The tiny pipeline wrapped as core.imagegen.TextToImage (what the loader returns)."""
+    from core.imagegen import TextToImage
 
     return TextToImage(sd_pipeline(folder), default_steps, default_guidance)
 
 
 def tiny_decoder():
-    """A tiny AutoencoderTiny (TAESD's class) decoding 4-channel latents, as core.generation.TinyDecoder."""
+    """A tiny AutoencoderTiny (TAESD's class) decoding 4-channel latents, as core.imagegen.TinyDecoder."""
     from diffusers import AutoencoderTiny
 
-    from core.generation import TinyDecoder
+    from core.imagegen import TinyDecoder
 
     torch.manual_seed(0)
     vae = AutoencoderTiny(

@@ -9,7 +9,7 @@ def loss_curve_chart(record: dict) -> alt.Chart:
     """The training loss of the bundled digits generator, step by step.
 
     Args:
-        record: from :func:`core.generation.digits_training_record`; its ``loss_curve`` is a list of
+        record: from :func:`core.imagegen.digits_training_record`; its ``loss_curve`` is a list of
             [step, mean loss over the preceding steps].
 
     Returns:
