@@ -223,8 +223,9 @@ def fetch_runs(session_id: str | None = None, task: str | None = None) -> "panda
         store = _store()
         with store.lock:
             if _pending.waiting(store):
-                store.notes.setdefault("unread", f"could not read the run store ({_sql().name(store)} not "
-                                                 "answering): showing runs held in memory only")
+                if not {"away", "auth"} & store.notes.keys():  # those already say the runs are held in memory
+                    store.notes.setdefault("unread", f"could not read the run store ({_sql().name(store)} not "
+                                                     "answering): showing runs held in memory only")
             else:
                 rows = _sql().read(store, session_id, task)
             held = [
