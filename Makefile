@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PORT   ?= 8501
 
-.PHONY: run test bench browser clean
+.PHONY: run test bench browser postgresql clean
 
 # requirements.txt is Community Cloud's file: torch and torchvision from PyTorch's CPU wheel index, which
 # this project's machines cannot reach (pip would wait on it). Here the same pins come from PyPI: the index
@@ -29,10 +29,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
+# Debian's PostgreSQL, for the run store's tests (a server they start in a temporary folder); skipped when
+# initdb is already on PATH or under /usr/lib/postgresql/*/bin.
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
+
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: $(TEST_STAMP) browser
+test: $(TEST_STAMP) browser postgresql
 	$(BIN)/python -m pytest
 
 bench: $(TEST_STAMP)

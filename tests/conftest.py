@@ -16,6 +16,7 @@ os.environ.setdefault("UBT_THREADS", "1")
 os.environ.setdefault("UBT_PRELOAD", "")
 os.environ.setdefault("UBT_DATA_DIR", _DATA)
 os.environ.setdefault("UBT_RUNS_DB", str(Path(_DATA) / "runs.sqlite"))
+os.environ.pop("UBT_RUNS_URL", None)  # the suite's runs go to its own stores, never to a database set for the app
 # Converted GGUF weights are worth keeping between test runs on one machine.
 os.environ.setdefault("UBT_CONVERTED_DIR", str(Path.home() / ".cache" / "use-before-you-train-tests"))
 
@@ -30,3 +31,17 @@ def fresh_cache():
     registry.CACHE.clear()
     yield registry.CACHE
     registry.CACHE.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL on 127.0.0.1 for the whole session (tests/postgres_server.py); skipped, with the reason,
+    where it cannot start."""
+    from tests.postgres_server import Unavailable, start
+
+    try:
+        server = start()
+    except Unavailable as exc:
+        pytest.skip(f"no PostgreSQL here: {exc}")
+    yield server
+    server.close()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import registry
+from core import registry, runs
 from core.catalog import FAMILIES, ModelSpec, specs
 from core.config import get_settings
 from core.device import device_summary
@@ -54,7 +54,7 @@ def _draw_figures(slot) -> None:
     budget = get_settings().memory_budget_mb
     used, process = registry.CACHE.used_mb(), rss_mb()
     with slot.container():
-        st.caption(f"**Device:** {device_summary()}")
+        st.caption(f"**Device:** {device_summary()} · {runs.store_label()}")
         st.caption(f"**Memory:** models {used:,.0f} MB of a {budget:,} MB budget · process {process:,.0f} MB")
         st.progress(min(used / max(budget, 1), 1.0))
 
@@ -63,6 +63,7 @@ def sidebar() -> None:
     """Draw the sidebar once per run: device, memory in use against the budget, and which models are
     available from where."""
     with st.sidebar:
+        runs.configure(hosted.secrets())  # [connections.runs] url: the run store's database (UBT_RUNS_URL first)
         slot = st.empty()
         st.session_state[FIGURES_SLOT] = slot
         _draw_figures(slot)
