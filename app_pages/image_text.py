@@ -5,11 +5,12 @@ import streamlit as st
 from functools import partial
 
 from core import images, providers, registry, vision
-from core.charts.vision import label_probabilities_chart, probability_heatmap
-from ui.common import friendly_errors, show_measurement
-from ui.hosted import HOSTED, LOCAL, comparison, hosted_endpoint, where_picker
-from ui.run_on import Here, RunOn, There, View
+from ui.common import friendly_errors
+from ui.hosted import HOSTED, LOCAL, hosted_endpoint, where_picker
+from ui.run_on import Here, RunOn, There
 from ui.sidebar import model_picker, refresh_sidebar
+from ui.views.vision import compare_labels, compare_rates, show_captions, show_image, show_labels
+from ui.widgets import example_buttons, grid
 
 LABEL_EXAMPLES = {
     "Sample subjects": "cat, cup of coffee, rocket, astronaut, temple, flower, house",
@@ -18,46 +19,6 @@ LABEL_EXAMPLES = {
     "Styles": "photograph, drawing, painting, diagram",
 }
 DEFAULT_SAMPLES = ["cat"]
-GRID_COLUMNS = 4
-
-
-def _plain(text: str) -> str:
-    """User text (labels, prompts, captions that continue a prefix) shown literally inside markdown."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch for ch in text)
-
-
-def _fill(key: str, value: str) -> None:
-    st.session_state[key] = value
-
-
-def _grid(items, render) -> None:
-    """Lay items out GRID_COLUMNS per row; ``render(item)`` draws one inside its column."""
-    for start in range(0, len(items), GRID_COLUMNS):
-        for column, item in zip(st.columns(GRID_COLUMNS), items[start : start + GRID_COLUMNS]):
-            with column:
-                render(item)
-
-
-def _show_image(decoded) -> None:
-    st.image(decoded.image, caption=f"{decoded.name} · {decoded.image.width}x{decoded.image.height}", width="stretch")
-
-
-def _show_top_label(cell) -> None:
-    (_, image), (label, probability) = cell
-    st.image(image, width="stretch")
-    st.markdown(f"**{_plain(label)}** · {probability:.0%}")
-
-
-def _show_caption(cell) -> None:
-    (_, image), text = cell
-    st.image(image, width="stretch")
-    st.markdown(f"**{_plain(text)}**")
-
-
-def _show_hosted_label(cell) -> None:
-    (_, image), label = cell
-    st.image(image, width="stretch")
-    st.markdown(f"**{_plain(label)}**" if label else "_(the answer named no label)_")
 
 
 def _hosted_setup(prefix: str, what: str):
@@ -65,7 +26,6 @@ def _hosted_setup(prefix: str, what: str):
     where = where_picker(f"{prefix}_where")
     return where, hosted_endpoint(where, f"Hosted endpoint (a vision chat model, {what})", providers.CHAT, "vision",
                                   f"{prefix}_hosted")
-
 
 
 def _unavailable_note(missing: dict[str, str], key: str) -> str | None:
@@ -117,7 +77,7 @@ if notes:
     with st.expander(f"What was done to the images ({len(notes)} note(s))"):
         st.markdown("\n".join(f"- {note}" for note in notes))
 if batch.images:
-    _grid(batch.images, _show_image)
+    grid(batch.images, show_image)
 else:
     st.info("Upload images, take a photo or pick a sample image to start.", icon=":material/add_photo_alternate:")
 pictures = [decoded.image for decoded in batch.images]
@@ -126,46 +86,6 @@ names = [decoded.name for decoded in batch.images]
 labels_tab, caption_tab = st.tabs(["Zero-shot labels (CLIP)", "Caption (BLIP)"])
 
 # --- zero-shot labelling (a fragment: its clicks rerun this tab only, not the images above) ---------
-def _show_labels(result: vision.ZeroShotResult, view: View) -> None:
-    shown = view.kept
-    if result.probabilities is None:  # a hosted chat model names one label per image, no probabilities
-        _grid([(item, label) for item, (label, _) in zip(shown, result.top)], _show_hosted_label)
-    elif len(shown) == 1:
-        image_col, chart_col = st.columns([1, 2])
-        image_col.image(shown[0][1], width="stretch")
-        label, probability = result.top[0]
-        chart_col.altair_chart(label_probabilities_chart(result.labels, result.probabilities[0],
-                                                         f"Most likely: {label} ({probability:.0%})"), width="stretch")
-    else:
-        _grid(list(zip(shown, result.top)), _show_top_label)
-        st.altair_chart(probability_heatmap([n for n, _ in shown], result.labels, result.probabilities), width="stretch")
-    show_measurement(result.measurement, view.narrow)
-    if result.probabilities is None:
-        st.caption("A chat model names one label per image: no probabilities, and a price per call.")
-    else:
-        st.caption(
-            f"{len(shown)} image(s) in batches of up to {vision.CLIP_BATCH}. Preprocessing (resize, crop, normalise) took "
-            f"{_share(result, 'preprocess_s')} of the latency; the rest is the model. "
-            f"Prompts: {_plain(', '.join(repr(p) for p in result.prompts[:3]))}{' ...' if len(result.prompts) > 3 else ''}"
-        )
-
-
-def _compare_labels(here: vision.ZeroShotResult, there: vision.ZeroShotResult) -> None:
-    _compare_rates(here, there)
-    agree = sum(a == b for (a, _), (b, _) in zip(there.top, here.top))
-    st.caption(f"The two agree on {agree} of {len(here.top)} image(s).")
-
-
-def _compare_rates(here, there) -> None:
-    comparison(here.measurement, there.measurement, "images", here.measurement.extra["images_per_s"],
-               there.measurement.extra["images_per_s"])
-
-
-def _share(result, name: str) -> str:
-    m = result.measurement
-    return f"{m.extra[name] / max(m.latency_s, 1e-9):.0%}"
-
-
 @st.fragment
 def labels_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_label", "shown each image and asked to pick one of your labels")
@@ -173,9 +93,7 @@ def labels_section(pictures: list, names: list[str]) -> None:
     if where != HOSTED:
         spec = model_picker("CLIP model", task="zero-shot", key="it_clip_model", family="image-text")
         problem = _unavailable_note(missing, spec.key)
-    example_cols = st.columns(len(LABEL_EXAMPLES))
-    for col, (name, value) in zip(example_cols, LABEL_EXAMPLES.items()):
-        col.button(name, key=f"it_labels_{name}", on_click=_fill, args=("it_labels", value), width="stretch")
+    example_buttons(LABEL_EXAMPLES, "it_labels", "it_labels")
     st.session_state.setdefault("it_labels", LABEL_EXAMPLES["Sample subjects"])
     st.text_area("Candidate labels (comma separated or one per line)", key="it_labels", height=80)
     st.session_state.setdefault("it_template", vision.DEFAULT_TEMPLATE)
@@ -195,22 +113,11 @@ def labels_section(pictures: list, names: list[str]) -> None:
                                          f"{len(pictures)} image(s), one call each")
             flow.run(here or None, there or None, params={"images": len(pictures), "labels": len(labels)},
                      kept=list(zip(names, pictures)))
-    flow.show(_show_labels, _compare_labels)
+    flow.show(show_labels, compare_labels)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- captioning (a fragment too) ------------------------------------------------------------------
-def _show_captions(result: vision.CaptionResult, view: View) -> None:
-    _grid(list(zip(view.kept, result.captions)), _show_caption)
-    show_measurement(result.measurement, view.narrow)
-    if view.side == LOCAL:
-        st.caption(
-            f"{len(view.kept)} image(s), up to {vision.CAPTION_BATCH} per generate call. Preprocessing took "
-            f"{_share(result, 'preprocess_s')} of the latency; the rest is encoding the image and generating tokens one "
-            "at a time."
-        )
-
-
 @st.fragment
 def caption_section(pictures: list, names: list[str]) -> None:
     where, point = _hosted_setup("it_caption", f"asked: “{providers.CAPTION_PROMPT}”")
@@ -240,7 +147,7 @@ def caption_section(pictures: list, names: list[str]) -> None:
                                          f"{len(pictures)} image(s), one call each")
             flow.run(here or None, there or None, params={"images": len(pictures)},
                      local_params={**settings, "prefix": bool(run_here and prefix.strip())}, kept=list(zip(names, pictures)))
-    flow.show(_show_captions, _compare_rates)
+    flow.show(show_captions, compare_rates)
     refresh_sidebar()
 
 

@@ -6,11 +6,12 @@ from functools import partial
 
 from core import audio, providers, registry, speech
 from core.errors import InputError
-from ui.common import friendly_errors, record, show_measurement
-from ui.hosted import HOSTED, LOCAL, comparison, hosted_endpoint, where_picker
+from ui.common import friendly_errors, record
+from ui.hosted import HOSTED, LOCAL, hosted_endpoint, where_picker
 from ui.queue import model_turn
-from ui.run_on import Here, RunOn, There, View, progress_view
+from ui.run_on import Here, RunOn, There, progress_view
 from ui.sidebar import model_picker
+from ui.views.speech import compare_hosted, load_checked, show_comparison, transcript_view
 
 FORMATS = ["wav", "mp3", "m4a", "ogg", "flac", "webm"]
 BACKEND_NOTES = {
@@ -79,59 +80,7 @@ def english_only_note(spec) -> None:
         st.info(f"{spec.title} knows English only: it cannot translate or transcribe other languages. Pick a multilingual model.", icon=":material/translate:")
 
 
-def show_transcript(t: speech.Transcript, reference: str | None, key: str, name: str = "") -> None:
-    """Notes, warnings, language, transcript, coverage, segment table and downloads of one transcript;
-    ``name`` tells its controls apart from another transcript's on the page."""
-    for note in t.notes:
-        st.info(note, icon=":material/info:")
-    for warning in t.warnings:
-        st.warning(warning, icon=":material/warning:")
-    cols = st.columns(3)
-    probability = "" if t.language_probability is None else f"p = {t.language_probability:.2f}"
-    said = "named by the API" if t.backend == "hosted" else "not detected"
-    cols[0].metric("Language", t.language, probability or said, delta_color="off", delta_arrow="off")
-    cols[1].metric("Segments", len(t.segments))
-    if reference is not None:
-        cols[2].metric("WER vs known text", f"{speech.word_error_rate(reference, t.text):.1%}", help="Word error rate against the sample's known transcript.")
-    st.session_state[f"{key}_text"] = t.text  # a keyed text area keeps its old value unless told
-    st.text_area(f"Transcript{name}", height=110, key=f"{key}_text", disabled=not t.text)
-    windows = " · ".join(f"{w.label} {w.status}" for w in t.windows)
-    st.caption(f"Segments cover {t.coverage:.0%} of the speech (non-silent audio). Windows: {windows}.")
-    if t.segments:
-        st.dataframe(
-            [{"start (s)": round(s.start, 2), "end (s)": round(s.end, 2), "text": s.text.strip()} for s in t.segments],
-            hide_index=True, width="stretch",
-        )
-    downloads = st.container(horizontal=True)
-    stem = f"transcript-{t.backend}" if name else "transcript"
-    downloads.download_button(f"Download .txt{name}", t.text + "\n", file_name=f"{stem}.txt", mime="text/plain", key=f"{key}_txt")
-    downloads.download_button(f"Download .srt{name}", speech.to_srt(t.segments), file_name=f"{stem}.srt", mime="application/x-subrip", key=f"{key}_srt")
-
-
-def metrics(t: speech.Transcript, reference: str | None) -> dict:
-    wer = {} if reference is None else {"word_error_rate": speech.word_error_rate(reference, t.text)}
-    return {"segments": len(t.segments), "speech_coverage": t.coverage, **wer}
-
-
 transcribe_tab, compare_tab = st.tabs(["One model", "Side by side"])
-
-
-def _show(t: speech.Transcript, view: View) -> None:
-    name = "" if not view.narrow and view.side == LOCAL else (" (this server)" if view.side == LOCAL else " (hosted)")
-    show_transcript(t, reference, view.key, name)
-    show_measurement(t.measurement, view.narrow)
-
-
-def _audio_rate(m) -> float:
-    """Audio seconds transcribed per second of processing."""
-    return m.extra.get("audio_s_per_s") or m.extra["audio_s"] / max(m.latency_s, 1e-9)
-
-
-def _compare(here: speech.Transcript, there: speech.Transcript) -> None:
-    comparison(here.measurement, there.measurement, "audio s", _audio_rate(here.measurement), _audio_rate(there.measurement))
-    price = point.prices.per_audio_minute if point is not None else 0.0
-    st.caption(f"Hosted price: ${price:,.4f} per audio minute (edit it under Prices). The local run costs this "
-               "server's time and memory instead.")
 
 
 # --- one model (here, hosted, or both), local segments streamed as they are decoded ----------------------
@@ -154,14 +103,14 @@ with transcribe_tab:
     if clicked:
         with friendly_errors("Transcription"):
             clip = decoded_clip()
-            here = run_here and Here(partial(registry.load, spec.key), partial(speech.transcribe, clip=clip, options=options),
+            here = run_here and Here(partial(load_checked, spec, options), partial(speech.transcribe, clip=clip, options=options),
                                      "transcribe", f"Transcribing with {spec.title} ...",
                                      progress=f"Loading {spec.title} and reading the first 30 s")
             there = run_hosted and There(point, partial(providers.transcribe, clip=clip, options=options),
                                          f"{clip.duration_s:.0f} s of audio")
             flow.run(here or None, there or None, params=params, local_params={"backend": backend if run_here else ""},
-                     hosted_params={"backend": "hosted"}, metrics=partial(metrics, reference=reference))
-    flow.show(_show, _compare)
+                     hosted_params={"backend": "hosted"}, metrics=partial(speech.transcript_metrics, reference=reference))
+    flow.show(transcript_view(reference), compare_hosted(point.prices.per_audio_minute if point is not None else 0.0))
 
 # --- both backends on the same clip -------------------------------------------------------------------------
 with compare_tab:
@@ -179,6 +128,8 @@ with compare_tab:
         st.session_state.pop("speech_comparison", None)
         with friendly_errors("Comparison"):
             clip = decoded_clip()
+            for chosen in (first, second):
+                speech.check_options(chosen, options)
             show, slot = progress_view("Starting")
             try:
                 with model_turn("transcribe"):
@@ -188,20 +139,7 @@ with compare_tab:
                 slot.empty()
             st.session_state["speech_comparison"] = (both, reference)
             for t in both.transcripts:
-                record(t.measurement, "speech", "transcription", {"backend": t.backend, "compare": True, **params}, metrics(t, reference))
+                record(t.measurement, "speech", "transcription", {"backend": t.backend, "compare": True, **params},
+                       speech.transcript_metrics(t, reference))
     if (stored := st.session_state.get("speech_comparison")) is not None:
-        both, comparison_reference = stored
-        a, b = both.transcripts
-        fast, slow, ratio = (b, a, both.speed_ratio) if both.speed_ratio >= 1 else (a, b, 1 / both.speed_ratio)
-        st.success(
-            f"{fast.backend} ran {ratio:.1f}× faster than {slow.backend} (real-time factor "
-            f"{fast.real_time_factor:.3f} vs {slow.real_time_factor:.3f}); the two transcripts differ "
-            f"by a word error rate of {both.disagreement:.1%}.",
-            icon=":material/compare_arrows:",
-        )
-        for column, t in zip(st.columns(2), both.transcripts):
-            with column:
-                st.subheader(t.backend)
-                show_transcript(t, comparison_reference, f"speech_compare_{t.backend}", f" ({t.backend})")
-        for t in both.transcripts:
-            show_measurement(t.measurement)
+        show_comparison(*stored)

@@ -10,8 +10,6 @@ from core.charts import summary as charts
 from ui.common import page_link, session_id
 
 SCOPES = ("this session", "everyone on this server")
-ALL_TASKS = "all tasks"
-ALL_DATA = "all data"
 MEMORY_NOTE = (
     "**Memory added**: the most one run added, i.e. its peak minus what the server held before it, plus the "
     "model's own size when the run loaded it. **Process peak**: the whole server at its highest during a run, "
@@ -48,29 +46,15 @@ def _enriched(version: tuple, rates: costs.Rates):
 
 def _chosen(version: tuple, rates: costs.Rates, session: str | None, task: str, data: str):
     """The runs the filters choose (a new frame; the cached one is left as it is)."""
-    enriched = _enriched(version, rates)
-    keep = enriched["session_id"].eq(session) if session is not None else enriched["task"].notna()
-    if task != ALL_TASKS:
-        keep &= enriched["task"].eq(task)
-    if data != ALL_DATA:
-        keep &= enriched["data"].eq(data)
-    return enriched[keep]
-
-
-def _as_text(table, formats: dict[str, str]):
-    """A table with its figures written out: a plain table draws in a fraction of a styled one's time."""
-    out = table.copy()
-    for column, pattern in formats.items():
-        out[column] = ["—" if value != value else pattern.format(value) for value in out[column]]
-    return out
+    return costs.select(_enriched(version, rates), session, task, data)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _tables(version: tuple, rates: costs.Rates, session: str | None, task: str, data: str):
     """The chapter's two tables, written out."""
     chosen = _chosen(version, rates, session, task, data)
-    return (_as_text(costs.training_table(chosen), TRAINING_FORMATS),
-            _as_text(costs.inference_table(chosen, rates), INFERENCE_FORMATS))
+    return (costs.written_out(costs.training_table(chosen), TRAINING_FORMATS),
+            costs.written_out(costs.inference_table(chosen, rates), INFERENCE_FORMATS))
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -195,7 +179,7 @@ session = session_id() if scope == SCOPES[0] else None
 version = runs.store_version()
 prices = costs.Rates(st.session_state.get("rate_cpu", costs.Rates().cpu_usd_per_h),
                      st.session_state.get("rate_gpu", costs.Rates().gpu_usd_per_h))
-stored = _chosen(version, prices, session, ALL_TASKS, ALL_DATA)
+stored = _chosen(version, prices, session, costs.ALL_TASKS, costs.ALL_DATA)
 if note := runs.store_status():
     st.info(note, icon=":material/database:")
 
@@ -211,11 +195,11 @@ if stored.empty:
     page_link("app_pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")
     st.stop()
 
-task = middle.selectbox("Task", [ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
-if task != ALL_TASKS:
+task = middle.selectbox("Task", [costs.ALL_TASKS, *sorted(stored["task"].unique())], key="summary_task")
+if task != costs.ALL_TASKS:
     stored = stored[stored["task"] == task]
 data = right.selectbox(
-    "Data", [ALL_DATA, *sorted(stored["data"].unique())], key="summary_data",
+    "Data", [costs.ALL_DATA, *sorted(stored["data"].unique())], key="summary_data",
     help="Each run's data by name and the first characters of its SHA-256 fingerprint. "
     f"“{costs.PAGE_INPUT}”: text, images or audio given on a page, which are never stored.",
 )

@@ -3,13 +3,14 @@ import streamlit as st
 
 from functools import partial
 
-from core import engines, providers, registry, text, textgen
+from core import engines, providers, text, textgen
 from core.engines import generate
-from ui.common import friendly_errors, record, show_measurement
+from ui.common import friendly_errors
 from ui.hosted import HOSTED, LOCAL, hosted_endpoint, where_picker
-from ui.queue import model_turn
-from ui.run_on import Here, RunOn, There, View
+from ui.run_on import Here, RunOn, There
 from ui.sidebar import model_picker, refresh_sidebar
+from ui.views.text import compare_engines, engine_picker, show_generation, show_sentiment
+from ui.widgets import example_buttons
 
 SENTIMENT_EXAMPLES = {
     "Happy": "I love this movie, the cast is wonderful.",
@@ -18,19 +19,7 @@ SENTIMENT_EXAMPLES = {
     "Several lines": "Great battery life!\nThe screen scratches far too easily.\nDelivery was on time.\nNever buying from them again.",
     "Emoji & other scripts": "Best concert ever 🎉🔥\nこの映画は素晴らしかった\nОбслуживание было ужасным",
 }
-
-
-def _fill(key: str, value: str, lines_key: str | None) -> None:
-    st.session_state[key] = value
-    if lines_key:  # an example of several lines is meant one text per line
-        st.session_state[lines_key] = "\n" in value
-
-
-def _examples(examples: dict[str, str], target: str, key: str, lines_key: str | None = None) -> None:
-    cols = st.columns(len(examples))
-    for col, (name, value) in zip(cols, examples.items()):
-        col.button(name, key=f"{key}_{name}", on_click=_fill, args=(target, value, lines_key), width="stretch")
-
+SENTIMENT_LABELS = ("positive", "negative")  # what a hosted chat model is asked to choose from
 
 st.title("Text: use a pretrained model")
 st.caption(
@@ -38,28 +27,6 @@ st.caption(
     "from, how long loading and answering took, and the memory used, measured on this server."
 )
 sentiment_tab, generation_tab = st.tabs(["Sentiment", "Generation"])
-
-
-SENTIMENT_LABELS = ("positive", "negative")
-
-
-def _show_sentiment(result: text.ClassificationResult, view: View) -> None:
-    if len(result.predictions) == 1:
-        best = result.predictions[0]
-        score = "" if best.score is None else f"score {best.score:.3f}"
-        st.metric("Label", (best.label or "no label").capitalize(), score or None, delta_color="off", delta_arrow="off")
-    else:
-        st.dataframe([{"text": p.text, "label": p.label or "(no label)"}
-                      | ({} if p.score is None else {"score": round(p.score, 4)}) for p in result.predictions],
-                     width="stretch", hide_index=True)
-    show_measurement(result.measurement, view.narrow)
-    comparison = getattr(result, "compared", None)
-    if comparison is not None:
-        st.caption(
-            f"**int8 against float32 on these texts:** {comparison.speedup:.2f}× the speed "
-            f"({comparison.int8.measurement.latency_s * 1000:.0f} ms vs {comparison.float32.measurement.latency_s * 1000:.0f} ms); "
-            f"labels agree on {comparison.agreement:.0%}; scores move by at most {comparison.max_score_change:.3f}."
-        )
 
 
 # --- sentiment (a fragment: its clicks rerun this section only, not the page and its sidebar) -------
@@ -80,7 +47,7 @@ def sentiment_section() -> None:
         help="Dynamic int8 quantisation of the linear layers. The float model runs on the same texts too, "
         "so you see the speed-up and how much the answers move.",
     )
-    _examples(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example", lines_key="sentiment_many")
+    example_buttons(SENTIMENT_EXAMPLES, "sentiment_text", "sentiment_example", lines_key="sentiment_many")
     st.text_area("Text", key="sentiment_text", height=140, placeholder="Type or paste text, or pick an example above.")
     where = where_picker("sentiment_where")
     point = hosted_endpoint(where, "Hosted endpoint (a chat model, asked for “positive” or “negative”)",
@@ -93,48 +60,18 @@ def sentiment_section() -> None:
             here = Here(load=partial(engines.load_int8_pair if int8 else engines.load_sentiment, spec.key),
                         run=partial(text.classify_int8 if int8 else text.classify, texts=prepared.texts),
                         turn="classify", busy=f"Running {spec.title} ...")
-            there = point and There(point, partial(providers.classify, texts=prepared.texts, labels=list(SENTIMENT_LABELS)),
+            there = point and There(point, partial(providers.classify_texts, texts=prepared.texts, labels=list(SENTIMENT_LABELS)),
                                     f"{len(prepared.texts)} call{'s' if len(prepared.texts) != 1 else ''}")
             flow.run(here, there, notes=prepared.notes, params={"texts": len(prepared.texts)}, local_params={"int8": int8})
-    flow.show(_show_sentiment)
+    flow.show(show_sentiment)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
 
 
 # --- generation (a fragment too) ------------------------------------------------------------------
-def _engine_title(name: str, auto: engines.EngineChoice | None) -> str:
-    if name != engines.AUTO:
-        return engines.ENGINES[name].title
-    return f"Auto: {engines.ENGINES[auto.engine].title}" if auto else "Auto"
-
-
-def _engine_picker(spec) -> engines.EngineChoice | None:
-    """The Engine selectbox (Auto, or each engine that can run this model here) and a line saying what runs and why."""
-    resolution = registry.availability(spec).resolution
-    auto = engines.choose_generation_engine(resolution) if resolution else None
-    options = [engines.AUTO] + (engines.generation_engines(resolution) if resolution else [])
-    column, _ = st.columns([1, 2])
-    wanted = column.selectbox(
-        "Engine", options, key="generation_engine", format_func=lambda name: _engine_title(name, auto),
-        help="What runs the model: the same weights on llama.cpp, CTranslate2 int8 or plain PyTorch. "
-        "Auto picks the fastest one installed here; PyTorch float32 is the reference the others are compared with.",
-    )
-    if resolution is None:
-        return None
-    choice = engines.choose_generation_engine(resolution, wanted or engines.AUTO)
-    st.caption(engines.explain(choice, wanted or engines.AUTO))
-    return choice
-
-
-def _show_generation(result, view: View) -> None:
-    if not view.streamed:
-        st.markdown(result.text or "_(the model stopped at once: no new text)_")
-    show_measurement(result.measurement, view.narrow)
-
-
 @st.fragment
 def generation_section() -> None:
     spec = model_picker("Generation model", task="generation", key="generation_model")
-    _examples(textgen.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
+    example_buttons(textgen.PROMPT_EXAMPLES, "generation_prompt", "generation_example")
     st.session_state.setdefault("generation_prompt", next(iter(textgen.PROMPT_EXAMPLES.values())))  # a first Generate works
     st.text_area("Prompt", key="generation_prompt", height=110, placeholder="Type a prompt, or pick an example above.")
     c1, c2, c3 = st.columns(3)
@@ -154,7 +91,7 @@ def generation_section() -> None:
         seed=int(c6.number_input("Seed", 0, 2**31 - 1, 0, key="generation_seed")),
     )
     where = where_picker("generation_where")
-    choice = _engine_picker(spec) if where != HOSTED else None
+    choice = engine_picker(spec) if where != HOSTED else None
     point = hosted_endpoint(where, "Hosted endpoint", providers.CHAT, "chat", "generation_hosted")
     clicked = st.button("Generate", type="primary", key="generation_run", disabled=where != LOCAL and point is None)
     flow = RunOn("generation", where, "text", "generation", "Generation")
@@ -175,47 +112,9 @@ def generation_section() -> None:
                 "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature}, local_params={
                 "engine": engine, "top_p": settings.top_p, "seed": settings.seed,
                 "repetition_penalty": settings.repetition_penalty, "no_repeat_ngram_size": settings.no_repeat_ngram_size})
-    flow.show(_show_generation)
-    _compare_engines(spec, settings)
+    flow.show(show_generation)
+    compare_engines(spec, st.session_state.get("generation_prompt", ""), settings)
     refresh_sidebar()  # this section's own runs leave the sidebar's memory figures as they were
-
-
-def _compare_engines(spec, settings) -> None:
-    """The same prompt and settings on every engine that can run this model here, side by side with PyTorch."""
-    with st.expander("Compare engines on this prompt (same weights: PyTorch, CTranslate2 int8, llama.cpp)"):
-        st.caption("Each engine installed here runs the prompt with the settings above, for exactly the same number of "
-                   "new tokens (none stops early at end-of-text). With temperature 0 (greedy), "
-                   "each is also checked against PyTorch float32: the first token that differs, and how often it "
-                   "predicts PyTorch's next token.")
-        if st.button("Compare engines", key="generation_compare_engines"):
-            st.session_state.pop("generation_engines", None)
-            with friendly_errors("Engine comparison"), model_turn("generate"), st.spinner("Running the prompt on each engine ..."):
-                prepared = text.prepare_texts(st.session_state.get("generation_prompt", ""))
-                names = engines.generation_engines(registry.resolve(spec))
-                comparison = generate.compare(spec.key, prepared.texts[0], settings, names)
-                st.session_state["generation_engines"] = generate.comparison_rows(comparison)
-                for name, result in comparison.results.items():
-                    record(result.measurement, "text", "generation", {"engine": name, "max_new_tokens": settings.max_new_tokens,
-                                                                        "temperature": settings.temperature})
-        rows = st.session_state.get("generation_engines")
-        if rows:
-            st.dataframe(rows, hide_index=True, width="stretch", column_config={
-                "engine": st.column_config.TextColumn(width="medium"),
-                "tokens/s": st.column_config.NumberColumn(format="%.1f", width="small"),
-                "first token (s)": st.column_config.NumberColumn(
-                    format="%.2f", width="small", help="From the start of the generation, the model already loaded."),
-                "load (s)": st.column_config.TextColumn(
-                    width="small", help="First use on this server only: loading, with any one-time conversion of the "
-                    "weights (once per machine); cached: already in memory."),
-                "memory (MB)": st.column_config.NumberColumn(format="%.0f", width="small", help="Memory the run added."),
-                "new tokens": st.column_config.NumberColumn(width="small"),
-                "differs at token": st.column_config.TextColumn(
-                    width="small", help="Greedy runs only: the first token that differs from PyTorch float32."),
-                "agreement": st.column_config.NumberColumn(
-                    width="small",
-                    format="percent", help="Greedy runs only: how often the engine predicts PyTorch float32's next "
-                    "token on PyTorch's own answer (teacher-forced)."),
-            })
 
 
 with sentiment_tab:

@@ -39,7 +39,7 @@ def tiny_pipeline_rows(repeats: int) -> list[dict]:
     for size in (256, 512):
         def ours(steps: int, size=size) -> None:
             request = imagegen.ImageRequest("a red fox in the snow", steps=steps, width=size, height=size, seed=0)
-            imagegen.generate_image("sdxs-512", request, on_progress=lambda update: None)
+            imagegen.generate_image(registry.load("sdxs-512"), request, on_progress=lambda update: None)
 
         def plain(steps: int, size=size) -> None:
             with torch.inference_mode():
@@ -63,7 +63,7 @@ def digits_rows(repeats: int) -> list[dict]:
     count, guidance = 8, 2.0
 
     def ours(steps: int) -> None:
-        imagegen.generate_digits(3, count=count, steps=steps, guidance=guidance, on_progress=lambda update: None)
+        imagegen.generate_digits(loaded, 3, count=count, steps=steps, guidance=guidance, on_progress=lambda update: None)
 
     def plain(steps: int) -> None:
         labels = torch.full((count,), 3)

@@ -25,7 +25,7 @@ def main() -> None:
         ("Text: sentiment (MiniLM + head)", lambda: text.classify(engines.load_sentiment("minilm-sentiment"), ["fine"])),
         ("Text: generation (SmolLM2-135M)", lambda: generate.complete(engines.load("smollm2-135m", engines.TORCH), "hi", textgen.GenerationSettings(max_new_tokens=4))),
         ("Speech: faster-whisper tiny.en on the sample", lambda: speech.transcribe(registry.load("faster-whisper-tiny-en"), audio.decode(speech.sample_clip()[0]))),
-        ("Image generation: digits", lambda: imagegen.generate_digits(3, count=4, steps=4)),
+        ("Image generation: digits", lambda: imagegen.generate_digits(registry.load(imagegen.DIGITS_KEY), 3, count=4, steps=4)),
         ("Fine-tune: transfer arm on the shipped CSV", lambda: _transfer(data, arms)),
     ]
     for name, run in steps:

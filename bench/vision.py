@@ -75,7 +75,7 @@ def clip_rows(repeats: int, device: str, dtype) -> list[dict]:
                 features = model.encode_image(pixels)
                 return (features / features.norm(dim=-1, keepdim=True)).float().cpu().numpy()
 
-        result = results[batch] = paired(lambda: vision.image_features(pictures, batch_size=16), plain, repeats)
+        result = results[batch] = paired(lambda: vision.image_features(registry.load(vision.CLIP_KEY), pictures, batch_size=16), plain, repeats)
         start = time.perf_counter()
         torch.stack([preprocess(p) for p in pictures])
         preprocess_s = time.perf_counter() - start
@@ -88,8 +88,9 @@ def clip_rows(repeats: int, device: str, dtype) -> list[dict]:
                          "vs_floor": vs_floor, "target": "vs_floor <= 1.5", "status": verdict(vs_floor, 1.5, at_most=True),
                          "note": f"{gflops:.1f} GFLOP per image counted by torch; floor from DESIGN.md"})
     sixteen = sample_pictures(16)
-    together = vision.image_features(sixteen, batch_size=16)[0]
-    alone = np.concatenate([vision.image_features([p], batch_size=1)[0] for p in sixteen])
+    clip = registry.load(vision.CLIP_KEY)
+    together = vision.image_features(clip, sixteen, batch_size=16)
+    alone = np.concatenate([vision.image_features(clip, [p], batch_size=1) for p in sixteen])
     cosine = float((together * alone).sum(axis=1).min())
     per_image = {b: results[b].ours_s / b for b in results}
     rows.append({"workload": "CLIP ViT-B/32, 16 images: batches of 16 vs one at a time (ours)", "ours": per_image[16] * 1000,

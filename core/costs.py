@@ -32,6 +32,8 @@ PAGE_INPUT = "page input (not stored)"
 UNNAMED_DATA = "unnamed data"
 SHORT_FINGERPRINT = 8  # hex characters shown of a data fingerprint
 SPEED_UP = "speed-up vs PyTorch (×)"
+ALL_TASKS = "all tasks"  # a filter value that keeps every task
+ALL_DATA = "all data"  # ... every data set
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,32 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
         for source, short in zip(out["data_source"], out["data_short"])
     ]
     out["data"] = [f"{name} · {short}" if short else name for name, short in zip(out["data_name"], out["data_short"])]
+    return out
+
+
+def select(enriched: "pandas.DataFrame", session: str | None, task: str = ALL_TASKS, data: str = ALL_DATA
+           ) -> "pandas.DataFrame":
+    """The runs Summary's filters keep (a new frame; the one given is left as it is).
+
+    Args:
+        enriched: runs from :func:`enrich`.
+        session: one browser session's id, or None for everyone's runs.
+        task, data: one task or data set, or :data:`ALL_TASKS` / :data:`ALL_DATA`.
+    """
+    keep = enriched["session_id"].eq(session) if session is not None else enriched["task"].notna()
+    if task != ALL_TASKS:
+        keep &= enriched["task"].eq(task)
+    if data != ALL_DATA:
+        keep &= enriched["data"].eq(data)
+    return enriched[keep]
+
+
+def written_out(table: "pandas.DataFrame", formats: dict[str, str]) -> "pandas.DataFrame":
+    """A table with its figures as text (``formats``: column -> format pattern; a dash where there is none): a plain
+    table draws in a fraction of a styled one's time."""
+    out = table.copy()
+    for column, pattern in formats.items():
+        out[column] = ["—" if value != value else pattern.format(value) for value in out[column]]
     return out
 
 

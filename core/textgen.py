@@ -48,12 +48,17 @@ class GenerationSettings:
 
 @dataclass
 class GenerationResult:
-    """The generated text and its measurement (tokens/s, time to first token)."""
+    """The generated text and its measurement (tokens/s, time to first token), here or from a hosted chat model.
+
+    Attributes:
+        prompt_tokens: what a hosted endpoint counted (or, where it said nothing, an estimate); None here.
+    """
 
     text: str
     new_tokens: int
     notes: list[str]
     measurement: Measurement
+    prompt_tokens: int | None = None
 
 
 class RepetitionControl:

@@ -196,36 +196,34 @@ def _encode_texts(clip: ClipModel, texts: list[str]) -> np.ndarray:
         return clip.model.encode_text(tokens, normalize=True).float().cpu().numpy()
 
 
-def image_features(images: list, key: str = CLIP_KEY, batch_size: int = CLIP_BATCH) -> tuple[np.ndarray, registry.Loaded]:
+def image_features(loaded: registry.Loaded, images: list, batch_size: int = CLIP_BATCH) -> np.ndarray:
     """CLIP image embeddings, L2-normalised, shape (len(images), embed_dim).
 
     Args:
+        loaded: a CLIP model from :func:`core.registry.load`.
         images: PIL images (decode uploads with :func:`core.images.open_image` first).
-        key: catalog key of a CLIP model.
         batch_size: images per forward pass.
 
     Returns:
-        The embeddings and the Loaded model (for its measurement fields).
+        The embeddings.
     """
-    images = _as_list(images)
-    loaded = registry.load(key)
-    features, _ = _encode_images(loaded.model, images, batch_size)
-    return features, loaded
+    features, _ = _encode_images(loaded.model, _as_list(images), batch_size)
+    return features
 
 
-def text_features(texts: list[str], key: str = CLIP_KEY) -> np.ndarray:
+def text_features(loaded: registry.Loaded, texts: list[str]) -> np.ndarray:
     """CLIP text embeddings, L2-normalised, shape (len(texts), embed_dim).
 
     Args:
+        loaded: a CLIP model from :func:`core.registry.load`.
         texts: prompts such as ``"a photo of a cat."``.
-        key: catalog key of a CLIP model.
 
     Returns:
         The embeddings.
     """
     if not texts:
         raise InputError("There is no text to embed.")
-    return _encode_texts(registry.load(key).model, list(texts))
+    return _encode_texts(loaded.model, list(texts))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from core import audio, providers, speech
+from core.catalog import get_spec
 from core.errors import InputError
 from tests.openai_servers import (
     RecordedServer, packaged_whisper, png, recorded_error, recorded_hf_error, recorded_hf_image, recorded_json,
@@ -64,7 +65,7 @@ def test_recorded_openai_images_b64_json_is_decoded_measured_and_priced():
     assert sent["path"] == "/v1/images/generations" and sent["headers"]["Authorization"] == f"Bearer {KEY}"
     assert _body(sent) == {"model": "sd", "prompt": "a red fox", "n": 1, "size": "256x384", "response_format": "b64_json"}
     assert result.image.size == (16, 12) and result.image.mode == "RGB" and result.mime == "image/png"
-    assert result.data == png(16, 12) and result.prompt == "a red fox"
+    assert result.data == png(16, 12) and result.parameters["prompt"] == "a red fox"
     extra = result.measurement.extra
     assert extra["cost_usd"] == pytest.approx(0.25) and extra["images_per_s"] > 0
 
@@ -372,7 +373,7 @@ def test_recorded_vision_zero_shot_matches_each_answer_to_a_label():
     with RecordedServer(answers) as server:
         result = providers.label_images(_point("openai-compatible", server.url, model="vlm", task="vision"), pictures,
                                         ["cat", "dog"])
-    assert result.labels == ["cat", "dog", None] and any("named no label" in n for n in result.notes)
+    assert result.top == [("cat", None), ("dog", None), (None, None)] and any("named no label" in n for n in result.notes)
     assert "cat, dog" in _content(server.requests[0])[0]["text"]
     assert _body(server.requests[0])["messages"][0]["role"] == "system"
 
@@ -504,7 +505,7 @@ def test_speech_page_transcribes_on_a_hosted_api_only_recorded(store):
         at.number_input(key="speech_hosted_p_audio").set_value(0.6).run()
         at.button(key="speech_run").click().run()
     assert not at.exception and not at.error
-    hosted, _ = at.session_state["speech_hosted_result"]
+    hosted = at.session_state["speech_hosted_result"]
     assert hosted.text == "Before you train." and "speech_result" not in at.session_state
     assert at.text_area(key="speech_hosted_result_text").value == "Before you train."
     labels = [m.label for m in at.metric]
@@ -520,7 +521,7 @@ def test_speech_page_side_by_side_with_the_packaged_model_and_a_recorded_api(fre
     at = _page("app_pages/speech.py")
     at.segmented_control(key="speech_where").set_value("Both, side by side").run()
     at.radio(key="speech_backend").set_value("faster-whisper").run()
-    at.selectbox(key="speech_model_faster-whisper").select(speech.get_spec("faster-whisper-tiny-en")).run()
+    at.selectbox(key="speech_model_faster-whisper").select(get_spec("faster-whisper-tiny-en")).run()
     at.select_slider(key="speech_beam").set_value(1).run()
     with RecordedServer([recorded_error(429, "Rate limit reached", {"Retry-After": "60"})]) as server:
         _endpoint(at, "speech_hosted", server.url)
@@ -554,8 +555,8 @@ def test_image_text_page_labels_on_a_hosted_vision_model_only_recorded(fresh_cac
         _endpoint(at, "it_label_hosted", server.url, model="vlm")
         at.button(key="it_label_run").click().run()
     assert not at.exception and not at.error
-    hosted, shown = at.session_state["it_zero_shot_hosted"]
-    assert hosted.labels == ["cat"] and len(shown) == 1 and "it_zero_shot" not in at.session_state
+    hosted, shown = at.session_state["it_label_hosted_result"], at.session_state["it_label_kept"]
+    assert hosted.top == [("cat", None)] and len(shown) == 1 and "it_label_result" not in at.session_state
     assert "data:image/jpeg;base64," in server.requests[0]["body"].decode()
     assert {"Latency", "Images/s", "Cost ($)"} <= {m.label for m in at.metric}
     assert list(_stored(at)["approach"]) == ["call an API"]
@@ -570,8 +571,8 @@ def test_image_text_page_captions_side_by_side_recorded(tiny_vision_models, stor
         at.slider(key="it_max_new_tokens").set_value(5).run()
         at.button(key="it_caption_run").click().run()
     assert not at.exception and not at.error
-    hosted, _ = at.session_state["it_captions_hosted"]
-    assert hosted.captions == ["A cat on a sofa."] and at.session_state["it_captions"][0].captions
+    hosted = at.session_state["it_caption_hosted_result"]
+    assert hosted.captions == ["A cat on a sofa."] and at.session_state["it_caption_result"].captions
     assert any("Same input, both ways" in i.value for i in at.info)
     assert sorted(_stored(at)["approach"]) == ["call an API", "use as is"]
 
@@ -585,4 +586,4 @@ def test_image_text_page_hosted_failure_is_one_line_and_local_labels_stay_record
     assert not at.exception
     (error,) = [e.value for e in at.error]
     assert "does not know the model 'vlm'" in error
-    assert at.session_state["it_zero_shot"][0].top and "it_zero_shot_hosted" not in at.session_state
+    assert at.session_state["it_label_result"].top and "it_label_hosted_result" not in at.session_state

@@ -70,7 +70,7 @@ def test_a_10000_character_prompt_is_cut_to_the_tokenizers_maximum(tiny_model):
 # --- text-to-image on the tiny pipeline ---------------------------------------------------------------
 def test_two_steps_give_an_image_of_the_requested_size_with_measurements(installed):
     updates = []
-    result = imagegen.generate_image(installed, request(width=SIZE, height=SIZE + 64), on_progress=updates.append)
+    result = imagegen.generate_image(registry.load(installed), request(width=SIZE, height=SIZE + 64), on_progress=updates.append)
     assert result.image.size == (SIZE, SIZE + 64) and result.image.mode == "RGB"
     assert (result.steps_done, result.cancelled) == (2, False)
     assert [u.done for u in updates] == [1, 2] and all(u.total == 2 for u in updates)
@@ -87,9 +87,9 @@ def installed_scale(key):
 
 
 def test_the_same_seed_gives_the_same_image_and_another_seed_does_not(installed):
-    first = np.asarray(imagegen.generate_image(installed, request(seed=7)).image)
-    again = np.asarray(imagegen.generate_image(installed, request(seed=7)).image)
-    other = np.asarray(imagegen.generate_image(installed, request(seed=8)).image)
+    first = np.asarray(imagegen.generate_image(registry.load(installed), request(seed=7)).image)
+    again = np.asarray(imagegen.generate_image(registry.load(installed), request(seed=7)).image)
+    other = np.asarray(imagegen.generate_image(registry.load(installed), request(seed=8)).image)
     np.testing.assert_array_equal(first, again)
     assert np.abs(first.astype(int) - other.astype(int)).mean() > 1
 
@@ -97,7 +97,7 @@ def test_the_same_seed_gives_the_same_image_and_another_seed_does_not(installed)
 def test_ours_matches_a_plain_diffusers_call_of_the_same_components(installed):
     import torch
 
-    ours = np.asarray(imagegen.generate_image(installed, request(seed=5)).image).astype(int)
+    ours = np.asarray(imagegen.generate_image(registry.load(installed), request(seed=5)).image).astype(int)
     pipe = registry.load(installed).model.pipe
     plain = pipe("a red fox in the snow", num_inference_steps=2, guidance_scale=0.0, width=SIZE, height=SIZE,
                  generator=torch.Generator("cpu").manual_seed(5)).images[0]
@@ -108,7 +108,7 @@ def test_cancel_stops_after_the_current_step(fresh_cache, tiny_model):
     registry.install("tiny-sd", tiny_model)
     seen = []
     result = imagegen.generate_image(
-        "tiny-sd", request(steps=6), on_progress=lambda u: seen.append(u.done), should_stop=lambda: len(seen) >= 2,
+        registry.load("tiny-sd"), request(steps=6), on_progress=lambda u: seen.append(u.done), should_stop=lambda: len(seen) >= 2,
     )
     assert result.cancelled and result.steps_done == 2 and seen == [1, 2]
     assert result.image is None and result.preview is not None
@@ -116,23 +116,24 @@ def test_cancel_stops_after_the_current_step(fresh_cache, tiny_model):
 
 def test_guidance_uses_the_negative_prompt_and_a_guidance_free_model_ignores_it(fresh_cache, tmp_path, tiny_model):
     registry.install("tiny-sd", tiny.text_to_image(tmp_path, default_steps=2, default_guidance=7.5))
-    guided = imagegen.generate_image("tiny-sd", request(guidance_scale=7.5, negative_prompt="blue sky"))
+    guided = imagegen.generate_image(registry.load("tiny-sd"), request(guidance_scale=7.5, negative_prompt="blue sky"))
     assert guided.request.guidance_scale == 7.5 and guided.parameters["negative_prompt"] == "blue sky"
     registry.install("sdxs-512", tiny_model)
-    free = imagegen.generate_image("sdxs-512", request(guidance_scale=7.5, negative_prompt="blue sky"))
+    free = imagegen.generate_image(registry.load("sdxs-512"), request(guidance_scale=7.5, negative_prompt="blue sky"))
     assert free.request.guidance_scale == 0.0 and free.request.negative_prompt == ""
     assert any("ignores the negative prompt" in note for note in free.notes)
 
 
 def test_tiny_decoder_option_decodes_with_autoencoder_tiny(installed):
     registry.install(imagegen.TINY_DECODER_KEY, tiny.tiny_decoder())
-    result = imagegen.generate_image(installed, request(tiny_decoder=True))
+    result = imagegen.generate_image(registry.load(installed), request(tiny_decoder=True),
+                                     decoder=registry.load(imagegen.TINY_DECODER_KEY))
     assert result.parameters["decoder"] == get_spec(imagegen.TINY_DECODER_KEY).title
     assert result.image.size == (SIZE, SIZE)
 
 
 def test_png_download_carries_the_parameters(installed):
-    result = imagegen.generate_image(installed, request(seed=11))
+    result = imagegen.generate_image(registry.load(installed), request(seed=11))
     png = Image.open(io.BytesIO(result.png()))
     assert png.format == "PNG" and png.size == (SIZE, SIZE)
     assert png.text["prompt"] == "a red fox in the snow" and png.text["seed"] == "11" and png.text["steps"] == "2"
@@ -156,17 +157,21 @@ def test_tiled_decoding_gives_the_same_image_size_and_restores_the_shared_vae(in
     before = (vae.use_tiling, vae.tile_sample_min_size)
     plan = imagegen.MemoryPlan(1.0, True, ("decoding in tiles",))
     monkeypatch.setattr(imagegen.memory, "plan_memory", lambda *a, **k: plan)
-    result = imagegen.generate_image(installed, request(width=512, height=512, steps=1))
+    result = imagegen.generate_image(registry.load(installed), request(width=512, height=512, steps=1))
     assert result.image.size == (512, 512) and "decoding in tiles" in result.notes
     assert (vae.use_tiling, vae.tile_sample_min_size) == before
 
 
 def test_hub_model_without_a_source_says_how_to_get_it(fresh_cache):
     with pytest.raises(ModelUnavailable, match="IDKiro/sdxs-512-0.9"):
-        imagegen.generate_image("sdxs-512", request())
+        registry.load("sdxs-512")
 
 
 # --- the bundled digits model ---------------------------------------------------------------------
+def digits() -> registry.Loaded:
+    return registry.load(imagegen.DIGITS_KEY)
+
+
 needs_digits = pytest.mark.skipif(
     not (ASSETS / "digits_diffusion" / "unet").exists(),
     reason="assets/digits_diffusion is missing: run scripts/train_digits_diffusion.py",
@@ -182,7 +187,7 @@ def test_digits_are_recognised_as_the_requested_class(fresh_cache):
     classifier = LogisticRegression(max_iter=5000).fit(data.data, data.target)
     hits = 0
     for digit in range(10):
-        result = imagegen.generate_digits(digit, count=2, steps=20, seed=digit)
+        result = imagegen.generate_digits(digits(), digit, count=2, steps=20, seed=digit)
         assert result.pixels.shape == (2, 16, 16) and result.pixels.min() >= 0 and result.pixels.max() <= 1
         hits += int((classifier.predict(imagegen.digits_to_8x8(result.pixels)) == digit).sum())
         assert result.readable == pytest.approx((classifier.predict(imagegen.digits_to_8x8(result.pixels)) == digit).mean())
@@ -191,13 +196,13 @@ def test_digits_are_recognised_as_the_requested_class(fresh_cache):
 
 @needs_digits
 def test_digits_are_seeded_measured_and_cancellable(fresh_cache):
-    first = imagegen.generate_digits(3, count=4, steps=5, seed=1)
-    again = imagegen.generate_digits(3, count=4, steps=5, seed=1)
+    first = imagegen.generate_digits(digits(), 3, count=4, steps=5, seed=1)
+    again = imagegen.generate_digits(digits(), 3, count=4, steps=5, seed=1)
     np.testing.assert_array_equal(first.pixels, again.pixels)
     assert first.grid.size[0] > 4 * 16 and first.measurement.source == "bundled"
     assert first.measurement.extra["step_s"] > 0 and first.measurement.extra["image_s"] > 0
     assert Image.open(io.BytesIO(first.png())).text["digit"] == "3"
-    stopped = imagegen.generate_digits(3, count=2, steps=10, should_stop=lambda: True)
+    stopped = imagegen.generate_digits(digits(), 3, count=2, steps=10, should_stop=lambda: True)
     assert stopped.cancelled and stopped.steps_done == 1 and stopped.grid is None and stopped.preview is not None
 
 
@@ -214,12 +219,12 @@ def test_digits_training_record_has_the_cost_of_training_from_scratch():
 @pytest.mark.parametrize("digit", [-1, 10, 2.5])
 def test_digit_outside_0_to_9_is_refused(digit):
     with pytest.raises(InputError, match="0 to 9"):
-        imagegen.generate_digits(digit)
+        imagegen.generate_digits(None, digit)  # refused before the model is used
 
 
 @needs_digits
 def test_digits_are_enlarged_nearest_neighbour_so_each_pixel_stays_a_sharp_square(fresh_cache):
-    result = imagegen.generate_digits(7, count=2, steps=5, seed=0)
+    result = imagegen.generate_digits(digits(), 7, count=2, steps=5, seed=0)
     grid = np.asarray(result.grid)
     block = grid[:8, :8]  # one source pixel, enlarged 8 times: every screen pixel of it the same value
     assert (block == block.flat[0]).all()

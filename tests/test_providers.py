@@ -130,7 +130,7 @@ def test_recorded_stream_measures_ttft_tokens_and_cost():
         point = _point(server.url, prices=providers.Prices(input_per_m=1e6, output_per_m=2e6))
         answer = providers.chat(point, "hi")
     m = answer.measurement
-    assert (answer.input_tokens, answer.output_tokens) == (10, 4)
+    assert (answer.prompt_tokens, answer.new_tokens) == (10, 4)
     assert m.extra["cost_usd"] == pytest.approx(10 * 1 + 4 * 2)
     assert 0 <= m.extra["time_to_first_token_s"] <= m.latency_s
     assert m.source == "hosted" and m.load_s is None and KEY not in repr(m)
@@ -158,9 +158,9 @@ def test_real_llama_server_streams_a_measured_answer(llama):
     pieces = list(stream)
     result = stream.result
     assert pieces and result.text == "".join(pieces)
-    assert 1 <= result.output_tokens <= 16
+    assert 1 <= result.new_tokens <= 16
     # llama.cpp's server sends no usage chunk in a stream: the figures say they are counted pieces
-    assert result.input_tokens > 0 or any("no token usage" in n for n in result.notes)
+    assert result.prompt_tokens > 0 or any("no token usage" in n for n in result.notes)
     assert result.measurement.extra["time_to_first_token_s"] > 0
 
 
@@ -211,6 +211,6 @@ def test_a_stream_without_usage_estimates_the_prompt_so_a_priced_endpoint_is_not
         stream = providers.ChatStream(point, prompt)
         assert "".join(stream) == "negative"
     result = stream.result
-    assert result.input_tokens == providers.estimate_tokens([{"role": "user", "content": prompt}]) > 20
-    assert result.measurement.extra["cost_usd"] == pytest.approx((result.input_tokens * 1.0 + 2 * 2.0) / 1e6)
+    assert result.prompt_tokens == providers.estimate_tokens([{"role": "user", "content": prompt}]) > 20
+    assert result.measurement.extra["cost_usd"] == pytest.approx((result.prompt_tokens * 1.0 + 2 * 2.0) / 1e6)
     assert any("estimated" in note and "prompt" in note for note in result.notes)

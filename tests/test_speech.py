@@ -183,8 +183,10 @@ def test_an_english_only_model_reports_english_without_detecting(fresh_cache, sa
 ])
 def test_english_only_models_refuse_translation_and_other_languages(fresh_cache, sample, options, message):
     with pytest.raises(InputError, match=message):
-        speech.TranscriptionStream(registry.load("faster-whisper-tiny-en"), sample[0], options)
+        speech.check_options(get_spec("faster-whisper-tiny-en"), options)
     assert registry.CACHE.snapshot() == []  # refused before loading anything
+    with pytest.raises(InputError, match=message):  # and by the stream itself, should a caller skip the check
+        speech.TranscriptionStream(registry.load("faster-whisper-tiny-en"), sample[0], options)
 
 
 def test_long_audio_streams_segments_window_by_window_with_progress(tiny_whisper, sample):

@@ -62,18 +62,20 @@ def test_prompts_fill_the_template_and_refuse_one_without_a_slot():
 
 # --- CLIP -----------------------------------------------------------------------------------------
 def test_features_are_normalised_with_the_embedding_size(installed, pictures):
-    features, loaded = vision.image_features(pictures, batch_size=2)
+    loaded = registry.load(vision.CLIP_KEY)
+    features = vision.image_features(loaded, pictures, batch_size=2)
     assert features.shape == (3, tiny_vision.CLIP_EMBED_DIM) and features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
     assert loaded.spec.key == vision.CLIP_KEY and loaded.resolution.source == "test"
-    text = vision.text_features(["a photo of a cat.", "a photo of a dog."])
+    text = vision.text_features(loaded, ["a photo of a cat.", "a photo of a dog."])
     assert text.shape == (2, tiny_vision.CLIP_EMBED_DIM)
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
 
 
 def test_batching_does_not_change_features(installed, pictures):
-    together, _ = vision.image_features(pictures, batch_size=16)
-    apart = np.concatenate([vision.image_features([p])[0] for p in pictures])
+    clip = registry.load(vision.CLIP_KEY)
+    together = vision.image_features(clip, pictures, batch_size=16)
+    apart = np.concatenate([vision.image_features(clip, [p]) for p in pictures])
     np.testing.assert_allclose(together, apart, atol=1e-5)
 
 
@@ -97,8 +99,9 @@ def test_zero_shot_gives_a_distribution_per_image_and_its_measurement(installed,
 
 def test_zero_shot_matches_clip_scores_computed_by_hand(installed, tiny_clip, pictures):
     result = vision.zero_shot(registry.load(vision.CLIP_KEY), pictures[0], ["cat", "dog"])
-    images, _ = vision.image_features([pictures[0]])
-    texts = vision.text_features(vision.make_prompts(["cat", "dog"], vision.DEFAULT_TEMPLATE))
+    clip = registry.load(vision.CLIP_KEY)
+    images = vision.image_features(clip, [pictures[0]])
+    texts = vision.text_features(clip, vision.make_prompts(["cat", "dog"], vision.DEFAULT_TEMPLATE))
     logits = float(tiny_clip.model.logit_scale.detach().exp()) * images @ texts.T
     expected = np.exp(logits) / np.exp(logits).sum()
     np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)

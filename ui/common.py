@@ -136,15 +136,13 @@ def show_measurement(m: Measurement, narrow: bool = False) -> None:
 
 
 def record(m: Measurement, page: str, task: str, params: dict | None = None, metrics: dict | None = None) -> None:
-    """Store a run's measurements (never its inputs) in the run store, with its engine; a hosted call as
-    "call an API", with its charge."""
+    """Store a run's measurements (never its inputs) in the run store, with its engine; a hosted call is recorded as
+    "call an API" (:func:`core.runs.record_run` decides), with its charge."""
     from core import runs
 
-    hosted = m.source == "hosted"
     runs.record_run(
         page=page, task=task, model=m.model, source=m.source, device=m.device, params=params or {},
         load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
         metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
-        approach="call an API" if hosted else "use as is", api_cost_usd=m.extra.get("cost_usd") if hosted else None,
-        engine=engine_of(m),
+        api_cost_usd=m.extra.get("cost_usd") if m.source == runs.HOSTED_SOURCE else None, engine=m.engine,
     )

@@ -130,29 +130,6 @@ def where_picker(key: str) -> str:
                                 help="A hosted API runs the model elsewhere: no weights here, a price per call.") or LOCAL
 
 
-def stream_chat(point: providers.Endpoint, prompt: str, max_tokens: int, temperature: float, top_p: float,
-                seed: int) -> providers.HostedText | None:
-    """Stream a hosted chat answer into the page; None (with one line said) when the call failed."""
-    stream = providers.ChatStream(point, prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    try:
-        with st.spinner(f"Calling {point.label} ..."):
-            st.write_stream(stream)
-    except providers.HostedError as err:
-        hosted_error(err)
-        return None
-    return stream.result
-
-
-def classify(point: providers.Endpoint, texts: list[str], labels: list[str]) -> providers.HostedLabels | None:
-    """Zero-shot labels from a hosted chat model; None (with one line said) when a call failed."""
-    try:
-        with st.spinner(f"Calling {point.label} ({len(texts)} call{'s' if len(texts) != 1 else ''}) ..."):
-            return providers.classify(point, texts, labels)
-    except providers.HostedError as err:
-        hosted_error(err)
-        return None
-
-
 def call(point: providers.Endpoint, what: str, function, *args, **kwargs):
     """Run one hosted call (``function(point, *args, **kwargs)``) under a spinner; None (with one line said) when it
     failed, so the rest of the page keeps working."""

@@ -35,6 +35,7 @@ class Here:
         stream: ``run`` returns a text stream to write into the page; its ``result`` is the result.
         first_use: the label of a status box that shows a one-time preparation's lines (``load(progress=...)``),
             or "" when loading needs none.
+        preview_width: how wide a progress update's preview image is drawn, in pixels.
     """
 
     load: Callable[..., Any]
@@ -44,6 +45,7 @@ class Here:
     progress: str = ""
     stream: bool = False
     first_use: str = ""
+    preview_width: int = 192
 
 
 @dataclass
@@ -94,7 +96,8 @@ class RunOn:
 
     def run(self, here: Here | None, there: There | None, *, notes: list[str] = (), params: dict | None = None,
             local_params: dict | None = None, hosted_params: dict | None = None,
-            metrics: Callable[[Any], dict | None] | None = None, kept: Any = None) -> None:
+            metrics: Callable[[Any], dict | None] | None = None, kept: Any = None,
+            result_params: Callable[[Any], dict] | None = None) -> None:
         """Run the chosen sides on one input, keep and record each result.
 
         Args:
@@ -104,6 +107,7 @@ class RunOn:
                 ``hosted_params`` with the hosted one's only.
             metrics: a result's quality figures for the run store (e.g. word error rate).
             kept: anything to keep with the results for drawing them later (:attr:`View.kept`).
+            result_params: settings a result knows only once it ran (e.g. whether it was cancelled), recorded too.
         """
         for stored in (*self.keys.values(), f"{self.key}_kept"):
             st.session_state.pop(stored, None)
@@ -115,7 +119,8 @@ class RunOn:
                     if self.where == BOTH:
                         st.caption(NOT_RUN_HERE)
                 else:
-                    self._keep(LOCAL, self._run_here(here), notes, {**(params or {}), **(local_params or {})}, metrics)
+                    self._keep(LOCAL, self._run_here(here), notes, {**(params or {}), **(local_params or {})}, metrics,
+                               result_params)
         if self.where != LOCAL and there is not None:
             with self.hosted_out:
                 self._keep(HOSTED, self._run_there(there), notes, {**(params or {}), **(hosted_params or {})}, metrics)
@@ -138,7 +143,7 @@ class RunOn:
             if not here.progress:
                 with st.spinner(here.busy):
                     return here.run(model)
-            show, slot = progress_view(here.progress, f"{self.key}_progress")
+            show, slot = progress_view(here.progress, f"{self.key}_progress", here.preview_width)
             with st.spinner(here.busy):
                 result = here.run(model, on_progress=show)
             slot.empty()
@@ -159,11 +164,12 @@ class RunOn:
         self.streamed.add(HOSTED)
         return answer.result
 
-    def _keep(self, side: str, result, notes, params: dict, metrics) -> None:
+    def _keep(self, side: str, result, notes, params: dict, metrics, result_params=None) -> None:
         if result is None:
             return
         result.notes[:0] = list(notes)
         st.session_state[self.keys[side]] = result
+        params = {**params, **(result_params(result) if result_params else {})}
         record(result.measurement, self.page, self.task, params, metrics(result) if metrics else None)
 
     def show(self, draw: Callable[[Any, View], None], compare: Callable[[Any, Any], None] | None = None) -> None:
@@ -184,12 +190,12 @@ class RunOn:
             compare(results[LOCAL], results[HOSTED])
 
 
-def progress_view(label: str, state_key: str = "") -> tuple[Callable[[Progress], None], Any]:
+def progress_view(label: str, state_key: str = "", preview_width: int = 192) -> tuple[Callable[[Progress], None], Any]:
     """A progress bar with a preview slot under it, and the :data:`core.progress.OnProgress` that fills them.
 
-    An update's ``preview`` is drawn under the bar: an image (a diffusion step), or markdown (the lines of a
-    transcript so far). The last update is kept at ``state_key`` in the session, so a page can say where a
-    stopped run was. Returns the callback and the slot (empty it when done).
+    An update's ``preview`` is drawn under the bar: an image (a diffusion step, ``preview_width`` pixels wide), or
+    markdown (the lines of a transcript so far). The last update is kept at ``state_key`` in the session, so a page
+    can say where a stopped run was (:func:`stopped_note`). Returns the callback and the slot (empty it when done).
     """
     slot = st.empty()
     box = slot.container()
@@ -198,10 +204,46 @@ def progress_view(label: str, state_key: str = "") -> tuple[Callable[[Progress],
     def show(update: Progress) -> None:
         if state_key:
             st.session_state[state_key] = (update.done, update.total)
-        bar.progress(update.fraction, text=update.message or f"{label} {update.done:g}/{update.total:g}")
+        clock = "" if update.elapsed_s is None else f" · {update.elapsed_s:.1f} s"
+        bar.progress(update.fraction, text=update.message or f"{label} {update.done:g} of {update.total:g}{clock}")
         if isinstance(update.preview, str):
             preview.markdown(update.preview)
         elif update.preview is not None:
-            preview.image(update.preview, caption="Preview of the current step (approximate)", width=192)
+            preview.image(update.preview, caption="Preview of the current step (approximate)", width=preview_width)
 
     return show, slot
+
+
+# --- runs that can be stopped: a Cancel button beside the run button -----------------------------------
+def _set(key: str, value) -> None:
+    st.session_state[key] = value
+
+
+def run_buttons(key: str, label: str, disabled: bool = False) -> bool:
+    """The run button and a Cancel button beside it; returns whether the run button was clicked.
+
+    A Cancel click sets ``{key}_cancel``, which :func:`stop_requested` reads from inside the running call (the click
+    also reruns the page, which interrupts it); :func:`stopped_note` then says where the run stopped.
+    """
+    run, cancel, _ = st.columns([1, 1, 4])
+    clicked = run.button(label, type="primary", key=f"{key}_run", on_click=_set, args=(f"{key}_cancel", False),
+                         disabled=disabled)
+    cancel.button("Cancel", key=f"{key}_cancel_button", on_click=_set, args=(f"{key}_cancel", True))
+    return clicked
+
+
+def stop_requested(key: str) -> Callable[[], bool]:
+    """The :data:`core.progress.ShouldStop` of the run keyed ``key``: True once its Cancel was clicked."""
+    return lambda: bool(st.session_state.get(f"{key}_cancel"))
+
+
+def stopped_note(key: str) -> None:
+    """After Cancel: say where the run stopped (its last progress update), or that nothing was running."""
+    if st.session_state.get(f"{key}_cancel"):
+        st.session_state[f"{key}_cancel"] = False
+        step, total = st.session_state.pop(f"{key}_progress", (0, 0))
+        if total:
+            st.info(f"Cancelled after step {step:g} of {total:g}; nothing was decoded. Change the settings and "
+                    "generate again.", icon=":material/cancel:")
+        else:
+            st.info("Nothing is running.", icon=":material/info:")

@@ -181,7 +181,8 @@ def encode_images(key: str, images: Sequence) -> tuple[np.ndarray, registry.Load
     from core import vision
 
     try:
-        values, loaded = vision.image_features(list(images), key=key)
+        loaded = registry.load(key)
+        values = vision.image_features(loaded, list(images))
     except ModelUnavailable as err:
         raise clip_unavailable(err, key) from None
     return np.asarray(values, np.float32), loaded

@@ -1,7 +1,7 @@
 """The run record: an arm's settings and figures (never the data) stored in the run store, kind ``training``."""
 from __future__ import annotations
 
-from core.finetune.arms import APPROACHES, TASKS, ArmResult
+from core.finetune.arms import TASKS, ArmResult
 
 
 def record_arm(result: ArmResult, data, session_id: str | None = None) -> None:
@@ -16,5 +16,5 @@ def record_arm(result: ArmResult, data, session_id: str | None = None) -> None:
         },
         metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
         api_cost_usd=result.params.get("cost_usd"),
-        engine=runs.HOSTED_ENGINE if result.approach == APPROACHES["api"] else result.params.get("engine", runs.DEFAULT_ENGINE),
+        engine=result.params.get("engine"),
     )

@@ -15,10 +15,10 @@ here; stand-ins are set on the module that reads them (``imagegen.memory.plan_me
 from __future__ import annotations
 
 from core.imagegen.common import (LATENT_RGB_FACTORS, MAX_SEED, MAX_SIZE, MIN_SIZE, PREVIEW_EVERY_S, SIZE_MULTIPLE,
-                                  Previews, latents_preview, png_bytes)
+                                  ImageResult, Previews, latents_preview, png_bytes)
 from core.imagegen.memory import VAE_TILE_PX, WORKING_OVERHEAD_MB, MemoryPlan, budget_note, plan_memory, vae_tiles
-from core.imagegen.text_to_image import (MAX_STEPS, TINY_DECODER_KEY, ImageRequest, ImageResult, TextToImage,
-                                         TinyDecoder, generate_image, load_text_to_image, load_tiny_decoder,
+from core.imagegen.text_to_image import (MAX_STEPS, TINY_DECODER_KEY, ImageRequest, TextToImage, TinyDecoder,
+                                         generate_image, load_text_to_image, load_tiny_decoder, needs_tiny_decoder,
                                          truncate_to_tokens, validate_request)
 from core.imagegen.digits import (DIGITS_KEY, DIGITS_SIZE, MAX_DIGIT_IMAGES, MAX_DIGIT_STEPS, NULL_CLASS,
                                   TRAINING_RECORD, DigitsGenerator, DigitsResult, digits_grid, digits_to_8x8,
@@ -26,11 +26,11 @@ from core.imagegen.digits import (DIGITS_KEY, DIGITS_SIZE, MAX_DIGIT_IMAGES, MAX
                                   sample_digits)
 
 __all__ = [
-    "LATENT_RGB_FACTORS", "MAX_SEED", "MAX_SIZE", "MIN_SIZE", "PREVIEW_EVERY_S", "SIZE_MULTIPLE", "Previews",
-    "latents_preview", "png_bytes",
+    "LATENT_RGB_FACTORS", "MAX_SEED", "MAX_SIZE", "MIN_SIZE", "PREVIEW_EVERY_S", "SIZE_MULTIPLE", "ImageResult",
+    "Previews", "latents_preview", "png_bytes",
     "VAE_TILE_PX", "WORKING_OVERHEAD_MB", "MemoryPlan", "budget_note", "plan_memory", "vae_tiles",
-    "MAX_STEPS", "TINY_DECODER_KEY", "ImageRequest", "ImageResult", "TextToImage", "TinyDecoder", "generate_image",
-    "load_text_to_image", "load_tiny_decoder", "truncate_to_tokens", "validate_request",
+    "MAX_STEPS", "TINY_DECODER_KEY", "ImageRequest", "TextToImage", "TinyDecoder", "generate_image",
+    "load_text_to_image", "load_tiny_decoder", "needs_tiny_decoder", "truncate_to_tokens", "validate_request",
     "DIGITS_KEY", "DIGITS_SIZE", "MAX_DIGIT_IMAGES", "MAX_DIGIT_STEPS", "NULL_CLASS", "TRAINING_RECORD",
     "DigitsGenerator", "DigitsResult", "digits_grid", "digits_to_8x8", "digits_training_record", "generate_digits",
     "load_digits_generator", "readable_share", "sample_digits",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
+
+from core.measure import Measurement
 
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 256, 512, 8
 MAX_SEED = 2**32 - 1
@@ -74,3 +77,41 @@ def latents_preview(latents):
         return None
     rgb = latents[0].float().cpu().permute(1, 2, 0) @ torch.tensor(LATENT_RGB_FACTORS)
     return Image.fromarray(rgb.add(1).mul(127.5).clamp(0, 255).to(torch.uint8).numpy())
+
+
+@dataclass
+class ImageResult:
+    """A generated image, made here or by a hosted endpoint, what made it, and the measurement.
+
+    Attributes:
+        image: the PIL image, or None when the run was cancelled.
+        parameters: everything needed to reproduce it (written into the PNG): model, prompt, size, seed ...
+        notes: what was changed or turned on, for people.
+        measurement: load time, latency, peak memory, s/step and decode seconds here; images/s and cost hosted.
+        request: the request as actually run here (prompts truncated, steps bounded, guidance as used).
+        preview: the last step preview drawn here.
+        steps_done: denoising steps completed here.
+        cancelled: True when the run stopped early on request.
+        data, mime: the bytes a hosted endpoint sent and their media type ("" for an image made here).
+    """
+
+    image: Any
+    parameters: dict
+    notes: list[str]
+    measurement: Measurement
+    request: Any = None
+    preview: Any = None
+    steps_done: int = 0
+    cancelled: bool = False
+    data: bytes = b""
+    mime: str = ""
+
+    def png(self) -> bytes:
+        """The image as PNG with its parameters in the text metadata."""
+        return png_bytes(self.image, self.parameters)
+
+    def download(self) -> tuple[bytes, str, str]:
+        """What a download button offers: the bytes as sent by an endpoint, else the PNG; extension; MIME type."""
+        if self.data:
+            return self.data, self.mime.split("/")[-1].replace("jpeg", "jpg"), self.mime
+        return self.png(), "png", "image/png"

@@ -187,12 +187,13 @@ class DigitsResult:
         return png_bytes(self.grid, self.parameters)
 
 
-def generate_digits(digit: int, count: int = 8, steps: int = 20, guidance: float = 2.0, seed: int = 0,
-                    on_progress: OnProgress | None = None, should_stop: ShouldStop | None = None,
-                    key: str = DIGITS_KEY) -> DigitsResult:
+def generate_digits(loaded: registry.Loaded, digit: int, count: int = 8, steps: int = 20, guidance: float = 2.0,
+                    seed: int = 0, on_progress: OnProgress | None = None,
+                    should_stop: ShouldStop | None = None) -> DigitsResult:
     """Draw handwritten-style digits of one class with the project's own diffusion model (works offline).
 
     Args:
+        loaded: the digits model from the registry (``DIGITS_KEY``).
         digit: the class, 0-9.
         count: images, bounded to 1-MAX_DIGIT_IMAGES.
         steps: DDIM steps, bounded to 1-MAX_DIGIT_STEPS.
@@ -201,7 +202,6 @@ def generate_digits(digit: int, count: int = 8, steps: int = 20, guidance: float
         on_progress: called after every step with a :class:`core.progress.Progress` whose preview (at most every
             PREVIEW_EVERY_S) is the predicted clean grid.
         should_stop: polled after every step; True stops early.
-        key: catalog key of the digits model.
 
     Returns:
         DigitsResult.
@@ -224,7 +224,6 @@ def generate_digits(digit: int, count: int = 8, steps: int = 20, guidance: float
         if asked != used:
             notes.append(f"{asked} {name} is outside the allowed range; using {used}.")
     count, steps = bounded["images"][1], bounded["steps"][1]
-    loaded = registry.load(key)
     model: DigitsGenerator = loaded.model
     previews = Previews(lambda clean: digits_grid(clean.float().cpu().numpy(), scale=4, smooth=False))
 
@@ -241,7 +240,7 @@ def generate_digits(digit: int, count: int = 8, steps: int = 20, guidance: float
         )
     cancelled = done < steps
     array = images.float().cpu().numpy()
-    parameters = {"model": key, "digit": int(digit), "images": count, "steps": steps, "guidance_scale": float(guidance),
+    parameters = {"model": loaded.spec.key, "digit": int(digit), "images": count, "steps": steps, "guidance_scale": float(guidance),
                   "seed": int(seed), "scheduler": type(model.scheduler).__name__, "size": model.unet.config.sample_size}
     measurement = loaded.measurement(timing.seconds, timing.peak_mb, step_s=timing.seconds / max(done, 1),
                                image_s=timing.seconds / count)

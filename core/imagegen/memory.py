@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from core import registry
 from core.catalog import get_spec
 from core.config import get_settings
 from core.errors import ModelTooLarge
 from core.imagegen.common import MAX_SIZE, MIN_SIZE
-
-if TYPE_CHECKING:
-    from core.imagegen.text_to_image import TextToImage
 
 VAE_TILE_PX = 256
 
@@ -83,12 +79,12 @@ def _vae_working_mb(vae, height: int, width: int, bytes_per: int, tile_px: int |
     return bytes_per * (3.5 * channels * pixels + output) / 2**20
 
 
-def plan_memory(model: TextToImage, vae, width: int, height: int, guided: bool, weights_mb: float,
+def plan_memory(model, vae, width: int, height: int, guided: bool, weights_mb: float,
                 budget_mb: float) -> MemoryPlan:
     """Estimate the working memory of one image and turn on VAE tiling when that makes it fit.
 
     Args:
-        model: the loaded pipeline.
+        model: the loaded pipeline (a :class:`~core.imagegen.text_to_image.TextToImage`).
         vae: the decoder that will be used (the pipeline's or TAESD).
         width, height: image size in pixels.
         guided: classifier-free guidance doubles the UNet batch.

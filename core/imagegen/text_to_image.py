@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from core import registry
-from core.catalog import ModelSpec, get_spec
+from core.catalog import ModelSpec
 from core.config import get_settings
 from core.device import choose_device
 from core.errors import InputError
 from core.imagegen import memory
-from core.imagegen.common import MAX_SEED, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, Previews, latents_preview, png_bytes
-from core.measure import Measurement, measured
+from core.imagegen.common import MAX_SEED, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, ImageResult, Previews, latents_preview
+from core.measure import measured
 from core.progress import OnProgress, Progress, ShouldStop
 from core.registry import Resolution
 
@@ -175,45 +175,18 @@ def truncate_to_tokens(tokenizer, text: str, label: str) -> tuple[str, list[str]
 
 
 # --- text-to-image: generation -----------------------------------------------------------------------
-@dataclass
-class ImageResult:
-    """A generated image (None when cancelled), what was used to make it, and the measurement.
-
-    Attributes:
-        image: the PIL image, or None when the run was cancelled.
-        preview: the last step preview drawn.
-        request: the request as actually run (prompts truncated, steps bounded, guidance as used).
-        parameters: everything needed to reproduce it (also written into the PNG).
-        steps_done: denoising steps completed.
-        cancelled: True when the run stopped early on request.
-        notes: what was changed or turned on, for people.
-        measurement: load time, latency, peak memory, s/step, decode and per-image seconds.
-    """
-
-    image: Any
-    preview: Any
-    request: ImageRequest
-    parameters: dict
-    steps_done: int
-    cancelled: bool
-    notes: list[str]
-    measurement: Measurement
-
-    def png(self) -> bytes:
-        """The image as PNG with its parameters in the text metadata."""
-        return png_bytes(self.image, self.parameters)
-
-
-def generate_image(key: str, request: ImageRequest, on_progress: OnProgress | None = None,
-                   should_stop: ShouldStop | None = None) -> ImageResult:
-    """Generate one image from a prompt with a text-to-image model from the catalog.
+def generate_image(loaded: registry.Loaded, request: ImageRequest, on_progress: OnProgress | None = None,
+                   should_stop: ShouldStop | None = None, decoder: registry.Loaded | None = None) -> ImageResult:
+    """Generate one image from a prompt with a loaded text-to-image model.
 
     Args:
-        key: catalog key of a text-to-image spec.
+        loaded: a text-to-image model from the registry (:class:`TextToImage`).
         request: prompt and settings (validated here).
         on_progress: called after every denoising step with a :class:`core.progress.Progress` (``done`` steps of
             ``total``, ``elapsed_s`` since denoising began, a ``preview`` at most every PREVIEW_EVERY_S).
         should_stop: polled after every step; True stops the run before the next step.
+        decoder: the tiny decoder (``TINY_DECODER_KEY``) to decode with when ``request.tiny_decoder`` asks for it
+            and the model has none of its own (:func:`needs_tiny_decoder`).
 
     Returns:
         ImageResult; ``image`` is None when cancelled.
@@ -224,15 +197,15 @@ def generate_image(key: str, request: ImageRequest, on_progress: OnProgress | No
     import torch
 
     request, notes = validate_request(request)
-    loaded = registry.load(key)
     model: TextToImage = loaded.model
     pipe = model.pipe
     vae, decoder_name, weights_mb, load_s = pipe.vae, type(pipe.vae).__name__, loaded.size_mb, loaded.load_s
     if request.tiny_decoder and model.has_tiny_decoder:
         notes.append("This model already decodes with a tiny (TAESD-style) decoder.")
     elif request.tiny_decoder:
-        decoder = registry.load(TINY_DECODER_KEY)
-        vae, decoder_name, weights_mb = decoder.model.vae, get_spec(TINY_DECODER_KEY).title, weights_mb + decoder.size_mb
+        if decoder is None:
+            raise InputError("The tiny decoder was asked for but not loaded: load it with the model.")
+        vae, decoder_name, weights_mb = decoder.model.vae, decoder.spec.title, weights_mb + decoder.size_mb
         load_s = (load_s or 0.0) + (decoder.load_s or 0.0) or None
     prompt, prompt_notes = truncate_to_tokens(pipe.tokenizer, request.prompt, "prompt")
     guidance = float(request.guidance_scale) if model.uses_guidance else 0.0
@@ -290,4 +263,10 @@ def generate_image(key: str, request: ImageRequest, on_progress: OnProgress | No
         "width": request.width, "height": request.height, "seed": request.seed,
     }
     measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s, step_s=step_s, decode_s=decode_s, image_s=timing.seconds)
-    return ImageResult(image, previews.latest, request, parameters, len(step_ends), cancelled[0], notes, measurement)
+    return ImageResult(image, parameters, notes, measurement, request=request, preview=previews.latest,
+                       steps_done=len(step_ends), cancelled=cancelled[0])
+
+
+def needs_tiny_decoder(loaded: registry.Loaded, request: ImageRequest) -> bool:
+    """Whether :func:`generate_image` needs the tiny decoder handed in for this request."""
+    return request.tiny_decoder and not loaded.model.has_tiny_decoder

@@ -28,10 +28,11 @@ from core.providers.endpoints import (CHAT, HF_IMAGES, IMAGE_KINDS, IMAGES, PROV
                                       TRANSCRIPTION, Endpoint, Prices, Provider, configured, endpoint, with_prices)
 from core.providers.http import MAX_RESPONSE_BYTES, MAX_RETRY_WAIT_S, REACH_TIMEOUT_S, HostedError, check_reachable
 from core.providers.chat import (CHARS_PER_TOKEN, CLASSIFY_SYSTEM, MESSAGE_OVERHEAD_TOKENS, ChatStream, HostedLabels,
-                                 HostedText, chat, classify, classify_prompt, estimate_tokens, match_label)
-from core.providers.vision import (CAPTION_PROMPT, LABEL_IMAGE_SYSTEM, MAX_SENT_SIDE, HostedCaptions, caption,
-                                   image_data_url, label_images)
-from core.providers.images import (MAX_IMAGE_PIXELS, MODEL_NAME, REPLICATE_POLL_S, HostedImage, generate_image,
+                                 chat, classify, classify_prompt, classify_texts, estimate_tokens,
+                                 match_label)
+from core.providers.vision import (CAPTION_PROMPT, LABEL_IMAGE_SYSTEM, MAX_SENT_SIDE, caption, image_data_url,
+                                   label_images)
+from core.providers.images import (MAX_IMAGE_PIXELS, MODEL_NAME, REPLICATE_POLL_S, generate_image,
                                    image_kind)
 from core.providers.speech import transcribe
 
@@ -39,10 +40,10 @@ __all__ = [
     "CHAT", "HF_IMAGES", "IMAGE_KINDS", "IMAGES", "PROVIDERS", "REPLICATE_IMAGES", "TRANSCRIPTION", "Endpoint",
     "Prices", "Provider", "configured", "endpoint", "with_prices",
     "MAX_RESPONSE_BYTES", "MAX_RETRY_WAIT_S", "REACH_TIMEOUT_S", "HostedError", "check_reachable",
-    "CHARS_PER_TOKEN", "CLASSIFY_SYSTEM", "MESSAGE_OVERHEAD_TOKENS", "ChatStream", "HostedLabels", "HostedText",
-    "chat", "classify", "classify_prompt", "estimate_tokens", "match_label",
-    "CAPTION_PROMPT", "LABEL_IMAGE_SYSTEM", "MAX_SENT_SIDE", "HostedCaptions", "caption", "image_data_url",
+    "CHARS_PER_TOKEN", "CLASSIFY_SYSTEM", "MESSAGE_OVERHEAD_TOKENS", "ChatStream", "HostedLabels",
+    "chat", "classify", "classify_prompt", "classify_texts", "estimate_tokens", "match_label",
+    "CAPTION_PROMPT", "LABEL_IMAGE_SYSTEM", "MAX_SENT_SIDE", "caption", "image_data_url",
     "label_images",
-    "MAX_IMAGE_PIXELS", "MODEL_NAME", "REPLICATE_POLL_S", "HostedImage", "generate_image", "image_kind",
+    "MAX_IMAGE_PIXELS", "MODEL_NAME", "REPLICATE_POLL_S", "generate_image", "image_kind",
     "transcribe",
 ]

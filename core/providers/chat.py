@@ -8,21 +8,13 @@ from dataclasses import dataclass
 
 from core.errors import InputError
 from core.measure import Measurement
+from core.progress import OnProgress, Progress, ShouldStop, ignore, never
 from core.providers import http
 from core.providers.endpoints import Endpoint
 from core.providers.http import (HostedError, check_reachable, classify_error, hosted_measurement, post, require_key,
                                  stream_events, with_one_retry)
-
-
-@dataclass
-class HostedText:
-    """A hosted chat answer: the text, token counts, notes (e.g. a cut stream) and the measurement."""
-
-    text: str
-    input_tokens: int
-    output_tokens: int
-    notes: list[str]
-    measurement: Measurement
+from core.text import ClassificationResult, Prediction
+from core.textgen import GenerationResult
 
 
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text with BPE tokenizers
@@ -57,7 +49,7 @@ class ChatStream:
                                                     {"type": "image_url", "image_url": {"url": image_url}}]
         self.messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
         self.options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
-        self.result: HostedText | None = None
+        self.result: GenerationResult | None = None
 
     def _open(self):
         payload = {"model": self.point.model, "messages": self.messages, "stream": True,
@@ -94,7 +86,7 @@ class ChatStream:
         end = time.perf_counter()
         self.result = self._finish(pieces, usage, start, first, end, notes)
 
-    def _finish(self, pieces, usage, start, first, end, notes) -> HostedText:
+    def _finish(self, pieces, usage, start, first, end, notes) -> GenerationResult:
         text = "".join(pieces)
         prompt_tokens = int((usage or {}).get("prompt_tokens") or 0)
         output_tokens = int((usage or {}).get("completion_tokens") or 0)
@@ -109,10 +101,11 @@ class ChatStream:
         extra = {"time_to_first_token_s": ttft,
                  "tokens_per_s": (output_tokens - 1) / decode if decode > 0 and output_tokens > 1 else 0.0,
                  "cost_usd": self.point.prices.chat_usd(prompt_tokens, output_tokens)}
-        return HostedText(text, prompt_tokens, output_tokens, notes, hosted_measurement(self.point, end - start, **extra))
+        return GenerationResult(text, output_tokens, notes, hosted_measurement(self.point, end - start, **extra),
+                                prompt_tokens)
 
 
-def chat(point: Endpoint, prompt: str, **options) -> HostedText:
+def chat(point: Endpoint, prompt: str, **options) -> GenerationResult:
     """A whole chat answer (the stream, collected). Options as :class:`ChatStream`."""
     stream = ChatStream(point, prompt, **options)
     for _ in stream:
@@ -151,11 +144,12 @@ class HostedLabels:
     measurement: Measurement
 
 
-def ask_labels(point: Endpoint, items: Sequence, labels: Sequence[str], ask: Callable[[object], HostedText],
-                max_calls: int, on_item: Callable[[int, int], None] | None,
-                stop: Callable[[], bool] | None, rate: str = "items_per_s") -> HostedLabels:
+def ask_labels(point: Endpoint, items: Sequence, labels: Sequence[str],
+               ask: Callable[[object], GenerationResult],
+               max_calls: int, on_progress: OnProgress = ignore, should_stop: ShouldStop = never,
+               rate: str = "items_per_s") -> HostedLabels:
     """One chat call per item (``ask(item)``), each answer matched to a label, the throughput named ``rate``; the
-    loop :func:`classify` and :func:`label_images` share."""
+    loop :func:`classify` and :func:`label_images` share. Reports a :class:`core.progress.Progress` per call."""
     if len(labels) < 2:
         raise InputError("Give at least two label names to choose from.")
     if len(items) > max_calls:
@@ -163,15 +157,15 @@ def ask_labels(point: Endpoint, items: Sequence, labels: Sequence[str], ask: Cal
     start = time.perf_counter()
     found, notes, prompt_tokens, output_tokens = [], [], 0, 0
     for done, item in enumerate(items, 1):
-        if stop is not None and stop():
+        if should_stop():
             notes.append(f"Stopped after {done - 1} of {len(items)} calls; the rest count as unanswered.")
             break
         answer = ask(item)
-        prompt_tokens += answer.input_tokens
-        output_tokens += answer.output_tokens
+        prompt_tokens += answer.prompt_tokens
+        output_tokens += answer.new_tokens
         found.append(match_label(answer.text, labels))
-        if on_item is not None:
-            on_item(done, len(items))
+        elapsed = time.perf_counter() - start
+        on_progress(Progress(done, len(items), f"{done} of {len(items)} calls ({elapsed:.1f} s)", elapsed))
     seconds = time.perf_counter() - start
     answered = len(found)
     unmatched = sum(label is None for label in found)
@@ -185,7 +179,7 @@ def ask_labels(point: Endpoint, items: Sequence, labels: Sequence[str], ask: Cal
 
 
 def classify(point: Endpoint, texts: Sequence[str], labels: Sequence[str], max_calls: int = 500,
-             on_item: Callable[[int, int], None] | None = None, stop: Callable[[], bool] | None = None) -> HostedLabels:
+             on_progress: OnProgress = ignore, should_stop: ShouldStop = never) -> HostedLabels:
     """Zero-shot classification by prompting a chat model with the label names, one call per text.
 
     Args:
@@ -193,12 +187,21 @@ def classify(point: Endpoint, texts: Sequence[str], labels: Sequence[str], max_c
         texts: the texts.
         labels: the label names, as the user's data spells them.
         max_calls: refuse more texts than this (each one is a paid call).
-        on_item: called with (done, total) after each text.
-        stop: when it returns True, no further call is made; the rest count as unanswered, with a note.
+        on_progress: told after each call (``done`` calls of ``total``).
+        should_stop: when it returns True, no further call is made; the rest count as unanswered, with a note.
 
     Returns:
         HostedLabels; its measurement has items/s, cost_usd and cost_per_1000_usd (per text answered).
     """
     return ask_labels(point, texts, labels, lambda text: chat(
         point, classify_prompt(text, labels), max_tokens=8, temperature=0.0, system=CLASSIFY_SYSTEM),
-        max_calls, on_item, stop)
+        max_calls, on_progress, should_stop)
+
+
+def classify_texts(point: Endpoint, texts: Sequence[str], labels: Sequence[str], max_calls: int = 500
+                   ) -> ClassificationResult:
+    """:func:`classify` as a text family result, as a local classifier gives: one prediction per text, its label
+    None where the answer named none, no scores."""
+    answer = classify(point, texts, labels, max_calls)
+    return ClassificationResult([Prediction(text, label) for text, label in zip(texts, answer.labels)], answer.notes,
+                                answer.measurement)

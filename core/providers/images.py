@@ -6,11 +6,10 @@ import base64
 import io
 import re
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from core.errors import InputError
-from core.measure import Measurement
+from core.imagegen.common import ImageResult
 from core.providers import http
 from core.providers.endpoints import HF_IMAGES, IMAGE_KINDS, IMAGES, REPLICATE_IMAGES, Endpoint
 from core.providers.http import (HostedError, check_reachable, hosted_measurement, post, read_body, read_json,
@@ -19,27 +18,6 @@ from core.providers.http import (HostedError, check_reachable, hosted_measuremen
 MAX_IMAGE_PIXELS = 4096 * 4096  # a generated image larger than this is refused as oversized
 MODEL_NAME = re.compile(r"^\w[\w.-]*/\w[\w.-]*$")  # owner/name, as Hugging Face and Replicate spell models
 REPLICATE_POLL_S = 1.0
-
-
-@dataclass
-class HostedImage:
-    """A generated image from a hosted endpoint, as received and decoded.
-
-    Attributes:
-        image: upright RGB PIL image.
-        data: the bytes the endpoint sent (PNG, JPEG or WebP), for download.
-        mime: their media type.
-        prompt: what was asked for.
-        notes: what people should know (a size the model chose itself, extra images left out ...).
-        measurement: latency, images/s, cost_usd, and the server's own compute time where it says.
-    """
-
-    image: object
-    data: bytes
-    mime: str
-    prompt: str
-    notes: list[str]
-    measurement: Measurement
 
 
 def image_kind(point: Endpoint) -> str:
@@ -142,7 +120,7 @@ def _replicate_image(point: Endpoint, prompt: str, seed: int, notes: list[str], 
 
 
 def generate_image(point: Endpoint, prompt: str, width: int = 512, height: int = 512, seed: int = 0,
-                   steps: int | None = None, negative_prompt: str = "", sleep=time.sleep) -> HostedImage:
+                   steps: int | None = None, negative_prompt: str = "", sleep=time.sleep) -> ImageResult:
     """Generate one image on a hosted endpoint: OpenAI-compatible images, Hugging Face, or Replicate.
 
     Args:
@@ -155,7 +133,7 @@ def generate_image(point: Endpoint, prompt: str, width: int = 512, height: int =
         sleep: how to wait between Replicate polls and before the one retry after a 429.
 
     Returns:
-        HostedImage; its measurement has images_per_s and cost_usd (the price per image), and server_predict_s
+        ImageResult with the bytes as sent (``data``, ``mime``); its measurement has images_per_s and cost_usd (the price per image), and server_predict_s
         where the endpoint reports its own compute time.
 
     Raises:
@@ -185,4 +163,6 @@ def generate_image(point: Endpoint, prompt: str, width: int = 512, height: int =
     seconds = time.perf_counter() - start
     image, mime = _decode_image(data, point)
     extra = {"images_per_s": 1 / seconds if seconds > 0 else 0.0, "cost_usd": point.prices.per_image, **figures}
-    return HostedImage(image, data, mime, prompt, notes, hosted_measurement(point, seconds, **extra))
+    parameters = {"model": point.model, "provider": point.provider.title, "prompt": prompt, "width": width,
+                  "height": height, "seed": seed}
+    return ImageResult(image, parameters, notes, hosted_measurement(point, seconds, **extra), data=data, mime=mime)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from core.errors import InputError
-from core.measure import Measurement
-from core.providers.chat import HostedLabels, ask_labels, chat
+from core.vision import CaptionResult, ZeroShotResult
+from core.progress import OnProgress, Progress, ignore
+from core.providers.chat import ask_labels, chat
 from core.providers.endpoints import Endpoint
 from core.providers.http import hosted_measurement
 
@@ -30,17 +30,8 @@ def image_data_url(image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-@dataclass
-class HostedCaptions:
-    """Captions from a vision chat model, one per image, with notes and the measurement of all the calls."""
-
-    captions: list[str]
-    notes: list[str]
-    measurement: Measurement
-
-
 def caption(point: Endpoint, images: Sequence, prompt: str = CAPTION_PROMPT, max_tokens: int = 60,
-            max_calls: int = 64, on_item: Callable[[int, int], None] | None = None) -> HostedCaptions:
+            max_calls: int = 64, on_progress: OnProgress = ignore) -> CaptionResult:
     """Caption images with a vision chat model, one call per image.
 
     Args:
@@ -49,10 +40,10 @@ def caption(point: Endpoint, images: Sequence, prompt: str = CAPTION_PROMPT, max
         prompt: what to ask about each image.
         max_tokens: longest caption.
         max_calls: refuse more images than this (each one is a paid call).
-        on_item: called with (done, total) after each image.
+        on_progress: told after each image (``done`` images of ``total``).
 
     Returns:
-        HostedCaptions; its measurement has images_per_s, tokens_per_s (output tokens over all calls) and cost_usd.
+        CaptionResult (no prefix), as a local captioner gives; its measurement has images_per_s, tokens_per_s (output tokens over all calls) and cost_usd.
     """
     if not images:
         raise InputError("There is no image to caption yet: upload one or pick a sample.")
@@ -62,19 +53,18 @@ def caption(point: Endpoint, images: Sequence, prompt: str = CAPTION_PROMPT, max
     answers = []
     for done, image in enumerate(images, 1):
         answers.append(chat(point, prompt, max_tokens=max_tokens, temperature=0.0, image_url=image_data_url(image)))
-        if on_item is not None:
-            on_item(done, len(images))
+        on_progress(Progress(done, len(images), elapsed_s=time.perf_counter() - start))
     seconds = time.perf_counter() - start
-    output_tokens = sum(a.output_tokens for a in answers)
+    output_tokens = sum(a.new_tokens for a in answers)
     extra = {"images_per_s": len(images) / seconds if seconds > 0 else 0.0,
              "tokens_per_s": output_tokens / seconds if seconds > 0 else 0.0,
-             "cost_usd": point.prices.chat_usd(sum(a.input_tokens for a in answers), output_tokens)}
+             "cost_usd": point.prices.chat_usd(sum(a.prompt_tokens for a in answers), output_tokens)}
     notes = list(dict.fromkeys(note for a in answers for note in a.notes))
-    return HostedCaptions([a.text.strip() for a in answers], notes, hosted_measurement(point, seconds, **extra))
+    return CaptionResult([a.text.strip() for a in answers], "", notes, hosted_measurement(point, seconds, **extra))
 
 
 def label_images(point: Endpoint, images: Sequence, labels: Sequence[str], max_calls: int = 64,
-                 on_item: Callable[[int, int], None] | None = None) -> HostedLabels:
+                 on_progress: OnProgress = ignore) -> ZeroShotResult:
     """Zero-shot image labels: a vision chat model is shown each image and asked for one of ``labels``.
 
     Args:
@@ -82,14 +72,17 @@ def label_images(point: Endpoint, images: Sequence, labels: Sequence[str], max_c
         images: PIL images.
         labels: the candidate labels.
         max_calls: refuse more images than this (each one is a paid call).
-        on_item: called with (done, total) after each image.
+        on_progress: told after each image (``done`` images of ``total``).
 
     Returns:
-        HostedLabels (None where the answer named no label); its measurement has images_per_s and cost_usd.
+        ZeroShotResult without probabilities: ``top`` holds (label, None) per image, label None where the answer
+        named none; its measurement has images_per_s and cost_usd.
     """
     if not images:
         raise InputError("There is no image to label yet: upload one or pick a sample.")
-    return ask_labels(point, images, labels, lambda image: chat(
+    answer = ask_labels(point, images, labels, lambda image: chat(
         point, f"Labels: {', '.join(labels)}\nWhich label fits this image best?\nLabel:", max_tokens=12,
-        temperature=0.0, system=LABEL_IMAGE_SYSTEM, image_url=image_data_url(image)), max_calls, on_item, None,
-        "images_per_s")
+        temperature=0.0, system=LABEL_IMAGE_SYSTEM, image_url=image_data_url(image)), max_calls, on_progress,
+        rate="images_per_s")
+    return ZeroShotResult(list(labels), [], None, [(label, None) for label in answer.labels], answer.measurement,
+                          answer.notes)

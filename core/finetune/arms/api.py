@@ -2,14 +2,13 @@
 split as the other four, with its dollar cost next to their training time."""
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core import providers
 from core.errors import InputError
 from core.finetune.arms.base import APPROACHES, ArmResult, score
-from core.progress import OnProgress, Progress, ShouldStop, ignore, never
+from core.progress import OnProgress, ShouldStop, ignore, never
 
 
 @dataclass(frozen=True)
@@ -39,14 +38,8 @@ def run_api(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: A
         raise InputError("The API arm prompts a chat model with text; image data needs a vision endpoint.")
     labels = data.classes()
     texts = [data.items[i] for i in test_idx]
-    start = time.perf_counter()
-
-    def report(done: int, total: int) -> None:  # providers.classify's on_item, as one Progress
-        elapsed = time.perf_counter() - start
-        on_progress(Progress(done, total, f"{done} of {total} calls ({elapsed:.1f} s)", elapsed))
-
-    answer = providers.classify(settings.endpoint, texts, labels, max_calls=settings.max_calls, on_item=report,
-                                stop=should_stop)
+    answer = providers.classify(settings.endpoint, texts, labels, max_calls=settings.max_calls,
+                                on_progress=on_progress, should_stop=should_stop)
     predicted = [label if label is not None else "(no label)" for label in answer.labels]
     accuracy, macro_f1, confusion = score([data.labels[i] for i in test_idx], predicted, labels)
     m = answer.measurement

@@ -30,10 +30,10 @@ def prompt_features(key: str, prompts: list[str]) -> np.ndarray:
     """Features of the label sentences, by encoder ``key`` (a sentence encoder, or CLIP's text tower)."""
     if feats.encoder_kind(key) == "text":
         return feats.encode_texts(key, prompts)[0]
-    from core import vision
+    from core import registry, vision
 
     try:
-        return np.asarray(vision.text_features(prompts, key=key), np.float32)
+        return np.asarray(vision.text_features(registry.load(key), prompts), np.float32)
     except ModelUnavailable as err:
         raise feats.clip_unavailable(err, key) from None
 

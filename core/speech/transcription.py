@@ -1,12 +1,8 @@
-"""Speech to text with Whisper, through two backends: openai-whisper (PyTorch) and faster-whisper
-(CTranslate2, int8).
-
-One shape for both: decoded audio (:mod:`core.audio`, 16 kHz mono float32, never a file path) ->
-segments as they are decoded (:class:`TranscriptionStream`, a generator the page turns into a
-progress bar) -> a :class:`Transcript` that carries its measurement (latency, real-time factor,
-peak memory) and says how much of the clip's speech its segments cover, window by window
-(:func:`windows`). :func:`compare` runs two models on one clip; :func:`word_error_rate` scores a
-transcript against a reference (or one backend against the other).
+"""Transcription with either backend, one shape for both: decoded audio (:mod:`core.audio`, 16 kHz mono float32,
+never a file path) -> segments as they are decoded (:class:`TranscriptionStream`, a generator the page turns into a
+progress bar) -> a :class:`Transcript` that carries its measurement (latency, real-time factor, peak memory) and says
+how much of the clip's speech its segments cover, window by window (:func:`windows`). :func:`compare` runs two models
+on one clip.
 
 Decoding is deterministic by default: temperature 0 only, and no window is prompted with the
 previous one's text. Measured on 75 s of the sample repeated (tests/tiny_speech.long_speech),
@@ -17,103 +13,31 @@ gave the same complete transcript in every run, decoding each window once.
 """
 from __future__ import annotations
 
-import re
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from core import registry
 from core.audio import SAMPLE_RATE, SILENCE_DBFS, Audio
-from core.catalog import ASSETS, ModelSpec
+from core.catalog import ModelSpec
 from core.device import choose_device
 from core.engines import CTRANSLATE2, TORCH
-from core.errors import InputError, ModelUnavailable
+from core.errors import InputError
 from core.measure import Measurement, PeakTracker
 from core.progress import OnProgress, Progress, ignore
-from core.registry import Resolution
+from core.speech.models import CT2Whisper, TorchWhisper, backend, english_only
+from core.speech.scoring import word_error_rate
 
-OPENAI_WHISPER = "openai-whisper"
-FASTER_WHISPER = "faster-whisper"
-BACKENDS = (FASTER_WHISPER, OPENAI_WHISPER)  # the first works offline (packaged weights)
 WINDOW_S = 30  # Whisper reads 30 s of audio at a time
-SAMPLE_AUDIO = ASSETS / "audio" / "sample.flac"
-SAMPLE_TRANSCRIPT = ASSETS / "audio" / "sample.txt"
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # both libraries' default
 REPEATS_RATIO = 2.4  # both libraries' compression-ratio threshold: text above it repeats itself
 FRAME_S = 0.05  # speech is measured in frames this long
 BELOW_PEAK_DB = 40.0  # a frame this much quieter than the loudest one is silence
 SEGMENT_SLACK_S = 0.3  # Whisper's segment times may be off by about this much
 COVERAGE_WARNING = 0.9  # warn when the segments cover less of the speech than this
-
-
-# --- loaders (called by the registry) -------------------------------------------------------------
-@dataclass
-class TorchWhisper:
-    """An openai-whisper model. Its decoder keeps a key/value cache in hooks on shared modules,
-    so two decodes on one model must not overlap: ``lock`` serialises them."""
-
-    model: Any
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-@dataclass
-class CT2Whisper:
-    """A faster-whisper model (CTranslate2), running on CPU in int8."""
-
-    model: Any
-    threads: int
-
-
-def backend(spec: ModelSpec) -> str:
-    """``openai-whisper`` or ``faster-whisper``, from the spec."""
-    return spec.options["backend"]
-
-
-def english_only(spec: ModelSpec) -> bool:
-    """Whether the model knows English only (the ``.en`` models: no language choice, no translation)."""
-    return bool(spec.options.get("english_only"))
-
-
-def _openai_checkpoint(spec: ModelSpec, resolution: Resolution) -> str:
-    if resolution.source != "local":
-        return spec.hub_id  # a name openai-whisper finds in its cache, or downloads
-    from pathlib import Path
-
-    location = Path(resolution.location)
-    if location.is_file():
-        return str(location)
-    named = location / f"{spec.hub_id}.pt"
-    found = [named] if named.is_file() else sorted(location.glob("*.pt"))
-    if not found:
-        raise ModelUnavailable(f"{location} holds no openai-whisper checkpoint (a .pt file such as {spec.hub_id}.pt).")
-    return str(found[0])
-
-
-def load_openai_whisper(spec: ModelSpec, resolution: Resolution) -> TorchWhisper:
-    """Load an openai-whisper checkpoint (by name from its cache or download, or a local .pt)."""
-    import whisper
-
-    return TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
-
-
-def load_faster_whisper(spec: ModelSpec, resolution: Resolution) -> CT2Whisper:
-    """Load a faster-whisper model (a CTranslate2 folder, or a Hub id) on CPU in int8."""
-    from faster_whisper import WhisperModel
-
-    threads = choose_device().threads
-    if resolution.source in ("local", "package"):
-        model = WhisperModel(resolution.location, device="cpu", compute_type="int8", cpu_threads=threads)
-    else:
-        model = WhisperModel(
-            spec.hub_id, device="cpu", compute_type="int8", cpu_threads=threads,
-            local_files_only=resolution.local_files_only,
-        )
-    return CT2Whisper(model, threads)
 
 
 # --- options and results ------------------------------------------------------------------------------
@@ -245,7 +169,9 @@ class Transcript:
         return self.measurement.extra["real_time_factor"]
 
 
-def _check_options(spec: ModelSpec, options: TranscribeOptions) -> None:
+def check_options(spec: ModelSpec, options: TranscribeOptions) -> None:
+    """Refuse, before any model loads, options the model cannot honour (InputError): translation or another
+    language on an English-only model."""
     if not english_only(spec):
         return
     if options.translate:
@@ -389,7 +315,7 @@ class TranscriptionStream:
 
     def __init__(self, loaded: registry.Loaded, clip: Audio, options: TranscribeOptions = TranscribeOptions()) -> None:
         self.loaded, self.spec = loaded, loaded.spec
-        _check_options(self.spec, options)
+        check_options(self.spec, options)
         self.clip, self.options = clip, options
         self.progress = 0.0
         self.result: Transcript | None = None
@@ -498,64 +424,3 @@ def compare(models: tuple[registry.Loaded, registry.Loaded], clip: Audio, option
                                  f"{stream.spec.title}: {segment.end:.0f} s of {clip.duration_s:.0f} s"))
     first, second = (s.result for s in streams)
     return Comparison([first, second], word_error_rate(first.text, second.text))
-
-
-# --- scoring and export ----------------------------------------------------------------------------------
-def words(text: str) -> list[str]:
-    """Normalise text for scoring: lower case, punctuation dropped, hyphenated words joined."""
-    return re.findall(r"[\w']+", re.sub(r"(?<=\w)-(?=\w)", "", text.lower()))
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word error rate: (substitutions + deletions + insertions) / words in the reference.
-
-    Args:
-        reference: the correct text.
-        hypothesis: the text to score.
-
-    Returns:
-        0.0 for a perfect match; may exceed 1.0 when the hypothesis has many extra words.
-        With an empty reference: 0.0 if the hypothesis is empty too, else 1.0.
-    """
-    ref, hyp = words(reference), words(hypothesis)
-    if not ref:
-        return float(bool(hyp))
-    # Levenshtein distance over words, one row at a time; an insertion chain within a row is a
-    # running minimum of (cost - column) plus the column.
-    columns = np.arange(len(hyp) + 1)
-    row = columns.copy()
-    hyp_array = np.array(hyp, dtype=object)
-    for i, word in enumerate(ref, start=1):
-        substitute = row[:-1] + (hyp_array != word)
-        candidate = np.concatenate(([i], np.minimum(row[1:] + 1, substitute)))
-        row = np.minimum.accumulate(candidate - columns) + columns
-    return float(row[-1]) / len(ref)
-
-
-def _srt_time(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
-
-
-def to_srt(segments: list[Segment]) -> str:
-    """Subtitles in SubRip (.srt) format, one cue per non-empty segment."""
-    cues = [s for s in segments if s.text.strip()]
-    return "\n".join(
-        f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n" for i, s in enumerate(cues, start=1)
-    )
-
-
-def sample_clip() -> tuple[bytes, str]:
-    """The bundled sample clip (FLAC bytes) and its known transcript (see scripts/make_sample_audio.py)."""
-    return SAMPLE_AUDIO.read_bytes(), SAMPLE_TRANSCRIPT.read_text(encoding="utf-8").strip()
-
-
-@lru_cache(maxsize=1)
-def language_names() -> dict[str, str]:
-    """Whisper's languages, code -> name (imports openai-whisper, and so torch: call it only when needed)."""
-    from whisper.tokenizer import LANGUAGES
-
-    return dict(LANGUAGES)

@@ -1,0 +1,86 @@
+"""Scoring and export of transcripts: word error rate, SubRip subtitles, the figures a run records; the bundled
+sample clip with its known transcript, and Whisper's language names."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from core.catalog import ASSETS
+from core.measure import Measurement
+
+SAMPLE_AUDIO = ASSETS / "audio" / "sample.flac"
+SAMPLE_TRANSCRIPT = ASSETS / "audio" / "sample.txt"
+
+
+def words(text: str) -> list[str]:
+    """Normalise text for scoring: lower case, punctuation dropped, hyphenated words joined."""
+    return re.findall(r"[\w']+", re.sub(r"(?<=\w)-(?=\w)", "", text.lower()))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / words in the reference.
+
+    Args:
+        reference: the correct text.
+        hypothesis: the text to score.
+
+    Returns:
+        0.0 for a perfect match; may exceed 1.0 when the hypothesis has many extra words.
+        With an empty reference: 0.0 if the hypothesis is empty too, else 1.0.
+    """
+    ref, hyp = words(reference), words(hypothesis)
+    if not ref:
+        return float(bool(hyp))
+    # Levenshtein distance over words, one row at a time; an insertion chain within a row is a
+    # running minimum of (cost - column) plus the column.
+    columns = np.arange(len(hyp) + 1)
+    row = columns.copy()
+    hyp_array = np.array(hyp, dtype=object)
+    for i, word in enumerate(ref, start=1):
+        substitute = row[:-1] + (hyp_array != word)
+        candidate = np.concatenate(([i], np.minimum(row[1:] + 1, substitute)))
+        row = np.minimum.accumulate(candidate - columns) + columns
+    return float(row[-1]) / len(ref)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def to_srt(segments: list) -> str:
+    """Subtitles in SubRip (.srt) format, one cue per non-empty :class:`~core.speech.transcription.Segment`."""
+    cues = [s for s in segments if s.text.strip()]
+    return "\n".join(
+        f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n" for i, s in enumerate(cues, start=1)
+    )
+
+
+def sample_clip() -> tuple[bytes, str]:
+    """The bundled sample clip (FLAC bytes) and its known transcript (see scripts/make_sample_audio.py)."""
+    return SAMPLE_AUDIO.read_bytes(), SAMPLE_TRANSCRIPT.read_text(encoding="utf-8").strip()
+
+
+@lru_cache(maxsize=1)
+def language_names() -> dict[str, str]:
+    """Whisper's languages, code -> name (imports openai-whisper, and so torch: call it only when needed)."""
+    from whisper.tokenizer import LANGUAGES
+
+    return dict(LANGUAGES)
+
+
+def transcript_metrics(transcript, reference: str | None) -> dict:
+    """What the run store keeps of a transcript's quality: segments, speech coverage, and the word error rate
+    against ``reference`` when the clip has a known text."""
+    wer = {} if reference is None else {"word_error_rate": word_error_rate(reference, transcript.text)}
+    return {"segments": len(transcript.segments), "speech_coverage": transcript.coverage, **wer}
+
+
+def audio_rate(m: Measurement) -> float:
+    """Audio seconds transcribed per second of processing."""
+    return m.extra.get("audio_s_per_s") or m.extra["audio_s"] / max(m.latency_s, 1e-9)
