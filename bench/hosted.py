@@ -5,8 +5,8 @@ installed by `make test`) serving the packaged SmolLM2 Q4_1 GGUF with 2 threads.
 Rows:
 - client overhead: ``core.providers.chat`` (streamed, measured, priced) against ``huggingface_hub.InferenceClient``
   streaming the same request from the same server, alternating; ratio = reference / ours, target >= 0.95;
-- local vs hosted: the Text page's local generation (``core.text.TextStream``, same weights in fp32 PyTorch) and the
-  hosted call on the same prompt, 32 new tokens, greedy: latency, time to first token, tokens/s (information rows);
+- local vs hosted: the Text page's local generation (``core.engines.generate.EngineStream`` on PyTorch, same
+  weights in fp32) and the hosted call on the same prompt, 32 new tokens, greedy: latency, time to first token, tokens/s (information rows);
 - local vs hosted transcription, where faster-whisper-server is installed: the Speech page's local faster-whisper
   tiny.en and ``core.providers.transcribe`` against faster-whisper-server serving the same packaged weights, on the
   bundled 10 s sample: latency and audio seconds per second (information rows).
