@@ -176,7 +176,8 @@ def _shipped_texts(count: int) -> list[str]:
         return [row["text"] for row in csv.DictReader(f)][:count]
 
 
-def _flops(model, tokenizer, texts: list[str]) -> float:
+def encoder_flops(model, tokenizer, texts: list[str]) -> float:
+    """FLOPs of one forward pass of the encoder over ``texts``, counted by torch's FlopCounterMode."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -186,14 +187,14 @@ def _flops(model, tokenizer, texts: list[str]) -> float:
     return float(counter.get_total_flops())
 
 
-def _batched_flops(model, tokenizer, texts: list[str], batch_size: int = 32) -> float:
+def batched_flops(model, tokenizer, texts: list[str], batch_size: int = 32) -> float:
     """FLOPs of encoding ``texts`` in the app's batches (similar lengths together: core.text.in_length_order)."""
     from core.text import in_length_order
 
     total = [0.0]
 
     def count(chunk: list[str]) -> np.ndarray:
-        total[0] += _flops(model, tokenizer, chunk)
+        total[0] += encoder_flops(model, tokenizer, chunk)
         return np.zeros((len(chunk), 1))
 
     in_length_order(texts, batch_size, count)
@@ -229,7 +230,7 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
     ours = lambda texts: labels(texts, engines.AUTO, engines.ONNXRUNTIME)  # the app's default
     torch_path = lambda texts: labels(texts, engines.TORCH, engines.TORCH)
     rows = []
-    sentence_flops = _flops(base.model, base.tokenizer, [SENTENCE_32])
+    sentence_flops = encoder_flops(base.model, base.tokenizer, [SENTENCE_32])
     one = paired(lambda: ours([SENTENCE_32]), lambda: torch_path([SENTENCE_32]), repeats * 4, warmup=3)
     rows.append(compared("sentiment, MiniLM + head, 1 sentence: the app's default (ONNX Runtime) vs its PyTorch path", one,
                          need=MIN_SENTENCE_RATIO, note=f"export agreement: lowest cosine {record['cosine']:.7f} "
@@ -244,7 +245,7 @@ def encoder_rows(rates: dict, repeats: int) -> list[dict]:
                    note=f"labels identical on the 64 texts: {same}; both batch 32 texts of similar length")
     row["status"] = row["status"] if same else "not met"
     rows.append(row)
-    batch_flops = _batched_flops(base.model, base.tokenizer, texts)
+    batch_flops = batched_flops(base.model, base.tokenizer, texts)
     rows.append(_compute_floor_row("sentiment, MiniLM, 64 texts on ONNX Runtime: against the compute floor", batch.ours_s,
                                    batch_flops, rates))
     reference = _compute_floor_row("sentiment, MiniLM, 64 texts on PyTorch (the reference): against the compute floor",

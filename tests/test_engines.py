@@ -302,15 +302,15 @@ def test_machine_rates_are_measured_now():
 
 
 def test_batch_compute_floor_counts_the_apps_batches():
-    from bench.engines import _batched_flops, _flops
+    from bench.engines import batched_flops, encoder_flops
 
     encoder = tiny.bert_encoder()
     texts = ["short", "a much longer text with many more words in it than the others", "mid length text", "tiny"]
-    one_by_one = sum(_flops(encoder.model, encoder.tokenizer, [t]) for t in texts)
-    assert _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=1) == one_by_one
-    together = _flops(encoder.model, encoder.tokenizer, texts)  # every text padded to the longest
-    assert _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=4) == together
-    assert one_by_one < _batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=2) < together
+    one_by_one = sum(encoder_flops(encoder.model, encoder.tokenizer, [t]) for t in texts)
+    assert batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=1) == one_by_one
+    together = encoder_flops(encoder.model, encoder.tokenizer, texts)  # every text padded to the longest
+    assert batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=4) == together
+    assert one_by_one < batched_flops(encoder.model, encoder.tokenizer, texts, batch_size=2) < together
 
 
 # --- llama.cpp on the real packaged GGUF -------------------------------------------------------------------
