@@ -6,8 +6,8 @@ Two references from the minimal page: bare (the button only counts characters), 
 warm MiniLM sentiment call as the Text page's Classify, which is that row's reference. The other pages'
 budget is twice their own model time (the result card's latency) plus the bare minimal page.
 
-The app runs in tests/serve_tiny.py's launcher (Streamlit in one process, on loopback), driven by
-tests/st_session.py over Streamlit's own websocket protocol, one session at a time, so the server's CPU
+The app runs in tests/support/serve_tiny.py's launcher (Streamlit in one process, on loopback), driven by
+tests/support/st_session.py over Streamlit's own websocket protocol, one session at a time, so the server's CPU
 between a click and its ``script_finished`` is that click's cost. Real offline models where they exist
 (MiniLM sentiment, SmolLM2, faster-whisper tiny.en, the digits generator), on a server started as
 ``streamlit run`` would start it; tiny CLIP for /image-text, on a second server. Last, one option
@@ -115,7 +115,7 @@ class Clicker:
     def __init__(self, server, action: Action) -> None:
         import psutil
 
-        from tests.st_session import Session
+        from tests.support.st_session import Session
 
         self.server, self.action = server, action
         self.process = psutil.Process(server.pid)
@@ -328,7 +328,7 @@ def measure_wait_policy(default_server, passive_server, repeats: int, block: int
 def main() -> None:
     from bench.common import parse_args
     from core.config import get_settings
-    from tests.serve_tiny import tiny_server
+    from tests.support.serve_tiny import tiny_server
 
     args = parse_args(__doc__)
     repeats, block, profiled = (4, 3, 3) if args.quick else (10, 4, 6)

@@ -1,6 +1,6 @@
 """The first Classify on a fresh server, with the default background preload (``UBT_PRELOAD=auto``) against none
-(``UBT_PRELOAD=``), in the same run: a real app server (tests/serve_tiny.py, ``--real-only``) and one websocket
-session (tests/st_session.py) that opens the Text page, reads it for a while as a visitor does, then clicks
+(``UBT_PRELOAD=``), in the same run: a real app server (tests/support/serve_tiny.py, ``--real-only``) and one websocket
+session (tests/support/st_session.py) that opens the Text page, reads it for a while as a visitor does, then clicks
 Classify with the default model.
 
 Usage: python -m bench.first_click [--quick]
@@ -20,8 +20,8 @@ READING_S = 10.0  # a first visitor reads the page before the first click
 def first_classify_s(work: Path, preload: str) -> float:
     """Seconds from the first Classify click to its result on a freshly started server."""
     from core.config import get_settings
-    from tests.serve_tiny import tiny_server
-    from tests.st_session import Session
+    from tests.support.serve_tiny import tiny_server
+    from tests.support.st_session import Session
 
     env = {"UBT_PRELOAD": preload, "UBT_CONVERTED_DIR": str(get_settings().converted_dir)}
     with tiny_server(work, env=env, tiny=False) as server, Session(server.url, "text", timeout_s=300) as session:

@@ -31,7 +31,7 @@ def tiny_pipeline_rows(repeats: int) -> list[dict]:
     import torch
 
     from core import imagegen, registry
-    from tests import tiny_generation
+    from tests.support import tiny_generation
 
     model = tiny_generation.text_to_image(Path(tempfile.mkdtemp(prefix="bench-gen-")), default_steps=2)
     registry.install("sdxs-512", model)

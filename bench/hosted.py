@@ -61,7 +61,7 @@ def _rows(url: str, repeats: int) -> list[dict]:
 
 def _speech_rows(repeats: int) -> list[dict]:
     from core import audio, providers, registry, speech
-    from tests.openai_servers import whisper_server
+    from tests.support.openai_servers import whisper_server
 
     data, _ = speech.sample_clip()
     clip = audio.decode(data, "sample.flac")
@@ -85,12 +85,12 @@ def _speech_rows(repeats: int) -> list[dict]:
 def main() -> None:
     args = parse_args(__doc__)
     os.environ.pop("HF_HUB_OFFLINE", None)  # InferenceClient refuses even loopback calls in offline mode
-    from tests.openai_servers import llama_server, packaged_gguf
+    from tests.support.openai_servers import llama_server, packaged_gguf
 
     if packaged_gguf() is None:
         report("hosted", [{"workload": "hosted", "status": "", "note": "the packaged SmolLM2 GGUF is not installed"}])
         return
-    from tests.openai_servers import packaged_whisper, whisper_server_installed
+    from tests.support.openai_servers import packaged_whisper, whisper_server_installed
 
     with llama_server(threads=2) as url:
         rows = _rows(url, 3 if args.quick else 10)

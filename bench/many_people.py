@@ -6,9 +6,9 @@ call taking its turn in core/queue.py's line, as the pages run (ui/queue.py's ``
 the line opened wide (``UBT_MODEL_SLOTS=64``: every call at once, as before the line existed, except that
 each kind's first call still runs alone, so first imports never overlap).
 
-The servers are tests/serve_tiny.py launchers on loopback, started as ``streamlit run`` would start
-them (real models only); the sessions are tests/st_session.py clients
-driven by tests/test_load.py's ``drive`` (each session renders its page, all wait for each other, then
+The servers are tests/support/serve_tiny.py launchers on loopback, started as ``streamlit run`` would start
+them (real models only); the sessions are tests/support/st_session.py clients
+driven by tests/system/test_load.py's ``drive`` (each session renders its page, all wait for each other, then
 each sends its requests one after the other). Throughput counts answered requests over the time from
 the common start to the last answer.
 
@@ -40,7 +40,7 @@ PROMPTS = ("Write a haiku about autumn rain.", "Explain in two sentences what a 
 
 def scenarios(generation_tokens: int):
     """The kinds of session: (classify on the app, classify on the minimal page, generate, transcribe)."""
-    from tests.test_load import Scenario
+    from tests.system.test_load import Scenario
 
     classify = Scenario(
         "text", "sentiment_run", lambda s, r: {"sentiment_text": SENTENCES[(s + r) % len(SENTENCES)]}, "Label",
@@ -91,8 +91,8 @@ def _row(workload: str, figures: dict, reference: dict | None, final: bool) -> d
 def main() -> None:
     from bench.common import parse_args
     from core.config import get_settings
-    from tests.serve_tiny import tiny_server
-    from tests.test_load import drive
+    from tests.support.serve_tiny import tiny_server
+    from tests.system.test_load import drive
 
     args = parse_args(__doc__)
     levels, requests, mixed_requests, tokens = ((1, 8, 32), 3, 2, 24) if args.quick else ((1, 8, 32), 8, 3, 48)
@@ -136,7 +136,7 @@ def mixed(app, kinds, requests: int, turns: bool = False) -> list[dict]:
     Args:
         turns: the server's model calls take turns in its line (else the line is opened wide): said in the row's name.
     """
-    from tests.test_load import drive
+    from tests.system.test_load import drive
 
     classify, generate, transcribe = kinds
     drive(app, 1, 1, (generate,))  # first use: load (and convert once per machine)

@@ -1,4 +1,4 @@
-"""The run store on PostgreSQL (a real server on 127.0.0.1, tests/postgres_server.py) against the embedded SQLite
+"""The run store on PostgreSQL (a real server on 127.0.0.1, tests/support/postgres_server.py) against the embedded SQLite
 file, measured in the same run on the same runs: the time to record one run (written and acknowledged) and the
 time to draw Summary from the store (read every run, price them, build both tables and the effort chart).
 
@@ -49,7 +49,7 @@ def _on(url: str | None, fn):
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     repeats = 5 if args.quick else 20
-    from tests.postgres_server import Unavailable, start
+    from tests.support.postgres_server import Unavailable, start
 
     os.environ["UBT_RUNS_DB"] = str(Path(tempfile.mkdtemp(prefix="bench-runs-")) / "runs.sqlite")
     try:

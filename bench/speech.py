@@ -74,7 +74,7 @@ def main() -> None:
 
     from core import audio, registry, speech
     from core.device import choose_device
-    from tests.tiny_speech import TINY_REAL, whisper_model
+    from tests.support.tiny_speech import TINY_REAL, whisper_model
 
     repeats = 3 if args.quick else 5
     choice = choose_device()

@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python scripts/reliability_report.py [--sessions 8] [--requests 4]``
 
-It runs tests/test_load.py (concurrent websocket sessions on a tiny-model server on 127.0.0.1, and
-uploads over the size limit), tests/test_faults.py and tests/test_security.py with pytest, collects
+It runs tests/system/test_load.py (concurrent websocket sessions on a tiny-model server on 127.0.0.1, and
+uploads over the size limit), tests/system/test_faults.py and tests/system/test_security.py with pytest, collects
 what each test recorded (``record_property``: load figures, the fault injected, how many hostile
 inputs were tried, runs recorded against runs found) and its outcome, and writes the figures as
 markdown, with the real-model load figures of the last ``python -m bench`` run (bench/results.json:
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "RELIABILITY.md"
 BENCH_RESULTS = ROOT / "bench" / "results.json"
-TEST_FILES = ("tests/test_load.py", "tests/test_faults.py", "tests/test_security.py")
+TEST_FILES = ("tests/system/test_load.py", "tests/system/test_faults.py", "tests/system/test_security.py")
 
 
 @dataclass
@@ -66,7 +66,7 @@ def run_tests(sessions: int, requests: int) -> list[Result]:
 
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    import tests.test_load as load
+    import tests.system.test_load as load
 
     load.SESSIONS, load.REQUESTS_PER_SESSION = sessions, requests
     collector = Collector()
@@ -211,10 +211,10 @@ def table_section(title: str, intro: str, rows: list[tuple[str, Result]], extra:
 
 def report(results: list[Result], sessions: int, requests: int, command: str) -> str:
     by_file = {f: [r for r in results if r.file == f] for f in TEST_FILES}
-    faults = [(r.properties.get("fault", _title(r.name)), r) for r in by_file["tests/test_faults.py"]]
-    hostile = [(_title(r.name), r) for r in by_file["tests/test_security.py"] if "hostile_inputs" in r.properties]
-    static = [(_title(r.name), r) for r in by_file["tests/test_security.py"] if "hostile_inputs" not in r.properties]
-    limits = [(_title(r.name), r) for r in by_file["tests/test_load.py"] if r.name != "test_concurrent_sessions_on_text_and_image_text"]
+    faults = [(r.properties.get("fault", _title(r.name)), r) for r in by_file["tests/system/test_faults.py"]]
+    hostile = [(_title(r.name), r) for r in by_file["tests/system/test_security.py"] if "hostile_inputs" in r.properties]
+    static = [(_title(r.name), r) for r in by_file["tests/system/test_security.py"] if "hostile_inputs" not in r.properties]
+    limits = [(_title(r.name), r) for r in by_file["tests/system/test_load.py"] if r.name != "test_concurrent_sessions_on_text_and_image_text"]
     load = next((r.properties for r in results if r.name == "test_concurrent_sessions_on_text_and_image_text"), {})
     recorded = load.get("ok", 0) + sum(r.properties.get("runs_recorded", 0) for _, r in faults)
     found = load.get("runs_stored", 0) + sum(r.properties.get("runs_found", 0) for _, r in faults)

@@ -35,9 +35,9 @@ def fresh_cache():
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL on 127.0.0.1 for the whole session (tests/postgres_server.py); skipped, with the reason,
+    """A real PostgreSQL on 127.0.0.1 for the whole session (tests/support/postgres_server.py); skipped, with the reason,
     where it cannot start."""
-    from tests.postgres_server import Unavailable, start
+    from tests.support.postgres_server import Unavailable, start
 
     try:
         server = start()
@@ -45,3 +45,12 @@ def postgres():
         pytest.skip(f"no PostgreSQL here: {exc}")
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1 with the packaged SmolLM2, wanting the planted key."""
+    from tests.support.openai_servers import KEY, llama_server
+
+    with llama_server(api_key=KEY, log_path=tmp_path_factory.mktemp("llama") / "server.log") as url:
+        yield url

@@ -63,7 +63,7 @@ class FolderTokenizer:
     """The tokenizer saved beside a converted model, read with the ``tokenizers`` library and jinja2 alone, so
     that loading a converted model imports neither transformers nor torch. Its chat template is rendered as
     transformers renders it (a sandboxed jinja2 environment, blocks trimmed), then tokenized without adding
-    special tokens (tests/test_engines.py checks both against transformers)."""
+    special tokens (tests/unit/test_engines.py checks both against transformers)."""
 
     def __init__(self, folder: Path) -> None:
         from jinja2.ext import loopcontrols

@@ -1,8 +1,0 @@
-"""A runner loader that dies the way a native engine's crash does: the process receives SIGSEGV while loading.
-Used by tests/test_runner.py through the real runner process (core/engines/runner.py)."""
-import os
-import signal
-
-
-def load(*_args):
-    os.kill(os.getpid(), signal.SIGSEGV)
