@@ -94,6 +94,7 @@ def test_record_and_fetch_round_trip(backend):
     assert (first["params"], first["metrics"]) == ({"max_length": 64}, {"texts_per_s": 20.0})
     assert (first["load_s"], first["wall_s"], first["peak_mb"], first["added_mb"]) == (1.5, 0.05, 512.0, 40.0)
     assert (first["data_source"], first["engine"], second["api_cost_usd"]) == ("example: sentiment", "onnxruntime", 0.0021)
+    assert (first["approach"], first["kind"], first["data_fingerprint"][:8]) == ("use as is", "inference", "8f434346")
     assert str(frame["time_utc"].dt.tz) == "UTC" and frame["load_s"].isna().tolist() == [False, True]
     assert (frame["id"] > 0).all() and frame["id"].is_unique
     assert runs.fetch_runs(session_id="s1")["task"].tolist() == ["sentiment"]

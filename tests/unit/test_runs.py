@@ -1,18 +1,14 @@
-"""Run store: schema and migrations, many writers, and the bad states (damaged, locked, read-only)."""
+"""Run store on its embedded SQLite file: schema and migrations, and the bad states (damaged, locked, read-only).
+What both backends share (round trip, many writers, versions) is tested on each in tests/system/test_runs_postgres.py."""
 import json
 import math
 import sqlite3
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from core import runs
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN = dict(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu")
 
 
@@ -29,33 +25,6 @@ def test_db_path_is_read_at_call_time(tmp_path, monkeypatch):
     first = runs.db_path()
     monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "b.sqlite"))
     assert (first.name, runs.db_path().name) == ("a.sqlite", "b.sqlite")
-
-
-def test_record_and_fetch_round_trip(db):
-    runs.record_run(**RUN, params={"max_length": 64}, load_s=1.5, wall_s=0.05, peak_mb=512.0, added_mb=40.0,
-                    metrics={"texts_per_s": 20.0}, data_fingerprint=runs.fingerprint("hi"), session_id="s1",
-                    data_source="example: sentiment")
-    runs.record_run(**{**RUN, "task": "generation"}, wall_s=0.2, session_id="s2", kind="inference")
-    frame = runs.fetch_runs()
-    assert tuple(frame.columns) == runs.COLUMNS
-    assert len(frame) == 2
-    first = frame.iloc[0]
-    assert first["params"] == {"max_length": 64}
-    assert first["metrics"] == {"texts_per_s": 20.0}
-    assert (first["load_s"], first["wall_s"], first["peak_mb"], first["added_mb"]) == (1.5, 0.05, 512.0, 40.0)
-    assert (first["data_fingerprint"][:8], first["data_source"]) == ("8f434346", "example: sentiment")
-    assert first["approach"] == "use as is" and first["kind"] == "inference"
-    assert str(frame["time_utc"].dt.tz) == "UTC"
-    assert frame["load_s"].isna().tolist() == [False, True]
-    assert runs.fetch_runs(session_id="s1")["task"].tolist() == ["sentiment"]
-    assert runs.fetch_runs(task="generation")["session_id"].tolist() == ["s2"]
-    assert runs.fetch_runs(session_id="s1", task="generation").empty
-    assert runs.store_status() == ""
-
-
-def test_empty_store_has_the_columns(db):
-    frame = runs.fetch_runs()
-    assert frame.empty and tuple(frame.columns) == runs.COLUMNS
 
 
 def test_fresh_store_is_versioned_and_in_wal_mode(db):
@@ -177,20 +146,6 @@ def test_older_store_on_a_read_only_disk_reads_the_engine_as_derived(db):
     assert runs.fetch_runs()["engine"].tolist() == [engine for _, engine in OLDER_RUNS[:-1]]
 
 
-def test_store_version_changes_with_every_write_here_or_elsewhere(db):
-    runs.record_run(**RUN, wall_s=0.1)
-    first = runs.store_version()
-    assert runs.store_version() == first  # nothing written: the same token, and no database opened
-    runs.record_run(**RUN, wall_s=0.2)
-    second = runs.store_version()
-    assert second != first
-    other = sqlite3.connect(db, isolation_level=None)  # another process's write: seen through the files
-    other.execute("INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s) "
-                  "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'x', 'm', 'hub', 'cpu', 'use as is', 'inference', 1)")
-    other.close()
-    assert runs.store_version() != second
-
-
 def test_writes_sync_at_checkpoints_only_under_wal(db, monkeypatch):
     """synchronous=NORMAL: under WAL a commit no longer waits for the disk (a power cut may lose the last runs,
     never damage the file)."""
@@ -241,26 +196,6 @@ def test_memory_added_is_read_from_a_tracked_peak(db):
 def test_data_source_is_a_name_cut_to_a_setting_length(db):
     runs.record_run(**RUN, wall_s=0.1, data_source="upload: " + "x" * 500 + ".csv")
     assert len(runs.fetch_runs().iloc[0]["data_source"]) == runs.MAX_SETTING_CHARS
-
-
-def test_eight_threads_writing_at_once_all_land(db):
-    start = threading.Barrier(8)
-
-    def writer(n: int) -> None:
-        start.wait()
-        for i in range(50):
-            runs.record_run(**RUN, wall_s=i / 100, session_id=f"thread-{n}", params={"i": i})
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    frame = runs.fetch_runs()
-    assert len(frame) == 400
-    assert frame["id"].is_unique and (frame["id"] > 0).all()
-    assert frame.groupby("session_id").size().tolist() == [50] * 8
-    assert runs.store_status() == ""
 
 
 def test_damaged_file_is_moved_aside_and_a_fresh_store_starts(db):
@@ -321,11 +256,6 @@ def test_locked_store_holds_runs_then_saves_them(db, monkeypatch):
     assert runs.store_status() == ""
 
 
-def test_record_run_never_raises(db):
-    runs.record_run(**RUN, wall_s="not a number")  # type: ignore[arg-type]
-    assert runs.fetch_runs().empty
-
-
 def test_long_strings_are_dropped_not_stored(db):
     secret = "my private prompt " * 20
     runs.record_run(**RUN, wall_s=0.1, params={"max_new_tokens": 20, "prompt": secret}, metrics={"text": secret})
@@ -347,15 +277,3 @@ def test_csv_holds_json_settings(db):
     header, row = text.splitlines()[:2]
     assert header.split(",") == list(runs.COLUMNS)
     assert json.dumps({"max_length": 64}).replace('"', '""') in row
-
-
-def test_processes_writing_at_once_all_land(db):
-    script = (
-        "from core import runs\n"
-        "for i in range(25):\n"
-        "    runs.record_run(page='text', task='sentiment', model='m', source='hub', device='cpu', wall_s=0.1)\n"
-        "assert runs.store_status() == '', runs.store_status()\n"
-    )
-    workers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT) for _ in range(4)]
-    assert [worker.wait(timeout=60) for worker in workers] == [0] * 4
-    assert len(runs.fetch_runs()) == 100
