@@ -5,7 +5,7 @@ same moment. :func:`prepare_once` lets exactly one of them build it; the others 
 then use what the first one built. Reuse it for every such step (GGUF to safetensors, ONNX export,
 CTranslate2 conversion):
 
-    folder = prepare_once(cache / "smollm2-135m", lambda tmp: convert_into(tmp), progress=print)
+    folder = prepare_once(cache / "smollm2-135m", lambda tmp: convert_into(tmp), on_progress=lambda p: print(p.message))
 
 How it works:
 - an exclusive ``fcntl.flock`` on ``<target>.lock`` (a sibling file, kept: it is empty and harmless) is
@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import uuid
+from core.progress import OnProgress, Progress, ignore
 from pathlib import Path
 from typing import Callable
 
@@ -37,14 +38,15 @@ def _partials(target: Path) -> list[Path]:
     return [p for p in target.parent.glob(f".{target.name}.*{PARTIAL_SUFFIX}") if p.is_dir()]
 
 
-def prepare_once(target: Path, build: Callable[[Path], None], progress: Callable[[str], None] = lambda _: None,
+def prepare_once(target: Path, build: Callable[[Path], None], on_progress: OnProgress = ignore,
                  what: str = "conversion") -> Path:
     """Return ``target``, building it first if no one has yet, once per machine.
 
     Args:
         target: the folder to produce (its parent is created if needed).
         build: fills the empty temporary folder it is given with what ``target`` must hold.
-        progress: called with one line while this call waits for another holder of the lock.
+        on_progress: told one line (a :meth:`~core.progress.Progress.note`) while this call waits for another
+            holder of the lock.
         what: the word for the step in that line (``conversion``, ``export`` ...).
 
     Returns:
@@ -61,7 +63,7 @@ def prepare_once(target: Path, build: Callable[[Path], None], progress: Callable
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            progress(f"Waiting for another session's {what} of {target.name} to finish ...")
+            on_progress(Progress.note(f"Waiting for another session's {what} of {target.name} to finish ..."))
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             if target.exists():  # the holder we waited for built it

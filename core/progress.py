@@ -31,6 +31,11 @@ class Progress:
     preview: Any = None
     metrics: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def note(cls, message: str) -> "Progress":
+        """An update that only says something: a line of one-time work (a conversion, an export, a wait)."""
+        return cls(0, 0, message)
+
     @property
     def fraction(self) -> float:
         """0-1: how much of the work is done."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from core.catalog import ModelSpec
 from core.config import get_settings
 from core.device import choose_device
 from core.measure import Measurement
 from core.prepare import prepare_once
+from core.progress import OnProgress, Progress, ignore
 from core.registry import Resolution
 from core.text import from_pretrained, warm_up
 
@@ -103,16 +104,16 @@ def needs_conversion(spec: ModelSpec, resolution: Resolution | None) -> bool:
             and not gguf_cache_folder(spec).exists())
 
 
-def convert_gguf(spec: ModelSpec, gguf_path: Path, progress: Callable[[str], None] = lambda _: None) -> Path:
+def convert_gguf(spec: ModelSpec, gguf_path: Path, on_progress: OnProgress = ignore) -> Path:
     """Dequantise a GGUF file into a safetensors folder in the cache, once per machine.
 
     Concurrent callers (sessions, server processes) share one conversion through
-    :func:`core.prepare.prepare_once`: the others wait and are told so through ``progress``.
+    :func:`core.prepare.prepare_once`: the others wait and are told so through ``on_progress``.
 
     Args:
         spec: the model's spec.
         gguf_path: the packaged .gguf file.
-        progress: called with a line of text at each stage.
+        on_progress: told a line of text at each stage.
 
     Returns:
         The converted folder.
@@ -123,28 +124,28 @@ def convert_gguf(spec: ModelSpec, gguf_path: Path, progress: Callable[[str], Non
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         start = time.perf_counter()
-        progress(f"Reading the tokenizer from {gguf_path.name} ...")
+        on_progress(Progress.note(f"Reading the tokenizer from {gguf_path.name} ..."))
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        progress("Dequantising the GGUF weights to float32 (tens of seconds, once per machine) ...")
+        on_progress(Progress.note("Dequantising the GGUF weights to float32 (tens of seconds, once per machine) ..."))
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, attn_implementation="eager")
         # The tensors are already float32; drop the GGUF quantizer marks so transformers saves them.
         model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        progress("Saving safetensors ...")
+        on_progress(Progress.note("Saving safetensors ..."))
         tokenizer.save_pretrained(folder)
         model.save_pretrained(folder)
         record = {"from": str(gguf_path), "seconds": round(time.perf_counter() - start, 1)}
         (folder / GGUF_MARKER).write_text(json.dumps(record) + "\n")
-        progress(f"Converted in {record['seconds']} s.")
+        on_progress(Progress.note(f"Converted in {record['seconds']} s."))
 
-    return prepare_once(gguf_cache_folder(spec), build, progress)
+    return prepare_once(gguf_cache_folder(spec), build, on_progress)
 
 
 def convert_packaged_weights(spec: ModelSpec, resolution: Resolution,
-                             progress: Callable[[str], None] = lambda _: None) -> Path:
+                             on_progress: OnProgress = ignore) -> Path:
     """Convert packaged GGUF weights at ``resolution`` now, reporting each stage (see :func:`needs_conversion`)."""
-    return convert_gguf(spec, Path(resolution.location), progress)
+    return convert_gguf(spec, Path(resolution.location), on_progress)
 
 
 def load_causal_lm(spec: ModelSpec, resolution: Resolution) -> CausalLM:

@@ -33,7 +33,7 @@ class Here:
         busy: the spinner's text.
         progress: the text of a progress bar to draw, fed by the task's :class:`core.progress.Progress` updates.
         stream: ``run`` returns a text stream to write into the page; its ``result`` is the result.
-        first_use: the label of a status box that shows a one-time preparation's lines (``load(progress=...)``),
+        first_use: the label of a status box that shows a one-time preparation's lines (``load(on_progress=...)``),
             or "" when loading needs none.
         preview_width: how wide a progress update's preview image is drawn, in pixels.
     """
@@ -129,7 +129,7 @@ class RunOn:
         with friendly_errors(self.action), model_turn(here.turn):
             if here.first_use:
                 with st.status(here.first_use, expanded=True) as status:
-                    model = here.load(progress=st.write)
+                    model = here.load(on_progress=lambda update: st.write(update.message))
                     status.update(label="Prepared once; later runs start in seconds", state="complete", expanded=False)
             else:
                 with st.spinner(here.busy):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from core import registry
 from core.catalog import ModelSpec, get_spec
 from core.config import get_settings
 from core.errors import InputError
+from core.progress import OnProgress, ignore
 from core.registry import Resolution
 
 TORCH, ONNXRUNTIME, CTRANSLATE2, LLAMACPP = "torch", "onnxruntime", "ctranslate2", "llama.cpp"
@@ -196,7 +196,7 @@ def choose_encoder_engine(wanted: str = AUTO) -> EngineChoice:
 
 
 # --- loading through the shared model cache ----------------------------------------------------------
-def _load_generator(spec: ModelSpec, resolution: Resolution, engine: str, progress: Callable[[str], None]):
+def _load_generator(spec: ModelSpec, resolution: Resolution, engine: str, on_progress: OnProgress):
     if engine == LLAMACPP:
         from core.engines.runner import RunnerLM
 
@@ -205,11 +205,11 @@ def _load_generator(spec: ModelSpec, resolution: Resolution, engine: str, progre
     if engine == CTRANSLATE2:
         from core.engines import ct2
 
-        return ct2.load(spec, resolution, threads(), progress)
+        return ct2.load(spec, resolution, threads(), on_progress)
     raise InputError(f"{spec.title} does not run on {ENGINES[engine].title} in this app.")
 
 
-def _load_encoder(key: str, progress: Callable[[str], None]):
+def _load_encoder(key: str, on_progress: OnProgress):
     """The ONNX Runtime encoder for ``key``, or the PyTorch one with a note when the export cannot be used."""
     from core.engines import onnx
 
@@ -219,7 +219,7 @@ def _load_encoder(key: str, progress: Callable[[str], None]):
     if base.resolution.source == "test":  # built in this process: only its weights identify it
         location = f"in memory:{onnx.weights_digest(encoder.model)}"
     folder = onnx.export_folder(get_settings().converted_dir, key, location)
-    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads(), progress)
+    runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads(), on_progress)
     return runner if runner is not None else FallBack(encoder, note)
 
 
@@ -238,13 +238,13 @@ class FallBack:
     note: str
 
 
-def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None) -> registry.Loaded:
+def load(key: str, engine: str, on_progress: OnProgress = ignore) -> registry.Loaded:
     """Load ``key`` on ``engine`` through the shared model cache (one copy per model and engine).
 
     Args:
         key: catalog key of a text-generation model or a sentence encoder.
         engine: an engine name (``torch`` returns the registry's own model).
-        progress: called with a line of text during one-time work (a conversion, an export).
+        on_progress: told a line of text during one-time work (a conversion, an export).
 
     Returns:
         Loaded, whose ``model`` is the engine's runner (or a :class:`FallBack`).
@@ -264,7 +264,7 @@ def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None
         resolution = registry.availability(spec).resolution
         if textgen.needs_conversion(spec, resolution):  # packaged GGUF: dequantised once per machine, timed as load
             start = time.perf_counter()
-            textgen.convert_packaged_weights(spec, resolution, progress)
+            textgen.convert_packaged_weights(spec, resolution, on_progress)
             converted_s = time.perf_counter() - start
         base = registry.load(key)
         load_s = (base.load_s or 0.0) + converted_s or None
@@ -274,21 +274,21 @@ def load(key: str, engine: str, progress: Callable[[str], None] = lambda _: None
         why = _fits(engine, resolution)
         if why:
             raise InputError(f"{spec.title} cannot run on {ENGINES[engine].title}: {why}.")
-        return registry.CACHE.get(f"{key}@{engine}", spec, resolution, lambda: _load_generator(spec, resolution, engine, progress))
+        return registry.CACHE.get(f"{key}@{engine}", spec, resolution, lambda: _load_generator(spec, resolution, engine, on_progress))
     if spec.task == "embedding" and engine == ONNXRUNTIME:
         base = registry.load(key)
-        return registry.CACHE.get(f"{key}@{engine}", spec, base.resolution, lambda: _load_encoder(key, progress))
+        return registry.CACHE.get(f"{key}@{engine}", spec, base.resolution, lambda: _load_encoder(key, on_progress))
     raise InputError(f"{spec.title} does not run on {ENGINES[engine].title} in this app.")
 
 
-def load_encoder(key: str, wanted: str = AUTO, progress: Callable[[str], None] = lambda _: None
+def load_encoder(key: str, wanted: str = AUTO, on_progress: OnProgress = ignore
                  ) -> tuple[registry.Loaded, EngineChoice]:
     """Load sentence encoder ``key`` on the engine chosen for it, falling back to PyTorch when that engine cannot run it.
 
     Args:
         key: catalog key of a sentence encoder (task ``embedding``).
         wanted: an encoder engine name, or ``auto``.
-        progress: called with a line of text during a one-time export.
+        on_progress: told a line of text during a one-time export.
 
     Returns:
         The Loaded encoder (an :class:`core.engines.onnx.OnnxEncoder` or the registry's PyTorch encoder; both offer
@@ -296,7 +296,7 @@ def load_encoder(key: str, wanted: str = AUTO, progress: Callable[[str], None] =
     """
     choice = choose_encoder_engine(wanted)
     if choice.engine == ONNXRUNTIME:
-        loaded = load(key, ONNXRUNTIME, progress)
+        loaded = load(key, ONNXRUNTIME, on_progress)
         if not isinstance(loaded.model, FallBack):
             return loaded, choice
         choice = EngineChoice(TORCH, loaded.model.note)

@@ -11,7 +11,7 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -19,17 +19,18 @@ from core.catalog import ModelSpec
 from core.config import get_settings
 from core.engines import CTRANSLATE2
 from core.prepare import prepare_once
+from core.progress import OnProgress, Progress, ignore
 from core.registry import Resolution
 
 QUANTIZATION = "int8"
 
 
-def _source(spec: ModelSpec, resolution: Resolution, progress: Callable[[str], None]) -> str:
+def _source(spec: ModelSpec, resolution: Resolution, on_progress: OnProgress) -> str:
     """A transformers folder or Hub id holding the model's weights (packaged GGUF is converted first)."""
     if resolution.location.endswith(".gguf"):
         from core.textgen import convert_packaged_weights
 
-        return str(convert_packaged_weights(spec, resolution, progress))
+        return str(convert_packaged_weights(spec, resolution, on_progress))
     return resolution.location
 
 
@@ -169,7 +170,7 @@ class CT2LM:
         return logits[start - 1 : len(ids) - 1].argmax(axis=-1).tolist()
 
 
-def load(spec: ModelSpec, resolution: Resolution, threads: int, progress: Callable[[str], None] = lambda _: None) -> CT2LM:
+def load(spec: ModelSpec, resolution: Resolution, threads: int, on_progress: OnProgress = ignore) -> CT2LM:
     """Convert ``spec``'s weights to CTranslate2 int8 once (cached), then load them on the CPU.
 
     Args:
@@ -177,15 +178,15 @@ def load(spec: ModelSpec, resolution: Resolution, threads: int, progress: Callab
         resolution: where its weights are.
         threads: the app's thread count; CTranslate2 gets half of it (at least 1): on 2 cores SmolLM2-135M
             streamed 31 tokens/s on 1 thread and 18 on 2 (its per-step work is too small to split).
-        progress: called with a line of text at each stage of a first conversion.
+        on_progress: told a line of text at each stage of a first conversion.
     """
     import ctranslate2
 
-    source = _source(spec, resolution, progress)
+    source = _source(spec, resolution, on_progress)
     folder = model_folder(spec, source)
     if not folder.exists():
-        progress(f"Converting {spec.title} to CTranslate2 {QUANTIZATION} (once per machine) ...")
-    prepare_once(folder, lambda tmp: _convert(source, resolution.local_files_only, tmp), progress, what="CTranslate2 conversion")
+        on_progress(Progress.note(f"Converting {spec.title} to CTranslate2 {QUANTIZATION} (once per machine) ..."))
+    prepare_once(folder, lambda tmp: _convert(source, resolution.local_files_only, tmp), on_progress, what="CTranslate2 conversion")
     threads = max(1, threads // 2)
     generator = ctranslate2.Generator(str(folder), device="cpu", compute_type=QUANTIZATION, intra_threads=threads)
     tokenizer = FolderTokenizer(folder)

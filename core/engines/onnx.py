@@ -16,11 +16,12 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from core.prepare import prepare_once
+from core.progress import OnProgress, Progress, ignore
 
 log = logging.getLogger("ubt.engines")
 MIN_COSINE = 0.9999
@@ -157,7 +158,7 @@ def _export(tokenizer, model, max_length: int, folder: Path, threads: int) -> No
 
 
 def load(tokenizer, model, max_length: int, folder: Path, threads: int,
-         progress: Callable[[str], None] = lambda _: None) -> tuple[OnnxEncoder | None, str]:
+         on_progress: OnProgress = ignore) -> tuple[OnnxEncoder | None, str]:
     """Export ``model`` once into ``folder`` (or reuse the export there) and open it, if it agrees with PyTorch.
 
     Args:
@@ -165,15 +166,15 @@ def load(tokenizer, model, max_length: int, folder: Path, threads: int,
         max_length: longest token sequence read.
         folder: the export's cache folder (see :func:`export_folder`).
         threads: ONNX Runtime intra-op threads.
-        progress: called with a line of text while exporting or waiting for another export.
+        on_progress: told a line of text while exporting or waiting for another export.
 
     Returns:
         The ONNX encoder and "" when the export agrees; otherwise None and a note saying why PyTorch runs instead.
     """
     try:
         if not folder.exists():
-            progress("Exporting the encoder to ONNX (once per machine) ...")
-        prepare_once(folder, lambda tmp: _export(tokenizer, model, max_length, tmp, threads), progress, what="ONNX export")
+            on_progress(Progress.note("Exporting the encoder to ONNX (once per machine) ..."))
+        prepare_once(folder, lambda tmp: _export(tokenizer, model, max_length, tmp, threads), on_progress, what="ONNX export")
         record = json.loads((folder / RECORD).read_text())
         if not record["agrees"]:
             return None, (f"The ONNX export disagrees with PyTorch (lowest cosine {record['cosine']:.6f} < {MIN_COSINE}), "

@@ -4,6 +4,7 @@ import pytest
 
 from core import engines, registry, textgen
 from core.catalog import get_spec
+from core.progress import Progress
 from tests.support import tiny
 from tests.support.apptest import app_at
 
@@ -67,11 +68,11 @@ def test_without_llamacpp_the_page_says_so_and_prepares_ctranslate2_once(fresh_c
     monkeypatch.setattr(engines, "needs_preparation", lambda key, engine: not prepared)
     real_load = engines.load
 
-    def load(key, engine, progress=lambda _: None):
+    def load(key, engine, on_progress=lambda _: None):
         if not prepared:
-            progress("Converting ...")
+            on_progress(Progress.note("Converting ..."))
             prepared.append(engine)
-        return real_load(key, engine, progress)
+        return real_load(key, engine, on_progress)
 
     monkeypatch.setattr(engines, "load", load)
     at = _page()

@@ -3,6 +3,7 @@
 import pytest
 
 from core import registry
+from core.progress import Progress
 from tests.support import tiny
 from tests.support.apptest import app_at
 
@@ -118,7 +119,8 @@ def test_first_use_conversion_is_named_and_counted_on_the_card_and_in_the_run_st
     converted = []
     monkeypatch.setattr(textgen, "needs_conversion", lambda spec, resolution: not converted)
     monkeypatch.setattr(textgen, "convert_packaged_weights",
-                        lambda spec, resolution, progress: (progress("Dequantising ..."), converted.append(spec.key)))
+                        lambda spec, resolution, on_progress: (on_progress(Progress.note("Dequantising ...")),
+                                                                converted.append(spec.key)))
     _generate(page)
     assert converted == ["smollm2-135m"]
     labels = {m.label: m.value for m in page.metric}

@@ -26,7 +26,7 @@ def _contender(target: str, folder: str, barrier) -> None:
     waiting, count = folder_path / "waiting", folder_path / "count"
     barrier.wait()
     done = prepare_once(Path(target), lambda tmp: _build_when_other_waits(tmp, waiting, count),
-                        progress=lambda line: waiting.write_text(line))
+                        on_progress=lambda update: waiting.write_text(update.message))
     (folder_path / f"ok-{multiprocessing.current_process().pid}").write_text(str(done))
 
 
@@ -63,8 +63,8 @@ def test_two_threads_at_once_build_once_and_the_waiter_is_told(tmp_path):
         assert waiting.wait(WAIT_LIMIT_S)
         (tmp / "weights.bin").write_bytes(b"w")
 
-    def progress(line):
-        lines.append(line)
+    def progress(update):
+        lines.append(update.message)
         waiting.set()
 
     def contender():

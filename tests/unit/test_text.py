@@ -8,6 +8,7 @@ from core import engines, registry, text, textgen
 from core.engines import generate
 from core.config import get_settings
 from core.errors import InputError
+from core.progress import Progress
 from tests.support import tiny
 
 
@@ -223,14 +224,14 @@ def test_first_use_conversion_is_counted_in_load_and_time_to_first_token(tiny_lm
     converted, lines = [], []
     monkeypatch.setattr(textgen, "needs_conversion", lambda spec, resolution: not converted)
 
-    def convert(spec, resolution, progress):
-        progress("converting")
+    def convert(spec, resolution, on_progress):
+        on_progress(Progress.note("converting"))
         time.sleep(0.05)
         converted.append(spec.key)
 
     monkeypatch.setattr(textgen, "convert_packaged_weights", convert)
     assert engines.needs_preparation(tiny_lm, engines.TORCH)
-    loaded = engines.load(tiny_lm, engines.TORCH, progress=lines.append)
+    loaded = engines.load(tiny_lm, engines.TORCH, on_progress=lambda update: lines.append(update.message))
     stream = generate.EngineStream(loaded, "Once upon a time", textgen.GenerationSettings(max_new_tokens=4), stop_at_eos=False)
     list(stream)
     m = stream.result.measurement
@@ -273,9 +274,9 @@ def test_two_sessions_converting_at_once_convert_once(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_model)
 
-    def progress(line):
-        lines.append(line)
-        if line.startswith("Waiting for another session"):
+    def progress(update):
+        lines.append(update.message)
+        if update.message.startswith("Waiting for another session"):
             waiting.set()
 
     def session():
