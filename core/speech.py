@@ -98,7 +98,11 @@ def load_openai_whisper(spec: ModelSpec, resolution: Resolution) -> TorchWhisper
     """Load an openai-whisper checkpoint (by name from its cache or download, or a local .pt)."""
     import whisper
 
-    return TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
+    from core.precision_probes import settle_whisper
+
+    runner = TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
+    runner.precision = settle_whisper(spec.key, runner.model, resolution.location)  # bf16 where it pays here
+    return runner
 
 
 def load_faster_whisper(spec: ModelSpec, resolution: Resolution) -> CT2Whisper:
@@ -406,7 +410,7 @@ class TranscriptionStream:
                 device, engine = f"cpu · int8 · {runner.threads} thread(s)", CTRANSLATE2
             else:
                 language, probability, source = _openai_decode(runner, self.clip, self.options)
-                device, engine = choose_device().label(), TORCH
+                device, engine = None, TORCH  # the model's own device label and number format
             for segment in source:
                 segments.append(segment)
                 self.progress = min(segment.end / duration, 1.0)

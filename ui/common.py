@@ -117,7 +117,7 @@ def show_measurement(m: Measurement, narrow: bool = False) -> None:
     per_row = 2 if narrow else METRICS_PER_ROW
     weights = "" if m.source == "hosted" else f"**weights** {SOURCE_LABELS.get(m.source, m.source)} · "
     with st.container(border=True):
-        st.caption(f"**Model** `{m.model_id}` · {weights}**engine** {engine_label(engine_of(m))} · **device** {m.device}")
+        st.caption(f"**Model** `{m.model_id}` · {weights}**engine** {engine_label(engine_of(m))} · **number format** {m.number_format} · **device** {m.device}")
         if m.source == "hosted":  # nothing loads or runs here: the figures are the call's
             metrics = [("Latency", _fmt_seconds(m.latency_s), HOSTED_HELP)]
         else:
@@ -146,5 +146,5 @@ def record(m: Measurement, page: str, task: str, params: dict | None = None, met
         load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
         metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
         approach="call an API" if hosted else "use as is", api_cost_usd=m.extra.get("cost_usd") if hosted else None,
-        engine=engine_of(m),
+        engine=engine_of(m), number_format=m.number_format,
     )

@@ -17,4 +17,5 @@ def record_arm(result: ArmResult, data, session_id: str | None = None) -> None:
         metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
         api_cost_usd=result.params.get("cost_usd"),
         engine=runs.HOSTED_ENGINE if result.approach == APPROACHES["api"] else result.params.get("engine", runs.DEFAULT_ENGINE),
+        number_format="unknown" if result.approach == APPROACHES["api"] else result.params.get("number_format", runs.DEFAULT_NUMBER_FORMAT),
     )

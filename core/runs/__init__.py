@@ -55,7 +55,7 @@ from core.runs import pending as _pending
 from core.runs import target as _target
 from core.runs.pending import Store as _Store
 from core.runs.schema import (  # noqa: F401  (the schema's public names, as before the split)
-    COLUMNS, DEFAULT_ENGINE, HOSTED_ENGINE, MIGRATIONS, SCHEMA_VERSION, migrate,
+    COLUMNS, DEFAULT_ENGINE, DEFAULT_NUMBER_FORMAT, HOSTED_ENGINE, MIGRATIONS, SCHEMA_VERSION, migrate,
 )
 from core.runs.target import RUNS_DB_ENV, RUNS_URL_ENV, db_path, runs_url  # noqa: F401
 
@@ -128,6 +128,7 @@ def record_run(
     data_source: str | None = None,
     api_cost_usd: float | None = None,
     engine: str = DEFAULT_ENGINE,
+    number_format: str = DEFAULT_NUMBER_FORMAT,
 ) -> None:
     """Store one run; never raises (problems are logged and reported by :func:`store_status`).
 
@@ -152,6 +153,7 @@ def record_run(
             cut to ``MAX_SETTING_CHARS``.
         api_cost_usd: what a hosted call ("call an API") was charged, at the prices the user set.
         engine: what ran the model: a key of ``core.engines.ENGINES``, or :data:`HOSTED_ENGINE`.
+        number_format: the number format it ran in (``fp32``, ``bf16``, ``int8`` ...; see core/precision.py).
     """
     try:
         if approach not in APPROACHES:
@@ -178,6 +180,7 @@ def record_run(
             "data_source": None if data_source is None else str(data_source)[:MAX_SETTING_CHARS],
             "api_cost_usd": None if api_cost_usd is None else float(api_cost_usd),
             "engine": str(engine),
+            "number_format": str(number_format),
             "run_uid": uuid.uuid4().hex,  # a server stores each run once, however often its write is retried
         }
         store = _store()
