@@ -187,19 +187,22 @@ def decision_folder(key: str, family: str, identity: str, machine: str) -> Path:
     return get_settings().data_dir / "precision" / f"{key.replace('/', '_')}-{digest}"
 
 
-def _median_s(run: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(run: Callable[[], Any], number_format: str) -> float:
+    """Wall seconds of one ``run()`` (``number_format`` says which format runs; tests pass a timer that reads it)."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
-def measure(module: Any, probe: Probe) -> dict:
+def measure(module: Any, probe: Probe, timer: Callable[[Callable[[], Any], str], float] = seconds) -> dict:
     """Run ``probe`` on ``module`` (float32) and on a bf16 copy of it: speed-up, agreement and the verdict.
 
     The two formats take turns (one warm-up each first), so a busy machine slows both alike.
+
+    Args:
+        module: the float32 module.
+        probe: the family's probe.
+        timer: ``timer(run, format)`` -> seconds of one run (default: the wall clock).
 
     Returns:
         The record: ``format``, ``speedup``, ``agreement``, ``measure``, ``fp32_s``, ``bf16_s``, ``why``.
@@ -213,8 +216,8 @@ def measure(module: Any, probe: Probe) -> dict:
         probe.run(module), probe.run(cast)  # warm-up: one-time set-up (kernels, caches) counts for neither
         fp32_s, bf16_s = [], []
         for _ in range(max(1, probe.repeats)):
-            fp32_s.append(_median_s(lambda: probe.run(module), 1))
-            bf16_s.append(_median_s(lambda: probe.run(cast), 1))
+            fp32_s.append(timer(lambda: probe.run(module), FP32))
+            bf16_s.append(timer(lambda: probe.run(cast), BF16))
         agreement = float(probe.agreement(module, cast))
     del cast
     fp32, bf16 = statistics.median(fp32_s), statistics.median(bf16_s)
@@ -238,7 +241,7 @@ def built(probe: "Probe | Callable[[], Probe]") -> Probe:
 
 
 def decide(key: str, module: Any, probe: "Probe | Callable[[], Probe]", location: str | None = None, cpu: CpuInfo | None = None,
-           device: str = "cpu") -> Decision:
+           device: str = "cpu", timer: Callable[[Callable[[], Any], str], float] = seconds) -> Decision:
     """The number format ``module`` (a float32 torch module) should run in on this machine.
 
     Args:
@@ -248,6 +251,7 @@ def decide(key: str, module: Any, probe: "Probe | Callable[[], Probe]", location
         location: where its weights were read (identifies them in the cache); None: a digest of the tensors.
         cpu: the CPU to decide for (tests inject recorded ones); None: this machine's.
         device: where the model runs; anything but ``cpu`` keeps the device choice.
+        timer: how a probe's runs are timed (see :func:`measure`).
 
     Returns:
         The Decision; a probe that fails keeps float32, with the reason.
@@ -263,11 +267,10 @@ def decide(key: str, module: Any, probe: "Probe | Callable[[], Probe]", location
     from core.prepare import prepare_once
 
     try:
-        probe = built(probe)
-        folder = decision_folder(key, probe.family, weights_identity(location, module), machine_key(cpu))
+        folder = decision_folder(key, "inference", weights_identity(location, module), machine_key(cpu))
 
-        def build(tmp: Path) -> None:
-            (tmp / RECORD).write_text(json.dumps(measure(module, probe), indent=1) + "\n")
+        def build(tmp: Path) -> None:  # only where no decision is cached: the probe's input is read only then
+            (tmp / RECORD).write_text(json.dumps(measure(module, built(probe), timer), indent=1) + "\n")
 
         prepare_once(folder, build, what="bf16 probe")
         record = json.loads((folder / RECORD).read_text())
