@@ -125,7 +125,10 @@ def _add_number_format(conn: Any) -> None:
     """The number format it ran in (issue 26: fp32, bf16, int8 ...); older runs get it from what they recorded,
     on both backends (a PostgreSQL store may hold runs of version 5)."""
     run(conn, "ALTER TABLE runs ADD COLUMN number_format TEXT")
-    run(conn, f"UPDATE runs SET number_format = {NUMBER_FORMAT_OF_OLDER_RUN}")
+    derived = NUMBER_FORMAT_OF_OLDER_RUN
+    if dialect(conn) == "postgresql":  # psycopg reads % as a placeholder even without parameters: %% is a %
+        derived = derived.replace("%", "%%")
+    run(conn, f"UPDATE runs SET number_format = {derived}")
 
 
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
