@@ -155,7 +155,8 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, on_prog
 
     fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
     test_labels = labels_of(data, test_idx)
-    number = autocast_decision(f"fine-tune:{key}", build, fit_rows, labels, test_labels, settings.batch_size)
+    number = autocast_decision(f"fine-tune:{key}", build, fit_rows, labels, test_labels, settings.batch_size,
+                               on_progress=on_progress)
     (encoder, head), optimiser, loss_of, predict = build()
     tunable, blocks = made[0], made[0].blocks
     top = max(0, min(settings.top_layers, len(blocks)))

@@ -107,7 +107,8 @@ def scratch_images(data, train_idx, test_idx, settings: ScratchSettings, on_prog
 
     fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
     test_labels = labels_of(data, test_idx)
-    number = autocast_decision(SCRATCH_MODELS["image"], build, fit_rows, labels, test_labels, settings.batch_size)
+    number = autocast_decision(SCRATCH_MODELS["image"], build, fit_rows, labels, test_labels, settings.batch_size,
+                               on_progress=on_progress)
     modules, optimiser, loss_of, predict = build()
     trained = train(modules=modules, optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
                          test_labels=test_labels, fit_rows=fit_rows, val_rows=val_rows, patience=patience,

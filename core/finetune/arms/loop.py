@@ -46,7 +46,7 @@ PROBE_ITEMS = 256  # training items a training probe fits on, for two epochs per
 
 
 def autocast_decision(name: str, build: Callable[[], tuple], fit_rows: list[int], labels: list[str],
-                      test_labels: list[str], batch_size: int, cpu=None) -> Decision:
+                      test_labels: list[str], batch_size: int, cpu=None, on_progress: OnProgress = ignore) -> Decision:
     """Whether an arm trains under bf16 autocast here (see :func:`core.precision.decide_training`).
 
     Where the CPU has native bf16 and nothing overrides it, the first run of the arm on a machine trains two fresh
@@ -58,6 +58,7 @@ def autocast_decision(name: str, build: Callable[[], tuple], fit_rows: list[int]
         build: makes ``(modules, optimiser, loss_of, predict)`` afresh, seeded, as the arm trains them.
         fit_rows, labels, test_labels, batch_size: as for :func:`train`.
         cpu: the CPU to decide for (tests inject recorded ones); None: this machine's.
+        on_progress: told when a probe runs (it takes a few seconds, once per machine).
 
     Returns:
         The Decision; ``bf16`` means: pass ``autocast=True`` to :func:`train`.
@@ -65,6 +66,8 @@ def autocast_decision(name: str, build: Callable[[], tuple], fit_rows: list[int]
     import torch
 
     def epoch(autocast: bool) -> tuple[float, int, int]:
+        on_progress(Progress(0.0, 1.0, "Trying bf16 autocast against float32 on this CPU (once per machine): "
+                                       f"{'bf16' if autocast else 'float32'} ...", 0.0))
         _, optimiser, loss_of, predict = build()
         rows, seconds = fit_rows[:PROBE_ITEMS], 0.0
         torch.set_num_threads(training_threads())
