@@ -234,3 +234,89 @@ def test_the_from_scratch_arm_says_its_number_format_and_trains_under_autocast_w
     assert forced.params["number_format"] == "bf16" and "bf16 autocast" in forced.device
     assert any(note.startswith("Number format: UBT_BF16=1") for note in forced.notes)
     assert 0.0 <= forced.accuracy <= 1.0
+
+
+# --- the task functions, unchanged, on models a decision cast -------------------------------------------
+def test_a_whisper_model_cast_to_bf16_transcribes_and_its_card_says_bf16(monkeypatch, fresh_cache):
+    from core import audio, registry, speech
+
+    override(monkeypatch, "1")
+    runner = tiny_speech.whisper_model()
+    runner.precision = precision.apply("whisper-tiny", runner.model, lambda: probes.whisper_probe(seconds=2.0))
+    registry.install("whisper-tiny", runner)
+    data, _ = speech.sample_clip()
+    clip = audio.decode(data, "sample.flac")
+    result = speech.transcribe(registry.load("whisper-tiny"), clip, speech.TranscribeOptions(beam_size=1, fallback=False))
+    assert result.language  # detected through the bf16 decoder
+    assert result.measurement.number_format == "bf16" and "bfloat16" in result.measurement.device
+
+
+def test_a_diffusion_pipeline_cast_to_bf16_generates_a_seeded_image(monkeypatch, fresh_cache, tmp_path):
+    import numpy as np
+
+    from core import imagegen, registry
+    from tests import tiny_generation
+
+    override(monkeypatch, "1")
+    model = tiny_generation.text_to_image(tmp_path, default_steps=2, default_guidance=0.0)
+    model.precision = precision.apply("sdxs-512", model.pipe, lambda: probes.diffusion_probe(size=32))
+    assert model.pipe.unet.dtype == torch.bfloat16 and model.pipe.vae.dtype == torch.bfloat16
+    registry.install("sdxs-512", model)
+    request = imagegen.ImageRequest(prompt="a red fox in the snow", steps=2, width=256, height=256, seed=3)
+    result = imagegen.generate_image("sdxs-512", request)
+    again = imagegen.generate_image("sdxs-512", request)
+    assert np.asarray(result.image).shape == (256, 256, 3)
+    assert np.array_equal(np.asarray(result.image), np.asarray(again.image))  # seeded: the same image again
+    assert result.measurement.number_format == "bf16"
+
+
+def test_the_fine_tune_arm_probes_autocast_on_a_bf16_cpu_and_says_which_format_it_used(monkeypatch, fresh_cache,
+                                                                                        private_data):
+    """With an AMX CPU injected, the arm's training probe runs (either verdict is accepted: it rests on this
+    machine's timings), is cached, and the result names the format; the shared encoder stays untouched."""
+    from core import registry
+    from core.finetune import arms, data
+    from core.finetune import features as feats
+
+    registry.install("minilm-l6", tiny.bert_encoder())
+    feats.FEATURES.clear()
+    monkeypatch.setattr(precision, "this_cpu", lambda: AMX)
+    labelled = data.example_sentiment()
+    train, test = data.split(labelled)
+    shared = registry.load("minilm-l6").model.model
+    before = [p.detach().clone() for p in shared.parameters()]
+    result = arms.run_fine_tune(labelled, train, test, arms.FineTuneSettings(top_layers=1, epochs=1, batch_size=32))
+    assert result.params["number_format"] in (precision.FP32, precision.BF16)
+    assert any(note.startswith("Number format: ") for note in result.notes)
+    assert ("bf16 autocast" in result.device) is (result.params["number_format"] == precision.BF16)
+    assert len([p for p in (private_data / "precision").iterdir() if p.is_dir()]) == 1  # the verdict, cached
+    assert all(torch.equal(p, b) for p, b in zip(shared.parameters(), before))
+    feats.FEATURES.clear()
+
+
+def test_the_sidebar_device_line_says_why_bf16_is_not_tried_here():
+    from tests.apptest import app_at
+
+    at = app_at("app_pages/home.py").run()
+    device = next(c.value for c in at.sidebar.caption if c.value.startswith("**Device:**"))
+    assert precision.device_note() in device
+
+
+def test_the_bench_says_not_measured_on_a_cpu_without_bf16_instructions(tmp_path):
+    """bench/bf16.py --quick: one row per family; on this CPU (without the instructions) each says why not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if precision.native_bf16(cpu.this_cpu())[0]:
+        pytest.skip(f"this CPU has bf16 ({cpu.this_cpu().describe()}): the bench measures here")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "UBT_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "bench.bf16", "--quick"], cwd=root, env=env, check=True, capture_output=True)
+    rows = json.loads((root / "bench" / "out" / "bf16.json").read_text())
+    from bench.bf16 import FAMILIES
+
+    assert len(rows) == len(FAMILIES)
+    assert {row["status"] for row in rows} == {"not measured: no bf16 instructions here"}
+    assert all("no AVX512_BF16 or AMX" in row["note"] for row in rows)
