@@ -160,9 +160,9 @@ def priced(version: tuple, session: str | None, task: str, data: str) -> None:
         )
 
     st.subheader("Inference considerations")
-    st.caption("Per family, model, engine and device. Load time is the median over cold starts; cost prices the "
-               "median latency. **Speed-up vs PyTorch**: the same model's median latency on PyTorch over this "
-               "engine's, on the same kind of host.")
+    st.caption("Per family, model, engine, number format (fp32, bf16, int8) and device. Load time is the median over "
+               "cold starts; cost prices the median latency. **Speed-up vs PyTorch**: the same model's median latency "
+               "on PyTorch in float32 over this row's, on the same kind of host.")
     st.table(inference, hide_index=True)
     st.caption(MEMORY_NOTE)
 

@@ -62,6 +62,8 @@ class Settings:
         feature_cache_mb: memory for cached encoder features on the Fine-tune page.
         model_slots: model calls served at once, for all sessions (core/queue.py); 0 means half the torch
             threads, at least 1.
+        bf16: ``auto`` (bfloat16 where this CPU runs it natively and a probe at first use keeps it, see
+            core/precision.py), ``1`` (always bfloat16) or ``0`` (never).
     """
 
     memory_budget_mb: int = 1600
@@ -78,6 +80,7 @@ class Settings:
     max_audio_s: float = 600.0
     feature_cache_mb: float = 256.0
     model_slots: int = 0
+    bf16: str = "auto"
 
 
 @lru_cache(maxsize=1)
@@ -99,5 +102,6 @@ def get_settings() -> Settings:
         max_audio_s=float(_env("MAX_AUDIO_S", "600")),
         feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
         model_slots=int(_env("MODEL_SLOTS", "0")),
+        bf16=_env("BF16", "auto").strip().lower() or "auto",
         preload=tuple(k.strip() for k in _env("PRELOAD", "auto").split(",") if k.strip()),
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.catalog import CATALOG
-from core.runs import APPROACHES, DEFAULT_ENGINE, UNTRAINED
+from core.runs import APPROACHES, DEFAULT_ENGINE, DEFAULT_NUMBER_FORMAT, UNTRAINED
 
 if TYPE_CHECKING:
     import pandas
@@ -156,7 +156,8 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
         enriched: a frame from :func:`enrich`.
 
     Returns:
-        Columns ``approach``, ``engines`` (what ran its runs, e.g. ``torch, onnxruntime``), ``runs``,
+        Columns ``approach``, ``engines`` (what ran its runs, e.g. ``torch, onnxruntime``), ``number formats``
+        (the formats they ran in, e.g. ``bf16, fp32``), ``runs``,
         ``median training time (s)``, ``median training cost ($)``, ``memory added (MB)`` (the most any
         run added), ``process peak (MB)``, ``data needed (examples)``, ``best accuracy``, ``best
         macro-F1``; all five approaches in order, NaN where nothing was measured.
@@ -171,6 +172,7 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
         rows.append({
             "approach": approach,
             "engines": ", ".join(sorted(group["engine"].dropna().unique())),
+            "number formats": ", ".join(sorted(_formats(group).dropna().unique())),
             "runs": len(group),
             "median training time (s)": 0.0 if untrained else trained["wall_s"].median(),
             "median training cost ($)": 0.0 if untrained else trained["cost_usd"].median(),
@@ -192,9 +194,9 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
         calls: how many calls the cost column prices.
 
     Returns:
-        Columns ``family``, ``model``, ``engine``, ``device``, ``runs``, ``median load time (s)`` (over
-        cold starts), ``median latency (s)``, ``speed-up vs PyTorch (×)`` (the same model's median latency
-        on PyTorch on the same kind of host, CPU or GPU, divided by this row's, per token for runs that
+        Columns ``family``, ``model``, ``engine``, ``number format`` (fp32, bf16, int8 ...), ``device``, ``runs``,
+        ``median load time (s)`` (over cold starts), ``median latency (s)``, ``speed-up vs PyTorch (×)`` (the same
+        model's median latency on PyTorch in float32 on the same kind of host, CPU or GPU, divided by this row's, per token for runs that
         measured tokens/s, so generations of different lengths compare; NaN without a PyTorch row), ``memory added
         (MB)`` (the most any run added, its load included), ``process peak (MB)`` and ``$ per <calls>
         calls`` (median latency priced by the device's host).
@@ -205,12 +207,13 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
     # generations of different lengths compare per token: a run that streamed tokens/s is timed by 1 / tokens/s
     inference = inference.assign(per_unit_s=[1.0 / rate if rate else wall for rate, wall in zip(
         (_number(m.get("tokens_per_s")) for m in inference["metrics"]), inference["wall_s"])])
-    columns = ["family", "model", "engine", "device", "runs", "median load time (s)", "median latency (s)",
+    inference = inference.assign(number_format=_formats(inference))
+    columns = ["family", "model", "engine", "number format", "device", "runs", "median load time (s)", "median latency (s)",
                SPEED_UP, "memory added (MB)", "process peak (MB)", f"$ per {calls:,} calls"]
     if inference.empty:
         return pd.DataFrame(columns=columns)
     table = (
-        inference.groupby(["family", "model", "engine", "device"], sort=True)
+        inference.groupby(["family", "model", "engine", "number_format", "device"], sort=True)
         .agg(runs=("wall_s", "size"), load=("load_s", "median"), latency=("wall_s", "median"),
              per_unit=("per_unit_s", "median"), added=("added_mb", "max"), peak=("peak_mb", "max"),
              api=("api_cost_usd", "median"))
@@ -218,7 +221,8 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
     )
     # engines label their device in their own words ("cpu · int8 · 2 thread(s)"): compare on the kind of host
     hosts = [is_gpu(device) for device in table["device"]]
-    baseline = table[table["engine"] == DEFAULT_ENGINE].groupby(["model", pd.Series(hosts, index=table.index)])
+    reference = (table["engine"] == DEFAULT_ENGINE) & table["number_format"].isin([DEFAULT_NUMBER_FORMAT, "fp16"])
+    baseline = table[reference].groupby(["model", pd.Series(hosts, index=table.index)])
     baseline = baseline["per_unit"].median().to_dict()
     table.insert(table.columns.get_loc("latency") + 1, "speed_up", [
         baseline.get((model, host), math.nan) / per_unit if per_unit > 0 else math.nan
@@ -228,6 +232,15 @@ def inference_table(enriched: "pandas.DataFrame", rates: Rates = Rates(), calls:
                      for api, s, d in zip(table.pop("api"), table["latency"], table["device"])]
     table.columns = columns
     return table
+
+
+def _formats(frame: "pandas.DataFrame") -> "pandas.Series":
+    """Each run's number format; runs read from a frame without the column (older callers) are float32."""
+    import pandas as pd
+
+    if "number_format" not in frame:
+        return pd.Series([DEFAULT_NUMBER_FORMAT] * len(frame), index=frame.index, dtype=object)
+    return frame["number_format"].fillna(DEFAULT_NUMBER_FORMAT)
 
 
 def _best(group: "pandas.DataFrame", metric: str) -> float:

@@ -236,6 +236,11 @@ def quantize_int8(bundle):
         raise InputError("int8 dynamic quantisation runs on the CPU only; this server runs models on the GPU.")
     module = getattr(bundle, "model", None)
     if isinstance(module, torch.nn.Module):
+        module = module.float()  # from a model this CPU runs in bf16 too: int8 is made from float32 weights
+        if hasattr(bundle, "precision"):
+            from core.precision import Decision
+
+            bundle.precision = Decision()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao eager quantisation is deprecated in favour of torchao
             # One scale per output channel: on the MiniLM sentiment head this flips fewer labels than one

@@ -43,6 +43,8 @@ class Measurement:
             footprint when it was loaded for the call; None when not measured.
         engine: what ran the model (a key of ``core.engines.ENGINES``, e.g. ``torch``, ``llama.cpp``,
             ``onnxruntime``, ``ctranslate2``), or ``hosted`` for a call to an API.
+        number_format: the number format it ran in: ``fp32``, ``bf16`` or ``int8`` (a GGUF quantisation as named,
+            e.g. ``q4_1``; ``fp16`` on a GPU); ``unknown`` for a call to an API (see core/precision.py).
     """
 
     model: str
@@ -55,6 +57,7 @@ class Measurement:
     extra: dict[str, float] = field(default_factory=dict)
     added_mb: float | None = None
     engine: str = "torch"
+    number_format: str = "fp32"
 
 
 class PeakMB(float):

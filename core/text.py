@@ -17,6 +17,7 @@ from core.device import choose_device
 from core.errors import InputError
 from core.heads import LinearHead
 from core.measure import Measurement, measured
+from core.precision import BF16, INT8, Decision, apply, bf16_label, format_of
 from core.registry import Resolution
 
 # --- input preparation -----------------------------------------------------------------------------
@@ -91,21 +92,23 @@ def warm_up(tokenizer, model) -> None:
 # --- loaders (called by the registry) -------------------------------------------------------------
 @dataclass
 class SequenceClassifier:
-    """A transformers sequence-classification model with its tokenizer."""
+    """A transformers sequence-classification model with its tokenizer (``precision``: its number format)."""
 
     tokenizer: Any
     model: Any
     labels: list[str]
     max_length: int = 512
+    precision: Decision = field(default_factory=Decision)
 
 
 @dataclass
 class TextEncoder:
-    """A sentence encoder: mean pooling over tokens, then L2 normalisation."""
+    """A sentence encoder: mean pooling over tokens, then L2 normalisation (``precision``: its number format)."""
 
     tokenizer: Any
     model: Any
     max_length: int = 256
+    precision: Decision = field(default_factory=Decision)
 
 
 @dataclass
@@ -119,23 +122,31 @@ def load_sequence_classifier(spec: ModelSpec, resolution: Resolution) -> Sequenc
     """Load a transformers sequence classifier onto the chosen device."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from core.precision_probes import classifier_probe
+
     choice = choose_device()
     tokenizer = from_pretrained(AutoTokenizer, resolution)
     model = from_pretrained(AutoModelForSequenceClassification, resolution).to(choice.device).eval()
     labels = [model.config.id2label[i].lower() for i in range(model.config.num_labels)]
+    max_length = min(512, tokenizer.model_max_length)
+    precision = apply(spec.key, model, lambda: classifier_probe(tokenizer, max_length), resolution.location, choice.device)
     warm_up(tokenizer, model)
-    return SequenceClassifier(tokenizer, model, labels, min(512, tokenizer.model_max_length))
+    return SequenceClassifier(tokenizer, model, labels, max_length, precision)
 
 
 def load_text_encoder(spec: ModelSpec, resolution: Resolution) -> TextEncoder:
     """Load a sentence encoder (a BERT-style transformers model) onto the chosen device."""
     from transformers import AutoModel, AutoTokenizer
 
+    from core.precision_probes import text_encoder_probe
+
     choice = choose_device()
     tokenizer = from_pretrained(AutoTokenizer, resolution)
     model = from_pretrained(AutoModel, resolution).to(choice.device).eval()
+    max_length = min(256, tokenizer.model_max_length)
+    precision = apply(spec.key, model, lambda: text_encoder_probe(tokenizer, max_length), resolution.location, choice.device)
     warm_up(tokenizer, model)
-    return TextEncoder(tokenizer, model, min(256, tokenizer.model_max_length))
+    return TextEncoder(tokenizer, model, max_length, precision)
 
 
 def load_embedding_head(spec: ModelSpec, resolution: Resolution) -> EmbeddingClassifier:
@@ -259,6 +270,8 @@ def classify(model: SentimentModel, texts: list[str], batch_size: int = 32) -> C
         labels = loaded.model.head.labels
         load_s = sum(s for s in (loaded.load_s, model.encoder.load_s) if s is not None) or None
         measurement = loaded.measurement(timing.seconds, timing.peak_mb, load_s, engine=model.engine)
+        if format_of(runner) == BF16:  # the encoder's number format, not the head's
+            measurement.device, measurement.number_format = bf16_label(measurement.device), BF16
         measurement.source = model.encoder.resolution.source
         measurement.model_id = model.encoder.spec.hub_id or model.encoder.spec.key
     else:
@@ -282,6 +295,7 @@ def classify(model: SentimentModel, texts: list[str], batch_size: int = 32) -> C
         measurement.model += "@int8"
         device = measurement.device
         measurement.device = device.replace("float32", "int8") if "float32" in device else f"{device} · int8"
+        measurement.number_format = INT8
     return ClassificationResult(predictions, notes, measurement)
 
 

@@ -19,6 +19,7 @@ from core.catalog import OPEN_CLIP_WEIGHTS, ModelSpec, get_spec, specs
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.measure import Measurement, measured
+from core.precision import Decision, apply
 from core.progress import OnProgress, Progress, ignore
 from core.registry import Resolution
 
@@ -39,19 +40,21 @@ CAPTION_BATCH = 4
 # --- loaders (called by the registry) -------------------------------------------------------------
 @dataclass
 class ClipModel:
-    """An open_clip model with its image transform (resize, crop, normalise) and tokenizer."""
+    """An open_clip model with its image transform (resize, crop, normalise), tokenizer and number format."""
 
     model: Any
     preprocess: Callable[[Any], Any]
     tokenizer: Callable[[list[str]], Any]
+    precision: Decision = field(default_factory=Decision)
 
 
 @dataclass
 class Captioner:
-    """A BLIP captioning model with its processor (image processor + tokenizer)."""
+    """A BLIP captioning model with its processor (image processor + tokenizer) and number format."""
 
     processor: Any
     model: Any
+    precision: Decision = field(default_factory=Decision)
 
 
 def _clip_checkpoint(spec: ModelSpec, resolution: Resolution) -> Path:
@@ -80,6 +83,8 @@ def load_clip(spec: ModelSpec, resolution: Resolution) -> ClipModel:
     """
     import open_clip
 
+    from core.precision_probes import clip_probe
+
     choice = choose_device()
     arch, tag = spec.options["arch"], spec.options["pretrained"]
     tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
@@ -97,18 +102,24 @@ def load_clip(spec: ModelSpec, resolution: Resolution) -> ClipModel:
             image_std=tag_cfg.get("std"), image_interpolation=tag_cfg.get("interpolation"),
             image_resize_mode=tag_cfg.get("resize_mode"), **common,
         )
-    return ClipModel(model.eval(), preprocess, open_clip.get_tokenizer(arch))
+    tokenizer = open_clip.get_tokenizer(arch)
+    precision = apply(spec.key, model.eval(), lambda: clip_probe(preprocess, tokenizer), resolution.location, choice.device)
+    return ClipModel(model, preprocess, tokenizer, precision)
 
 
 def load_captioner(spec: ModelSpec, resolution: Resolution) -> Captioner:
     """Load BLIP for captioning (BlipForConditionalGeneration + BlipProcessor) onto the chosen device."""
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
+    from core.precision_probes import captioner_probe
+
     choice = choose_device()
     kwargs = dict(local_files_only=resolution.local_files_only)
     processor = BlipProcessor.from_pretrained(resolution.location, **kwargs)
     model = BlipForConditionalGeneration.from_pretrained(resolution.location, dtype=choice.dtype, **kwargs)
-    return Captioner(processor, model.to(choice.device).eval())
+    model = model.to(choice.device).eval()
+    precision = apply(spec.key, model, lambda: captioner_probe(processor), resolution.location, choice.device)
+    return Captioner(processor, model, precision)
 
 
 # --- input preparation -----------------------------------------------------------------------------

@@ -108,7 +108,8 @@ def engine_of(m: Measurement) -> str:
 
 
 def show_measurement(m: Measurement, narrow: bool = False) -> None:
-    """Render a result's measurements: model, source, engine, device, load time, latency, memory, extras.
+    """Render a result's measurements: model, source, engine, number format, device, load time, latency, memory,
+    extras.
 
     Args:
         m: the measurement.
@@ -117,7 +118,11 @@ def show_measurement(m: Measurement, narrow: bool = False) -> None:
     per_row = 2 if narrow else METRICS_PER_ROW
     weights = "" if m.source == "hosted" else f"**weights** {SOURCE_LABELS.get(m.source, m.source)} · "
     with st.container(border=True):
-        st.caption(f"**Model** `{m.model_id}` · {weights}**engine** {engine_label(engine_of(m))} · **device** {m.device}")
+        engine = engine_label(engine_of(m))
+        if m.number_format not in ("fp32", "unknown"):  # PyTorch's title says float32: name what really ran
+            engine = engine.replace("float32", m.number_format)
+        st.caption(f"**Model** `{m.model_id}` · {weights}**engine** {engine} · **number format** {m.number_format} · "
+                   f"**device** {m.device}")
         if m.source == "hosted":  # nothing loads or runs here: the figures are the call's
             metrics = [("Latency", _fmt_seconds(m.latency_s), HOSTED_HELP)]
         else:
@@ -145,4 +150,5 @@ def record(m: Measurement, page: str, task: str, params: dict | None = None, met
         load_s=m.load_s, wall_s=m.latency_s, peak_mb=m.peak_mb, added_mb=m.added_mb,
         metrics={**m.extra, **(metrics or {})}, session_id=session_id(),
         api_cost_usd=m.extra.get("cost_usd") if m.source == runs.HOSTED_SOURCE else None, engine=m.engine,
+        number_format=m.number_format,
     )

@@ -11,6 +11,7 @@ from core.catalog import FAMILIES, ModelSpec, specs
 from core.config import get_settings
 from core.device import device_summary
 from core.measure import rss_mb
+from core.precision import device_note
 from ui import hosted
 from ui.common import SOURCE_LABELS
 
@@ -54,7 +55,7 @@ def _draw_figures(slot) -> None:
     budget = get_settings().memory_budget_mb
     used, process = registry.CACHE.used_mb(), rss_mb()
     with slot.container():
-        st.caption(f"**Device:** {device_summary()} · {runs.store_label()}")
+        st.caption(f"**Device:** {device_summary()} · {device_note()} · {runs.store_label()}")
         st.caption(f"**Memory:** models {used:,.0f} MB of a {budget:,} MB budget · process {process:,.0f} MB")
         st.progress(min(used / max(budget, 1), 1.0))
 

@@ -58,8 +58,8 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
         raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     column, title = EFFORTS[effort]
     data = _recent(enriched[_drawable(enriched, column)])
-    data = data.assign(load=_load_text(data["load_s"]))
-    data = data[["time", "model", "task", "approach", "kind", "engine", "device", "impact", "impact_metric", "data_name",
+    data = data.assign(load=_load_text(data["load_s"]), number_format=_number_formats(data))
+    data = data[["time", "model", "task", "approach", "kind", "engine", "number_format", "device", "impact", "impact_metric", "data_name",
                  "data_short", "effort_s", "compute_s", "load", "wall_s", "added_mb", "peak_mb", "train_examples"]
                 + (["effort_usd"] if effort == "dollars" else [])]
     return (
@@ -76,6 +76,7 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
             tooltip=[
                 alt.Tooltip("model:N"),
                 alt.Tooltip("engine:N"),
+                alt.Tooltip("number_format:N", title="number format"),
                 alt.Tooltip("task:N"),
                 alt.Tooltip("approach:N"),
                 alt.Tooltip("kind:N"),
@@ -96,6 +97,13 @@ def effort_impact_chart(enriched: pd.DataFrame, effort: str = "seconds") -> alt.
     )
 
 
+def _number_formats(data: pd.DataFrame) -> list[str]:
+    """Each run's number format (fp32, bf16, int8 ...); float32 for frames without the column."""
+    if "number_format" not in data:
+        return ["fp32"] * len(data)
+    return data["number_format"].fillna("fp32").tolist()
+
+
 def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
     """Latency of every inference run, one row per model, coloured by engine: on a model's row, a faster
     engine's points sit further left.
@@ -109,8 +117,9 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
         added and process peak (MB). Training runs and zero latencies are left out.
     """
     data = _recent(enriched[(enriched["kind"] == "inference") & (enriched["wall_s"] > 0)])
-    data = data[["time", "family", "model", "engine", "task", "data_name", "data_short", "device", "wall_s", "load_s",
-                 "added_mb", "peak_mb"]]
+    data = data.assign(number_format=_number_formats(data))
+    data = data[["time", "family", "model", "engine", "number_format", "task", "data_name", "data_short", "device",
+                 "wall_s", "load_s", "added_mb", "peak_mb"]]
     data = data.assign(load=_load_text(data["load_s"]))
     return (
         alt.Chart(data, title="Latency per model and engine (one point per run)")
@@ -125,6 +134,7 @@ def latency_chart(enriched: pd.DataFrame) -> alt.Chart:
             tooltip=[
                 alt.Tooltip("model:N"),
                 alt.Tooltip("engine:N"),
+                alt.Tooltip("number_format:N", title="number format"),
                 alt.Tooltip("family:N"),
                 alt.Tooltip("task:N"),
                 *_data_tooltips(),

@@ -136,8 +136,12 @@ def lowest_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _export(tokenizer, model, max_length: int, folder: Path, threads: int) -> None:
     """Export into ``folder`` and write the agreement record (called by prepare_once)."""
+    import copy
+
     import torch
 
+    if next(model.parameters()).dtype != torch.float32:  # a model this CPU runs in bf16: export its float32 form
+        model = copy.deepcopy(model).float()
     start = time.perf_counter()
     sample = tokenizer(list(PROBES), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     axes = {0: "batch", 1: "tokens"}

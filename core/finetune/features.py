@@ -198,6 +198,17 @@ def encoder_engine(key: str) -> str:
     return load_encoder(key)[1].engine
 
 
+def encoder_number_format(key: str) -> str:
+    """The number format encoder ``key``'s features are computed in: float32 on an engine other than PyTorch, else
+    the PyTorch model's own (bf16 where :mod:`core.precision` chose it on this machine)."""
+    from core.engines import TORCH
+    from core.precision import FP32, format_of
+
+    if encoder_engine(key) != TORCH:
+        return FP32
+    return format_of(registry.load(key).model)
+
+
 def encode(key: str, items: Sequence) -> tuple[np.ndarray, registry.Loaded]:
     """Features of texts or images with the encoder ``key`` (no caching)."""
     return encode_texts(key, items) if encoder_kind(key) == "text" else encode_images(key, items)

@@ -16,5 +16,5 @@ def record_arm(result: ArmResult, data, session_id: str | None = None) -> None:
         },
         metrics=result.metrics(), data_fingerprint=data.fingerprint, data_source=data.source, session_id=session_id,
         api_cost_usd=result.params.get("cost_usd"),
-        engine=result.params.get("engine"),
+        engine=result.params.get("engine"), number_format=result.params.get("number_format"),
     )

@@ -22,6 +22,7 @@ from core.errors import InputError
 from core.imagegen import memory
 from core.imagegen.common import MAX_SEED, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, ImageResult, Previews, latents_preview
 from core.measure import measured
+from core.precision import Decision, apply
 from core.progress import OnProgress, Progress, ShouldStop
 from core.registry import Resolution
 
@@ -40,12 +41,14 @@ class TextToImage:
         default_guidance: classifier-free guidance scale the model was made for; 0 when it was
             distilled to work without guidance (turbo-style models), so it ignores negative prompts.
         lock: one generation at a time on this pipeline.
+        precision: its number format (UNet, VAE and text encoder alike; see core/precision.py).
     """
 
     pipe: Any
     default_steps: int = 1
     default_guidance: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    precision: Decision = field(default_factory=Decision, compare=False)
 
     @property
     def uses_guidance(self) -> bool:
@@ -63,11 +66,14 @@ class TinyDecoder:
     """A TAESD-style AutoencoderTiny that decodes Stable Diffusion latents much faster than the full VAE."""
 
     vae: Any
+    precision: Decision = field(default_factory=Decision)
 
 
 def load_text_to_image(spec: ModelSpec, resolution: Resolution) -> TextToImage:
     """Load the diffusers pipeline class named in ``spec.options["pipeline"]`` onto the chosen device."""
     import diffusers
+
+    from core.precision_probes import diffusion_probe
 
     choice = choose_device()
     pipeline_class = getattr(diffusers, spec.options.get("pipeline", "DiffusionPipeline"))
@@ -75,18 +81,23 @@ def load_text_to_image(spec: ModelSpec, resolution: Resolution) -> TextToImage:
         resolution.location, dtype=choice.dtype, local_files_only=resolution.local_files_only,
     ).to(choice.device)
     pipe.set_progress_bar_config(disable=True)
-    return TextToImage(pipe, int(spec.options.get("steps", 1)), float(spec.options.get("guidance", 0.0)))
+    precision = apply(spec.key, pipe, diffusion_probe, resolution.location, choice.device)
+    return TextToImage(pipe, int(spec.options.get("steps", 1)), float(spec.options.get("guidance", 0.0)), precision=precision)
 
 
 def load_tiny_decoder(spec: ModelSpec, resolution: Resolution) -> TinyDecoder:
     """Load TAESD (``AutoencoderTiny``) onto the chosen device."""
     from diffusers import AutoencoderTiny
 
+    from core.precision_probes import decoder_probe
+
     choice = choose_device()
     vae = AutoencoderTiny.from_pretrained(
         resolution.location, dtype=choice.dtype, local_files_only=resolution.local_files_only,
     )
-    return TinyDecoder(vae.to(choice.device).eval())
+    vae = vae.to(choice.device).eval()
+    probe = lambda: decoder_probe(int(vae.config.latent_channels))  # noqa: E731
+    return TinyDecoder(vae, apply(spec.key, vae, probe, resolution.location, choice.device))
 
 
 # --- text-to-image: the request ---------------------------------------------------------------------

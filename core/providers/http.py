@@ -194,4 +194,5 @@ def stream_events(response) -> Iterator[dict]:
 
 def hosted_measurement(point: Endpoint, seconds: float, **extra: float) -> Measurement:
     return Measurement(model=point.label, model_id=point.model, source="hosted", device=f"hosted: {point.provider.title}",
-                       load_s=None, latency_s=seconds, peak_mb=0.0, extra=extra, engine="hosted")
+                       load_s=None, latency_s=seconds, peak_mb=0.0, extra=extra, engine="hosted",
+                       number_format="unknown")

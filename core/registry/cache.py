@@ -54,18 +54,26 @@ class Loaded:
             device: device label when the model does not run where choose_device() says (e.g. CTranslate2).
             engine: what ran the model (see :data:`core.engines.ENGINES`); None: PyTorch, the Measurement's default.
             extra: task figures (``*_per_s`` rates, ``*_s`` durations ...).
+
+        The number format is the model's own (its bundle's ``precision``, see :mod:`core.precision`) when it runs
+        where choose_device() says, else the one ``device`` names (``cpu · int8 · ...``).
         """
         from core.device import choose_device
         from core.measure import added_mb
+        from core.precision import BF16, bf16_label, format_in_label, format_of
 
         load_s = load_s if load_s is not None else self.load_s
         call_mb = added_mb(peak_mb)
+        if device is None:
+            device = choose_device().label()
+            device = bf16_label(device) if format_of(self.model) == BF16 else device
+        number_format = format_in_label(device)
         return Measurement(
             model=self.spec.key, model_id=self.spec.hub_id or self.spec.key, source=self.resolution.source,
-            device=device or choose_device().label(), load_s=load_s, latency_s=seconds, peak_mb=peak_mb,
+            device=device, load_s=load_s, latency_s=seconds, peak_mb=peak_mb,
             extra=dict(extra),
             added_mb=None if call_mb is None else call_mb + (self.size_mb if load_s is not None else 0.0),
-            engine=engine or Measurement.engine,
+            engine=engine or Measurement.engine, number_format=number_format,
         )
 
 

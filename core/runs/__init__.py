@@ -55,7 +55,7 @@ from core.runs import pending as _pending
 from core.runs import target as _target
 from core.runs.pending import Store as _Store
 from core.runs.schema import (  # noqa: F401  (the schema's public names, as before the split)
-    COLUMNS, DEFAULT_ENGINE, HOSTED_ENGINE, MIGRATIONS, SCHEMA_VERSION, migrate,
+    COLUMNS, DEFAULT_ENGINE, DEFAULT_NUMBER_FORMAT, HOSTED_ENGINE, MIGRATIONS, SCHEMA_VERSION, migrate,
 )
 from core.runs.target import RUNS_DB_ENV, RUNS_URL_ENV, db_path, runs_url  # noqa: F401
 
@@ -129,6 +129,7 @@ def record_run(
     data_source: str | None = None,
     api_cost_usd: float | None = None,
     engine: str | None = None,
+    number_format: str | None = None,
 ) -> None:
     """Store one run; never raises (problems are logged and reported by :func:`store_status`).
 
@@ -155,11 +156,14 @@ def record_run(
         api_cost_usd: what a hosted call ("call an API") was charged, at the prices the user set.
         engine: what ran the model: a key of ``core.engines.ENGINES``; always :data:`HOSTED_ENGINE` for a hosted
             call, and :data:`DEFAULT_ENGINE` when None.
+        number_format: the number format it ran in (``fp32``, ``bf16``, ``int8`` ...; see core/precision.py);
+            ``unknown`` for a hosted call, :data:`DEFAULT_NUMBER_FORMAT` when None.
     """
     try:
         hosted = source == HOSTED_SOURCE
         approach = approach or ("call an API" if hosted else "use as is")
         engine = HOSTED_ENGINE if hosted else engine or DEFAULT_ENGINE
+        number_format = "unknown" if hosted else number_format or DEFAULT_NUMBER_FORMAT
         if approach not in APPROACHES:
             log.warning("run with unknown approach %r (known: %s)", approach, ", ".join(APPROACHES))
         if kind not in KINDS:
@@ -184,6 +188,7 @@ def record_run(
             "data_source": None if data_source is None else str(data_source)[:MAX_SETTING_CHARS],
             "api_cost_usd": None if api_cost_usd is None else float(api_cost_usd),
             "engine": str(engine),
+            "number_format": str(number_format),
             "run_uid": uuid.uuid4().hex,  # a server stores each run once, however often its write is retried
         }
         store = _store()

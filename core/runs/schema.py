@@ -22,7 +22,7 @@ DEFAULT_ENGINE = "torch"  # core.engines.TORCH, named here so that importing the
 COLUMNS = (
     "id", "time_utc", "session_id", "page", "task", "model", "source", "device", "approach",
     "kind", "params", "load_s", "wall_s", "peak_mb", "added_mb", "metrics", "data_fingerprint", "data_source",
-    "api_cost_usd", "engine",
+    "api_cost_usd", "engine", "number_format",
 )
 STORED = COLUMNS[1:]  # every column but the id, which the database assigns
 UID = "run_uid"  # PostgreSQL only: the run's unique name, for inserts that may be retried
@@ -106,8 +106,34 @@ def _add_engine(conn: Any) -> None:
         run(conn, f"UPDATE runs SET engine = {ENGINE_OF_OLDER_RUN}")
 
 
+DEFAULT_NUMBER_FORMAT = "fp32"  # core.precision.FP32, named here so that importing the store stays cheap
+# The number format of a run stored before runs recorded one, from what it did record, in SQL that SQLite and
+# PostgreSQL both read: a hosted call's is unknown; int8 where the device label or the model's key says int8 (the
+# int8 toggle, faster-whisper and CTranslate2 label their device "... int8 ..."); a GGUF quantisation as its label
+# names it (llama.cpp "... Q4_1 ..."); float16 on a GPU; float32 otherwise.
+NUMBER_FORMAT_OF_OLDER_RUN = f"""CASE
+    WHEN source = 'hosted' OR approach = 'call an API' THEN 'unknown'
+    WHEN lower(device) LIKE '%int8%' OR model LIKE '%@int8' OR model LIKE 'faster-whisper%' THEN 'int8'
+    WHEN device LIKE '%llama.cpp Q4_1%' THEN 'q4_1'
+    WHEN lower(device) LIKE '%bfloat16%' THEN 'bf16'
+    WHEN lower(device) LIKE '%float16%' THEN 'fp16'
+    ELSE '{DEFAULT_NUMBER_FORMAT}'
+END"""
+
+
+def _add_number_format(conn: Any) -> None:
+    """The number format it ran in (issue 26: fp32, bf16, int8 ...); older runs get it from what they recorded,
+    on both backends (a PostgreSQL store may hold runs of version 5)."""
+    run(conn, "ALTER TABLE runs ADD COLUMN number_format TEXT")
+    derived = NUMBER_FORMAT_OF_OLDER_RUN
+    if dialect(conn) == "postgresql":  # psycopg reads % as a placeholder even without parameters: %% is a %
+        derived = derived.replace("%", "%%")
+    run(conn, f"UPDATE runs SET number_format = {derived}")
+
+
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _create_runs, _index_session_and_task, _add_added_memory_and_data_source, _add_api_cost, _add_engine,
+    _add_number_format,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 
 from core.runs import pending, target
 from core.runs.pending import Store
-from core.runs.schema import COLUMNS, ENGINE_OF_OLDER_RUN, STORED, UID, migrate
+from core.runs.schema import COLUMNS, ENGINE_OF_OLDER_RUN, NUMBER_FORMAT_OF_OLDER_RUN, STORED, UID, migrate
 
 log = logging.getLogger("core.runs")
 
@@ -191,7 +191,7 @@ def read(store: Store, session_id: str | None, task: str | None) -> list[dict[st
                     return []
             else:
                 found = set(COLUMNS)
-            missing = {"engine": ENGINE_OF_OLDER_RUN}
+            missing = {"engine": ENGINE_OF_OLDER_RUN, "number_format": NUMBER_FORMAT_OF_OLDER_RUN}
             runs = _SQLITE_TABLE
             query = select(*(runs.c[c] if c in found else literal_column(missing.get(c, "NULL")).label(c)
                              for c in COLUMNS)).select_from(runs)

@@ -63,7 +63,11 @@ def load_openai_whisper(spec: ModelSpec, resolution: Resolution) -> TorchWhisper
     """Load an openai-whisper checkpoint (by name from its cache or download, or a local .pt)."""
     import whisper
 
-    return TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
+    from core.precision_probes import settle_whisper
+
+    runner = TorchWhisper(whisper.load_model(_openai_checkpoint(spec, resolution), device=choose_device().device).eval())
+    runner.precision = settle_whisper(spec.key, runner.model, resolution.location)  # bf16 where it pays here
+    return runner
 
 
 def load_faster_whisper(spec: ModelSpec, resolution: Resolution) -> CT2Whisper:

@@ -332,7 +332,7 @@ class TranscriptionStream:
                 device, engine = f"cpu · int8 · {runner.threads} thread(s)", CTRANSLATE2
             else:
                 language, probability, source = _openai_decode(runner, self.clip, self.options)
-                device, engine = choose_device().label(), TORCH
+                device, engine = None, TORCH  # the model's own device label and number format
             for segment in source:
                 segments.append(segment)
                 self.progress = min(segment.end / duration, 1.0)

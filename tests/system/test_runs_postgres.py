@@ -186,6 +186,37 @@ def test_a_fresh_postgres_store_is_versioned_and_names_every_run(pg):
     assert len(uid) == 32 and wall == 0.05  # double precision: the figure as measured
 
 
+def test_a_postgres_store_of_version_5_gains_the_number_format_derived_for_its_runs(pg):
+    """Schema 6 on PostgreSQL: a store written before the number format was recorded keeps its runs, each given
+    the format its device label or model names (the same SQL as on SQLite)."""
+    from sqlalchemy import create_engine
+
+    from core.runs import schema
+
+    _, url = pg
+    older = [("distilbert-sst2", "cpu · float32 · 2 thread(s)", "use as is", "hub", "fp32"),
+             ("distilbert-sst2@int8", "cpu · int8 · 2 thread(s)", "use as is", "hub", "int8"),
+             ("smollm2-135m", "cpu · llama.cpp Q4_1 · 2 thread(s)", "use as is", "package", "q4_1"),
+             ("openai-compatible/m", "hosted: server", "call an API", "hosted", "unknown")]
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for step in schema.MIGRATIONS[:5]:
+            step(conn)
+        schema.run(conn, "CREATE TABLE IF NOT EXISTS runs_schema (version INTEGER NOT NULL)")
+        schema.run(conn, "INSERT INTO runs_schema (version) VALUES (5)")
+        for n, (model, device, approach, source, _) in enumerate(older):
+            conn.exec_driver_sql(
+                "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s, engine, run_uid) "
+                "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'sentiment', %s, %s, %s, %s, 'inference', 0.1, "
+                "'torch', %s)", (model, source, device, approach, f"older-{n}"))
+    engine.dispose()
+
+    runs.record_run(**RUN, wall_s=0.05, number_format="bf16")
+
+    assert _query(url, "SELECT version FROM runs_schema") == [(runs.SCHEMA_VERSION,)]
+    assert runs.fetch_runs()["number_format"].tolist() == [f for *_, f in older] + ["bf16"]
+
+
 # --- PostgreSQL: faults ------------------------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ def test_older_store_is_migrated_keeping_its_runs(db):
     runs.record_run(**RUN, wall_s=0.1)
 
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == runs.SCHEMA_VERSION == 6
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"runs_session", "runs_task"} <= indexes
     conn.close()
@@ -277,3 +277,32 @@ def test_csv_holds_json_settings(db):
     header, row = text.splitlines()[:2]
     assert header.split(",") == list(runs.COLUMNS)
     assert json.dumps({"max_length": 64}).replace('"', '""') in row
+
+
+OLDER_FORMATS = [  # (model, source, approach, device) of runs stored before the number format was, and their format
+    (("distilbert-sst2", "hub", "use as is", "cpu · float32 · 2 thread(s)"), "fp32"),
+    (("distilbert-sst2@int8", "hub", "use as is", "cpu · int8 · 2 thread(s)"), "int8"),
+    (("faster-whisper-tiny-en", "package", "use as is", "cpu · int8 · 2 thread(s)"), "int8"),
+    (("smollm2-135m", "package", "use as is", "cpu · CTranslate2 int8 · 1 thread(s)"), "int8"),
+    (("smollm2-135m", "package", "use as is", "cpu · llama.cpp Q4_1 · 2 thread(s)"), "q4_1"),
+    (("openai-compatible/m", "hosted", "call an API", "hosted: server"), "unknown"),
+    (("minilm-l6", "package", "fine-tune", "cpu · float32 · 1 thread(s)"), "fp32"),
+]
+
+
+def test_store_of_version_5_gains_the_number_format_derived_for_older_runs(db):
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in runs.MIGRATIONS[:5]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 5")
+    conn.executemany(
+        "INSERT INTO runs (time_utc, page, task, model, source, device, approach, kind, wall_s, engine) "
+        "VALUES ('2024-01-01T00:00:00.000+00:00', 'text', 'sentiment', ?, ?, ?, ?, 'inference', 0.1, 'torch')",
+        [(model, source, device, approach) for (model, source, approach, device), _ in OLDER_FORMATS],
+    )
+    conn.close()
+
+    runs.record_run(**RUN, wall_s=0.1, number_format="bf16")
+    runs.record_run(**RUN, wall_s=0.1)
+
+    assert runs.fetch_runs()["number_format"].tolist() == [f for _, f in OLDER_FORMATS] + ["bf16", "fp32"]

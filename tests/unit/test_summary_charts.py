@@ -78,7 +78,7 @@ def test_training_table_per_approach(enriched):
 
 def test_inference_table_per_model(enriched):
     table = costs.inference_table(enriched, costs.Rates(cpu_usd_per_h=0.36), calls=1000)
-    assert table.columns.tolist() == ["family", "model", "engine", "device", "runs", "median load time (s)",
+    assert table.columns.tolist() == ["family", "model", "engine", "number format", "device", "runs", "median load time (s)",
                                       "median latency (s)", costs.SPEED_UP, "memory added (MB)", "process peak (MB)",
                                       "$ per 1,000 calls"]
     row = table.set_index("model").loc["distilbert-sst2"]

@@ -12,7 +12,7 @@ import numpy as np
 from core.device import choose_device
 from core.errors import InputError, ModelUnavailable
 from core.finetune import features as feats
-from core.finetune.arms.loop import adamw, early_stopping, train, training_device
+from core.finetune.arms.loop import adamw, autocast_decision, early_stopping, train, training_device
 from core.finetune.arms.base import APPROACHES, ArmResult, FineTuneSettings, encoder_for, labels_of, trainable
 from core.progress import OnProgress, ShouldStop, ignore, never
 
@@ -120,44 +120,60 @@ def run_fine_tune(data, train_idx, test_idx, settings: FineTuneSettings, on_prog
     key = encoder_for(settings, data)
     labels = data.classes()
     device = choose_device()
-    torch.manual_seed(settings.seed)
-    build = text_tunable if data.kind == "text" else image_tunable
-    tunable = build(key, data, list(train_idx), list(test_idx), device.device)
-    encoder, blocks = tunable.encoder, tunable.blocks
-    top = max(0, min(settings.top_layers, len(blocks)))
-    encoder.requires_grad_(False)
-    for part in blocks[len(blocks) - top:] + (tunable.top_extra if top else []):
-        part.requires_grad_(True)
-    head = torch.nn.Linear(tunable.width, len(labels)).to(device.device)
-    groups = [{"params": list(head.parameters()), "lr": settings.head_learning_rate}]
-    unfrozen = [p for p in encoder.parameters() if p.requires_grad]
-    if unfrozen:
-        groups.append({"params": unfrozen, "lr": settings.learning_rate})
-    optimiser = adamw(groups, weight_decay=0.01)
     y_train = torch.tensor([labels.index(data.labels[i]) for i in train_idx], device=device.device)
+    made: list[Tunable] = []
 
-    def predict() -> np.ndarray:
-        encoder.eval(), head.eval()
-        with torch.inference_mode():
-            return torch.cat([head(tunable.features(b)).argmax(-1).cpu() for b in tunable.test_inputs()]).numpy()
+    def build():
+        """A private copy of the encoder, partly unfrozen, a head and their optimiser, seeded: made once to train
+        (and twice more by a bf16 probe, where one runs)."""
+        torch.manual_seed(settings.seed)
+        make = text_tunable if data.kind == "text" else image_tunable
+        tunable = make(key, data, list(train_idx), list(test_idx), device.device)
+        encoder, blocks = tunable.encoder, tunable.blocks
+        top = max(0, min(settings.top_layers, len(blocks)))
+        encoder.requires_grad_(False)
+        for part in blocks[len(blocks) - top:] + (tunable.top_extra if top else []):
+            part.requires_grad_(True)
+        head = torch.nn.Linear(tunable.width, len(labels)).to(device.device)
+        groups = [{"params": list(head.parameters()), "lr": settings.head_learning_rate}]
+        unfrozen = [p for p in encoder.parameters() if p.requires_grad]
+        if unfrozen:
+            groups.append({"params": unfrozen, "lr": settings.learning_rate})
+        optimiser = adamw(groups, weight_decay=0.01)
 
-    def loss_of(rows: list[int], training: bool):
-        encoder.train(training), head.train(training)
-        return torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
+        def predict() -> np.ndarray:
+            encoder.eval(), head.eval()
+            with torch.inference_mode():
+                return torch.cat([head(tunable.features(b)).argmax(-1).cpu() for b in tunable.test_inputs()]).numpy()
+
+        def loss_of(rows: list[int], training: bool):
+            encoder.train(training), head.train(training)
+            return torch.nn.functional.cross_entropy(head(tunable.features(tunable.inputs(rows))), y_train[rows])
+
+        made[:] = [tunable]
+        return [encoder, head], optimiser, loss_of, predict
 
     fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
+    test_labels = labels_of(data, test_idx)
+    number = autocast_decision(f"fine-tune:{key}", build, fit_rows, labels, test_labels, settings.batch_size,
+                               on_progress=on_progress)
+    (encoder, head), optimiser, loss_of, predict = build()
+    tunable, blocks = made[0], made[0].blocks
+    top = max(0, min(settings.top_layers, len(blocks)))
     trained = train(modules=[encoder, head], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
-                         test_labels=labels_of(data, test_idx), fit_rows=fit_rows, val_rows=val_rows, patience=patience,
-                         settings=settings, on_progress=on_progress, should_stop=should_stop)
+                         test_labels=test_labels, fit_rows=fit_rows, val_rows=val_rows, patience=patience,
+                         settings=settings, on_progress=on_progress, should_stop=should_stop, autocast=number.bf16)
     notes = [f"Unfroze the top {top} of {len(blocks)} {tunable.what} and trained them with a linear head; the rest "
              "of the encoder stays frozen. Held-out accuracy after every epoch is for the curve only; nothing is "
              "chosen with it."]
     if top < settings.top_layers:
         notes.append(f"The encoder has only {len(blocks)} blocks, so {top} were unfrozen instead of {settings.top_layers}.")
+    if number.bf16 or number.speedup is not None:  # said where bf16 was tried; elsewhere nothing changes
+        notes.append(f"Number format: {number.why}.")
     return ArmResult(
         arm="fine-tune", approach=APPROACHES["fine-tune"], model=key, source=tunable.loaded.resolution.source,
-        device=training_device(), labels=labels, trainable_params=trainable(encoder) + trainable(head),
+        device=training_device(number), labels=labels, trainable_params=trainable(encoder) + trainable(head),
         train_examples=len(train_idx), test_examples=len(test_idx), load_s=tunable.loaded.load_s,
-        params=asdict(settings) | {"encoder": key}, notes=notes + trained.stop_note(settings),
+        params=asdict(settings) | {"encoder": key, "number_format": number.format}, notes=notes + trained.stop_note(settings),
         **trained.result_fields(),
     )

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from core.device import choose_device
-from core.finetune.arms.loop import adamw, early_stopping, train, training_device
+from core.finetune.arms.loop import adamw, autocast_decision, early_stopping, train, training_device
 from core.finetune.arms.base import (APPROACHES, SCRATCH_MODELS, ArmResult, ScratchSettings, correct_of, labels_of,
                                      score, trainable)
 from core.measure import measured
@@ -87,30 +87,41 @@ def scratch_images(data, train_idx, test_idx, settings: ScratchSettings, on_prog
     pixels = torch.from_numpy((pixels - mean) / std)
     x_train, x_test = pixels[list(train_idx)].to(device.device), pixels[list(test_idx)].to(device.device)
     y_train = torch.tensor([labels.index(data.labels[i]) for i in train_idx], device=device.device)
-    torch.manual_seed(settings.seed)
-    model = small_cnn(channels, len(labels)).to(device.device)
-    optimiser = adamw(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
 
-    def predict() -> np.ndarray:
-        model.eval()
-        with torch.inference_mode():
-            return torch.cat([model(x_test[s : s + 256]).argmax(-1).cpu() for s in range(0, len(x_test), 256)]).numpy()
+    def build():
+        """The CNN and its optimiser, seeded: made once to train (and twice more by a bf16 probe, where one runs)."""
+        torch.manual_seed(settings.seed)
+        model = small_cnn(channels, len(labels)).to(device.device)
+        optimiser = adamw(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
 
-    def loss_of(rows: list[int], training: bool):
-        model.train(training)
-        return torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
+        def predict() -> np.ndarray:
+            model.eval()
+            with torch.inference_mode():
+                return torch.cat([model(x_test[s : s + 256]).argmax(-1).cpu() for s in range(0, len(x_test), 256)]).numpy()
+
+        def loss_of(rows: list[int], training: bool):
+            model.train(training)
+            return torch.nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
+
+        return [model], optimiser, loss_of, predict
 
     fit_rows, val_rows, patience = early_stopping(labels_of(data, train_idx), settings)
-    trained = train(modules=[model], optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
-                         test_labels=labels_of(data, test_idx), fit_rows=fit_rows, val_rows=val_rows, patience=patience,
-                         settings=settings, on_progress=on_progress, should_stop=should_stop)
+    test_labels = labels_of(data, test_idx)
+    number = autocast_decision(SCRATCH_MODELS["image"], build, fit_rows, labels, test_labels, settings.batch_size,
+                               on_progress=on_progress)
+    modules, optimiser, loss_of, predict = build()
+    trained = train(modules=modules, optimiser=optimiser, loss_of=loss_of, predict=predict, labels=labels,
+                         test_labels=test_labels, fit_rows=fit_rows, val_rows=val_rows, patience=patience,
+                         settings=settings, on_progress=on_progress, should_stop=should_stop, autocast=number.bf16)
     notes = [f"A small CNN trained from random weights on {size}×{size} {'grey' if channels == 1 else 'colour'} "
-             f"pixels (images were {native} px at most). Held-out accuracy after every epoch is for the curve only."]
+             f"pixels (images were {native} px at most). Held-out accuracy after every epoch is for the curve only.",
+             f"Number format: {number.why}." if number.bf16 or number.speedup is not None else ""]
     return ArmResult(
         arm="scratch", approach=APPROACHES["scratch"], model=SCRATCH_MODELS["image"], source="none",
-        device=training_device(), labels=labels, trainable_params=trainable(model), train_examples=len(train_idx),
-        test_examples=len(test_idx), params=asdict(settings) | {"image_size": size, "channels": channels},
-        notes=notes + trained.stop_note(settings), **trained.result_fields(),
+        device=training_device(number), labels=labels, trainable_params=trainable(modules[0]),
+        train_examples=len(train_idx), test_examples=len(test_idx),
+        params=asdict(settings) | {"image_size": size, "channels": channels, "number_format": number.format},
+        notes=[n for n in notes if n] + trained.stop_note(settings), **trained.result_fields(),
     )
 
 

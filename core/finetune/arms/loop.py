@@ -19,6 +19,7 @@ import numpy as np
 from core.device import choose_device
 from core.finetune.arms.base import score
 from core.measure import measured
+from core.precision import Decision, TrainingProbe, decide_training
 from core.progress import OnProgress, Progress, ShouldStop, ignore, never
 
 MIN_IMPROVEMENT = 1e-4  # a validation loss must fall by more than this to count as lower
@@ -35,9 +36,57 @@ def training_threads() -> int:
     return choose_device().training_threads
 
 
-def training_device() -> str:
-    """Device label of arms 3 and 4: they train in float32 whatever dtype inference uses."""
-    return f"{choose_device().device} · float32 · {training_threads()} thread(s)"
+def training_device(decision: Decision | None = None) -> str:
+    """Device label of arms 3 and 4: float32, or ``bf16 autocast`` where :func:`autocast_decision` chose it."""
+    number = "bf16 autocast" if decision is not None and decision.bf16 else "float32"
+    return f"{choose_device().device} · {number} · {training_threads()} thread(s)"
+
+
+PROBE_ITEMS = 256  # training items a training probe fits on, for two epochs per format
+
+
+def autocast_decision(name: str, build: Callable[[], tuple], fit_rows: list[int], labels: list[str],
+                      test_labels: list[str], batch_size: int, cpu=None, on_progress: OnProgress = ignore) -> Decision:
+    """Whether an arm trains under bf16 autocast here (see :func:`core.precision.decide_training`).
+
+    Where the CPU has native bf16 and nothing overrides it, the first run of the arm on a machine trains two fresh
+    copies (``build()``) for two epochs on up to :data:`PROBE_ITEMS` training items, one in float32 and one with
+    autocast, times the second epoch and scores the held-out items; the verdict is cached for the machine.
+
+    Args:
+        name: the arm and model (the cache's name).
+        build: makes ``(modules, optimiser, loss_of, predict)`` afresh, seeded, as the arm trains them.
+        fit_rows, labels, test_labels, batch_size: as for :func:`train`.
+        cpu: the CPU to decide for (tests inject recorded ones); None: this machine's.
+        on_progress: told when a probe runs (it takes a few seconds, once per machine).
+
+    Returns:
+        The Decision; ``bf16`` means: pass ``autocast=True`` to :func:`train`.
+    """
+    import torch
+
+    def epoch(autocast: bool) -> tuple[float, int, int]:
+        on_progress(Progress(0.0, 1.0, "Trying bf16 autocast against float32 on this CPU (once per machine): "
+                                       f"{'bf16' if autocast else 'float32'} ...", 0.0))
+        _, optimiser, loss_of, predict = build()
+        rows, seconds = fit_rows[:PROBE_ITEMS], 0.0
+        torch.set_num_threads(training_threads())
+        try:
+            for _ in range(2):
+                started = time.perf_counter()
+                for b in range(0, len(rows), batch_size):
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                        loss = loss_of(rows[b : b + batch_size], True)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                seconds = time.perf_counter() - started
+            hits = sum(labels[i] == truth for i, truth in zip(predict(), test_labels))
+        finally:
+            torch.set_num_threads(choose_device().threads)
+        return seconds, int(hits), len(test_labels)
+
+    return decide_training(TrainingProbe(name, epoch), cpu=cpu, device=choose_device().device)
 
 
 def adamw(params, **options):
@@ -155,7 +204,7 @@ class Trained:
 def train(*, modules: list, optimiser, loss_of: Callable[[list[int], bool], Any], predict: Callable[[], np.ndarray],
           labels: list[str], test_labels: list[str], fit_rows: list[int], val_rows: list[int], patience: int | None,
           settings, on_progress: OnProgress = ignore, should_stop: ShouldStop = never,
-          clock: Callable[[], float] = time.perf_counter) -> Trained:
+          clock: Callable[[], float] = time.perf_counter, autocast: bool = False) -> Trained:
     """Train ``modules`` with ``optimiser`` on ``loss_of(rows, True)``, then score ``predict()`` on the held-out items.
 
     Args:
@@ -174,6 +223,8 @@ def train(*, modules: list, optimiser, loss_of: Callable[[list[int], bool], Any]
             budget used, of ``total`` 1.
         should_stop: checked before every step.
         clock: seconds, for the time budget.
+        autocast: compute the losses (forward passes) under bf16 autocast (see :func:`autocast_decision`); the
+            weights, the optimiser and the held-out predictions stay float32.
 
     Returns:
         :class:`Trained`.
@@ -207,7 +258,8 @@ def train(*, modules: list, optimiser, loss_of: Callable[[list[int], bool], Any]
                         stopped_by = "budget"
                     if stopped_by:
                         break
-                    loss = loss_of([fit_rows[i] for i in order[b * batch_size : (b + 1) * batch_size]], True)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                        loss = loss_of([fit_rows[i] for i in order[b * batch_size : (b + 1) * batch_size]], True)
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()

@@ -77,7 +77,7 @@ def run_transfer(data, train_idx, test_idx, settings: TransferSettings, on_progr
         latency_s=(test.seconds + predict_s) / len(test_idx), peak_mb=timing.peak_mb,
         trainable_params=int(head.weight.size + head.bias.size), train_examples=len(used), test_examples=len(test_idx),
         load_s=train.load_s if train.load_s is not None else test.load_s,
-        params={"encoder": key, "engine": feats.encoder_engine(key), "c": settings.c, "per_class": settings.per_class or 0},
+        params={"encoder": key, "engine": feats.encoder_engine(key), "number_format": feats.encoder_number_format(key), "c": settings.c, "per_class": settings.per_class or 0},
         notes=notes, head=head,
         correct=correct_of(data, test_idx, predicted),
     )

@@ -84,6 +84,6 @@ def run_zero_shot(data, train_idx, test_idx, settings: ZeroShotSettings, on_prog
         labels=labels, accuracy=accuracy, macro_f1=macro_f1, confusion=confusion, train_s=prompt_s,
         latency_s=(test.seconds + compare_s) / len(test_idx), peak_mb=timing.peak_mb, trainable_params=0,
         train_examples=0, test_examples=len(test_idx), load_s=test.load_s,
-        params={"encoder": key, "engine": feats.encoder_engine(key), "template": template}, notes=notes,
+        params={"encoder": key, "engine": feats.encoder_engine(key), "number_format": feats.encoder_number_format(key), "template": template}, notes=notes,
         correct=correct_of(data, test_idx, predicted),
     )
