@@ -12,6 +12,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["UBT_OFFLINE"] = "1"
 # One torch thread: tiny models run faster on one, and the suite shares a small machine.
 os.environ.setdefault("UBT_THREADS", "1")
+# float32 on every CPU, so no result depends on the machine (an AMX CPU would otherwise probe bf16 at each first
+# load); tests/unit/test_precision.py tests the decision itself, on recorded CPUs and with the override.
+os.environ.setdefault("UBT_BF16", "0")
 # No background preload in tests (each AppTest runs app.py): a test loads what it uses.
 os.environ.setdefault("UBT_PRELOAD", "")
 os.environ.setdefault("UBT_DATA_DIR", _DATA)
