@@ -1,0 +1,297 @@
+"""Arm "prompt with examples" (in-context learning): k labelled examples per class, taken from the training split
+in a fixed, seeded order, are put in a generation model's prompt; then each held-out item is classified. Nothing is
+trained: what the examples buy in the prompt sits beside what the same examples buy when they train a head.
+
+Locally (SmolLM2 on the engine the Text page picks, :func:`core.engines.choose_generation_engine`) the label comes
+from scoring, as evaluation harnesses score multiple-choice items: each class name's tokens are scored after the
+prompt (the sum of their log-probabilities) and the most likely class wins, so every answer is a valid class and
+the result is deterministic. On a hosted chat endpoint the examples become earlier turns of the conversation and
+the label comes from the answer's log-probabilities where the endpoint returns them, else from its text
+(:mod:`core.providers.fewshot`). The prompt is cut to the model's context: fewer examples per class, with a note.
+
+The local prompt, plain text with no chat template (so every engine reads the same tokens)::
+
+    Classify each text as one of: negative, positive.
+
+    Text: <an example>
+    Label: positive
+
+    Text: <a held-out item>
+    Label:                        <- each class is scored here: " negative", " positive"
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core import providers
+from core.catalog import get_spec
+from core.errors import InputError
+from core.finetune.arms.base import APPROACHES, ArmResult, correct_of, labels_of, score
+from core.finetune.data import subsample_per_class
+from core.measure import measured
+from core.progress import OnProgress, Progress, ShouldStop, ignore, never
+
+PROMPT_MODEL = "smollm2-135m"  # the local generation model (packaged offline as GGUF)
+HEADER = "Classify each text as one of: {labels}.\n\n"
+ITEM = "Text: {text}"
+EXAMPLE_END = "\nLabel: {label}\n\n"
+QUERY_END = "\nLabel:"
+MAX_ITEM_TOKENS = 256  # an example or held-out text longer than this keeps its first tokens (with a note)
+HOSTED_CONTEXT = 4096  # the context assumed for a hosted model, in estimated tokens, unless set
+NOT_SCORED = "(not scored)"  # the prediction of items left when the arm was stopped
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """The prompt arm's settings.
+
+    Attributes:
+        per_class: k, the labelled examples per class put in the prompt (0: the class names alone).
+        model: catalog key of the local generation model.
+        engine: a generation engine name, or ``auto`` (the Text page's choice).
+        endpoint: a hosted chat endpoint; when set, the arm runs there instead of locally.
+        context_tokens: the hosted model's context, in estimated tokens (a local engine knows its own).
+        seed: the seed of the examples' pick and order.
+        max_calls: the most hosted calls allowed (each one is paid).
+    """
+
+    per_class: int = 4
+    model: str = PROMPT_MODEL
+    engine: str = "auto"
+    endpoint: providers.Endpoint | None = None
+    context_tokens: int = HOSTED_CONTEXT
+    seed: int = 0
+    max_calls: int = 500
+
+
+def clean(text: str) -> str:
+    """One line: a text's whitespace (newlines included) as single spaces, so it cannot break the prompt's layout."""
+    return " ".join(str(text).split())
+
+
+def pick_examples(data, train_idx: Sequence[int], per_class: int, seed: int = 0) -> list[int]:
+    """``per_class`` training items of each class (all of a smaller class), in a fixed, seeded order.
+
+    Only ``train_idx`` is drawn from, so a held-out item never reaches a prompt. The picks are nested (those for
+    k are among those for any larger k), and the order is a seeded shuffle, so that no class always comes last.
+    """
+    if per_class <= 0:
+        return []
+    chosen = subsample_per_class(list(train_idx), data.labels, per_class, seed=seed)
+    return [chosen[i] for i in np.random.default_rng(seed).permutation(len(chosen))]
+
+
+@dataclass
+class Fitted:
+    """The examples that fit the context, and the notes saying what was cut."""
+
+    per_class: int
+    examples: list[int]
+    notes: list[str]
+
+
+def fit_examples(data, train_idx: Sequence[int], per_class: int, seed: int, fixed_tokens: int, room: int,
+                 example_tokens) -> Fitted:
+    """The largest k' <= ``per_class`` whose examples fit: ``fixed_tokens`` (the header and the longest item) plus
+    the examples' tokens (``example_tokens(index)``) within ``room``.
+
+    Raises:
+        InputError: when not even the class names and the longest (cut) item fit.
+    """
+    if fixed_tokens > room:
+        raise InputError(f"The prompt does not fit the model's context even without examples ({fixed_tokens} tokens "
+                         f"for {room}): use fewer or shorter class names.")
+    notes = []
+    smallest = min(sum(data.labels[i] == label for i in train_idx) for label in data.classes())
+    if 0 < smallest < per_class:
+        notes.append(f"The smallest class has {smallest} training examples, so it gives {smallest} to the prompt, "
+                     f"not {per_class}.")
+    for k in range(per_class, -1, -1):
+        examples = pick_examples(data, train_idx, k, seed)
+        if fixed_tokens + sum(example_tokens(i) for i in examples) <= room:
+            if k < per_class:
+                notes.append(f"Only {k} example{'s' if k != 1 else ''} per class fitted the model's context "
+                             f"({room} tokens with the longest held-out item), not the {per_class} asked for.")
+            return Fitted(k, examples, notes)
+    raise AssertionError("k = 0 always fits")  # fixed_tokens <= room was checked above
+
+
+def run_prompt(data, train_idx: Sequence[int], test_idx: Sequence[int], settings: PromptSettings,
+               on_progress: OnProgress = ignore, should_stop: ShouldStop = never) -> ArmResult:
+    """Classify every held-out text with k labelled training examples per class in the prompt.
+
+    Args:
+        data: LabelledData of kind ``text``.
+        train_idx: the training split: the examples are drawn from it, never from ``test_idx``.
+        test_idx: held-out items.
+        settings: k, the model and engine, or a hosted endpoint.
+        on_progress: told after each item.
+        should_stop: asked before each item; True ends the arm, and the items left count as wrong.
+
+    Returns:
+        ArmResult; ``params`` hold ``per_class`` (the k that fitted), ``prompt_tokens_per_item``, ``scoring``
+        (how labels were chosen) and ``engine``; hosted runs add ``cost_usd`` and ``cost_per_1000_usd``.
+    """
+    if data.kind != "text":
+        raise InputError("Prompting with examples needs text: image data would need a vision model.")
+    if settings.per_class < 0:
+        raise InputError("Examples per class cannot be negative.")
+    run = run_hosted if settings.endpoint is not None else run_local
+    return run(data, list(train_idx), list(test_idx), settings, on_progress, should_stop)
+
+
+def _examples_text(fitted: Fitted, seed: int) -> str:
+    """'6 labelled training examples (2 per class, seed 0)', or 'the class names alone' for k = 0."""
+    n = len(fitted.examples)
+    if not n:
+        return "the class names alone, no examples,"
+    return f"{n} labelled training example{'s' if n != 1 else ''} ({fitted.per_class} per class, seed {seed})"
+
+
+def _report(on_progress: OnProgress, start: float):
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        on_progress(Progress(done, total, f"{done} of {total} held-out items ({elapsed:.1f} s)", elapsed))
+    return report
+
+
+def _stopped_note(done: int, total: int) -> list[str]:
+    return [f"Stopped after {done} of {total} held-out items; the rest count as wrong."] if done < total else []
+
+
+def _result(data, test_idx, predicted, **fields) -> ArmResult:
+    labels = data.classes()
+    predicted = predicted + [NOT_SCORED] * (len(test_idx) - len(predicted))
+    accuracy, macro_f1, confusion = score(labels_of(data, test_idx), predicted, labels)
+    return ArmResult(arm="prompt", approach=APPROACHES["prompt"], labels=labels, accuracy=accuracy, macro_f1=macro_f1,
+                     confusion=confusion, train_s=0.0, trainable_params=0, test_examples=len(test_idx),
+                     correct=correct_of(data, test_idx, predicted), stopped=NOT_SCORED in predicted,
+                     **fields)
+
+
+def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptSettings,
+              on_progress: OnProgress = ignore, should_stop: ShouldStop = never) -> ArmResult:
+    """:func:`run_prompt` on the local generation model, each class scored by its tokens' log-probabilities."""
+    from core import engines, registry
+
+    labels = data.classes()
+    choice = engines.choose_generation_engine(registry.resolve(get_spec(settings.model)), settings.engine)
+    with measured() as timing:
+        loaded = engines.load(settings.model, choice.engine)
+        lm = loaded.model
+        header = lm.token_ids([HEADER.format(labels=", ".join(labels))], True)[0]
+        continuations = lm.token_ids([f" {label}" for label in labels])
+        query_end = lm.token_ids([QUERY_END])[0]
+        cut = {"items": 0}
+
+        def item_ids(texts: list[str]) -> list[list[int]]:
+            ids = lm.token_ids([ITEM.format(text=clean(t)) for t in texts])
+            cut["items"] += sum(len(i) > MAX_ITEM_TOKENS for i in ids)
+            return [i[:MAX_ITEM_TOKENS] for i in ids]
+
+        queries = [ids + query_end for ids in item_ids([data.items[i] for i in test_idx])]
+        candidates = pick_examples(data, train_idx, settings.per_class, settings.seed)
+        example_end = dict(zip(labels, lm.token_ids([EXAMPLE_END.format(label=label) for label in labels])))
+        blocks = {i: ids + example_end[data.labels[i]]
+                  for i, ids in zip(candidates, item_ids([data.items[i] for i in candidates]))}
+        room = lm.context - max(map(len, continuations))
+        fitted = fit_examples(data, train_idx, settings.per_class, settings.seed,
+                              len(header) + max(map(len, queries)), room, lambda i: len(blocks[i]))
+        prefix = header + [token for i in fitted.examples for token in blocks[i]]
+        restarted = getattr(lm, "take_restart_s", lambda: None)()  # a runner that had died starts again: a load
+        predicted, prompt_tokens = [], 0
+        start = time.perf_counter()
+        report = _report(on_progress, start)
+        for done, query in enumerate(queries):
+            if should_stop():
+                break
+            scores = lm.score_continuations(prefix + query, continuations)
+            predicted.append(labels[int(np.argmax(scores))])
+            prompt_tokens += len(prefix) + len(query)
+            report(done + 1, len(queries))
+        seconds = time.perf_counter() - start
+    runner_mb = getattr(lm, "memory_mb", lambda: 0.0)()  # an engine in its own process: its memory counts too
+    notes = [f"No training: {_examples_text(fitted, settings.seed)} in the prompt of {get_spec(settings.model).title} "
+             f"on {engines.ENGINES[choice.engine].title}; each class name scored after it (the sum of its tokens' "
+             "log-probabilities), the most likely class chosen."] + fitted.notes
+    if choice.note:
+        notes.append(choice.note)
+    if cut["items"]:
+        notes.append(f"{cut['items']} text{'s' if cut['items'] != 1 else ''} longer than {MAX_ITEM_TOKENS} tokens kept "
+                     "their first tokens.")
+    notes += _stopped_note(len(predicted), len(queries))
+    return _result(
+        data, test_idx, predicted, model=settings.model, source=loaded.resolution.source, device=lm.label,
+        latency_s=seconds / max(len(predicted), 1), peak_mb=float(timing.peak_mb) + runner_mb,
+        train_examples=len(fitted.examples), load_s=(loaded.load_s or 0.0) + (restarted or 0.0) or None,
+        params={"engine": choice.engine, "scoring": "log-probabilities", "scored_by": choice.engine,
+                "per_class": fitted.per_class, "per_class_asked": settings.per_class, "seed": settings.seed,
+                "prompt_tokens_per_item": prompt_tokens / max(len(predicted), 1), "context_tokens": lm.context},
+        notes=notes)
+
+
+def run_hosted(data, train_idx: list[int], test_idx: list[int], settings: PromptSettings,
+               on_progress: OnProgress = ignore, should_stop: ShouldStop = never) -> ArmResult:
+    """:func:`run_prompt` on a hosted chat endpoint: the examples as earlier turns, one call per held-out item."""
+    point, labels = settings.endpoint, data.classes()
+    if len(test_idx) > settings.max_calls:
+        raise InputError(f"{len(test_idx)} held-out items would be {len(test_idx)} paid calls; the limit is "
+                         f"{settings.max_calls}.")
+
+    def tokens(text: str) -> int:  # the hosted tokenizer is unknown here: estimated
+        return providers.estimate_tokens([{"role": "user", "content": text}])
+
+    def cut(text: str) -> str:
+        return clean(text)[: MAX_ITEM_TOKENS * providers.CHARS_PER_TOKEN]
+
+    system = providers.few_shot_messages([], "", labels)[0]["content"]
+    longest = max(tokens(cut(data.items[i])) for i in test_idx)
+    fitted = fit_examples(data, train_idx, settings.per_class, settings.seed, tokens(system) + longest,
+                          settings.context_tokens - 16, lambda i: tokens(cut(data.items[i])) + tokens(data.labels[i]))
+    examples = [(cut(data.items[i]), data.labels[i]) for i in fitted.examples]
+    predicted, scored, input_tokens, output_tokens, logprobs, notes = [], 0, 0, 0, True, []
+    start = time.perf_counter()
+    report = _report(on_progress, start)
+    for done, i in enumerate(test_idx):
+        if should_stop():
+            break
+        try:
+            answer = providers.classify_few_shot(point, examples, cut(data.items[i]), labels, logprobs)
+        except providers.HostedError as err:
+            if not (logprobs and err.kind == "failed"):
+                raise
+            logprobs = False  # the endpoint refused log-probabilities: ask for the class name instead
+            notes.append(f"{point.provider.title} refused log-probabilities ({err}); its answers were matched to "
+                         "the class names instead.")
+            answer = providers.classify_few_shot(point, examples, cut(data.items[i]), labels, logprobs)
+        predicted.append(answer.label if answer.label is not None else "(no label)")
+        scored += answer.scored
+        input_tokens += answer.input_tokens
+        output_tokens += answer.output_tokens
+        report(done + 1, len(test_idx))
+    seconds = time.perf_counter() - start
+    answered = max(len(predicted), 1)
+    cost = point.prices.chat_usd(input_tokens, output_tokens)
+    how = ("log-probabilities" if scored == len(predicted) and predicted else
+           "answer text" if not scored else "log-probabilities, else answer text")
+    notes.insert(0, f"No training: {_examples_text(fitted, settings.seed)} sent to {point.label} as earlier turns "
+                    f"of the conversation. {scored} of {len(predicted)} labels came from the log-probabilities of the answer's "
+                    "first token (each class by the alternatives that begin its name); the rest from the answer's "
+                    f"text, matched to a class name. {input_tokens:,} input + {output_tokens:,} output tokens cost "
+                    f"${cost:.4f} (${cost / answered * 1000:.3f} per 1,000 items at the prices set).")
+    notes += fitted.notes + _stopped_note(len(predicted), len(test_idx))
+    unmatched = predicted.count("(no label)")
+    if unmatched:
+        notes.append(f"{unmatched} answer{'s' if unmatched != 1 else ''} named no class; they count as wrong.")
+    return _result(
+        data, test_idx, predicted, model=point.label, source="hosted", device=f"hosted: {point.provider.title}",
+        latency_s=seconds / answered, peak_mb=0.0, train_examples=len(examples), load_s=None,
+        params={"engine": "hosted", "endpoint": point.label, "scoring": how, "scored_by": "hosted",
+                "per_class": fitted.per_class, "per_class_asked": settings.per_class, "seed": settings.seed,
+                "prompt_tokens_per_item": input_tokens / answered, "context_tokens": settings.context_tokens,
+                "cost_usd": cost, "cost_per_1000_usd": cost / answered * 1000},
+        notes=notes)
