@@ -179,7 +179,9 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
     from core import engines, registry
 
     labels = data.classes()
-    choice = engines.choose_generation_engine(registry.resolve(get_spec(settings.model)), settings.engine)
+    # the model's resolution as the Text page sees it: the loaded copy's, else the first source found here
+    resolution = registry.availability(get_spec(settings.model)).resolution or registry.resolve(get_spec(settings.model))
+    choice = engines.choose_generation_engine(resolution, settings.engine)
     with measured() as timing:
         loaded = engines.load(settings.model, choice.engine)
         lm = loaded.model
