@@ -85,6 +85,26 @@ def test_held_out_items_never_appear_in_a_prompt_but_as_the_item_asked_about(thr
     assert result.params["per_class"] == 2 and result.train_examples == 6
 
 
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # SmolLM2's template, in short
+
+
+def test_a_chat_model_reads_the_examples_as_earlier_turns_of_its_chat_template(three, fresh_cache, monkeypatch):
+    data, train, test = three
+    lm = tiny.llama_lm(context=1024)
+    lm.tokenizer.chat_template = CHATML
+    registry.install(arms.PROMPT_MODEL, lm)
+    seen = Recording(monkeypatch)
+    result = arms.run_prompt(data, train, test, arms.PromptSettings(per_class=1))
+    assert result.params["prompt"] == "chat template" and "earlier turns of a conversation" in result.notes[0]
+    for prompt, i in zip(seen.prompts, test):
+        assert prompt.startswith("<|im_start|>system\nYou are a text classifier.")
+        assert prompt.count("<|im_start|>user\nText: ") == 4 and prompt.count("<|im_start|>assistant\n") == 4
+        examples, _, asked = prompt.rpartition("<|im_start|>user\n")
+        assert asked == f"Text: {data.items[i]}<|im_end|>\n<|im_start|>assistant\n"  # the class name comes next
+        assert not any(data.items[j] in examples for j in test)
+
+
 def test_every_answer_is_a_class_and_the_result_is_the_same_twice(three, tiny_llama):
     data, train, test = three
     first = arms.run_prompt(data, train, test, arms.PromptSettings(per_class=1))
@@ -117,36 +137,42 @@ def test_torch_scoring_with_the_cache_matches_a_full_forward_pass(tiny_llama):
 # --- cutting the prompt to the context ----------------------------------------------------------
 def test_a_prompt_too_long_for_the_context_keeps_fewer_examples_and_says_how_many(three, fresh_cache, monkeypatch):
     data, train, test = three
-    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=140))
+    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=300))
     seen = Recording(monkeypatch)
     result = arms.run_prompt(data, train, test, arms.PromptSettings(per_class=4))
     assert result.params["per_class_asked"] == 4 and result.params["per_class"] < 4
     assert any(f"Only {result.params['per_class']} example" in n and "not the 4 asked for" in n for n in result.notes)
-    assert max(seen.lengths) <= 140  # the prompt and the longest class name fit
+    assert max(seen.lengths) <= 300  # the prompt and the longest class name fit
 
 
 def test_the_fit_picks_the_largest_k_that_fits_and_refuses_a_context_too_small_for_any():
     data, train = THREE, list(range(len(THREE.labels)))
-    fitted = arms.prompt.fit_examples(data, train, 4, 0, fixed_tokens=10, room=10 + 6 * 5, example_tokens=lambda i: 5)
+    def tokens(fixed: int):  # a prompt of ``fixed`` tokens plus 5 per example
+        return lambda examples: fixed + 5 * len(examples)
+
+    fitted = arms.prompt.fit_examples(data, train, 4, 0, room=10 + 6 * 5, prompt_tokens=tokens(10))
     assert fitted.per_class == 2 and len(fitted.examples) == 6 and "Only 2 examples per class" in fitted.notes[-1]
-    assert arms.prompt.fit_examples(data, train, 4, 0, 10, 10, lambda i: 5).per_class == 0
+    nothing = arms.prompt.fit_examples(data, train, 4, 0, 10, tokens(10))
+    assert nothing.per_class == 0 and "No example fitted" in nothing.notes[-1]
     with pytest.raises(InputError, match="does not fit the model's context"):
-        arms.prompt.fit_examples(data, train, 4, 0, fixed_tokens=11, room=10, example_tokens=lambda i: 5)
+        arms.prompt.fit_examples(data, train, 4, 0, room=10, prompt_tokens=tokens(11))
 
 
 def test_a_class_smaller_than_k_gives_what_it_has_with_a_note(three):
     data, train, _ = three
-    fitted = arms.prompt.fit_examples(data, train, 8, 0, 10, 10_000, lambda i: 5)
+    fitted = arms.prompt.fit_examples(data, train, 8, 0, 10_000, lambda examples: 5 * len(examples))
     assert fitted.per_class == 8 and len(fitted.examples) == 9  # 3 training items per class
     assert "smallest class has 3 training examples" in fitted.notes[0]
 
 
-def test_long_texts_keep_their_first_tokens(fresh_cache, monkeypatch):
-    long_text = "word " * 400
+def test_long_texts_keep_their_first_characters_on_one_line(fresh_cache, monkeypatch):
+    long_text = "word\n" * 400
     data = LabelledData("text", [long_text, "short one", long_text, "tiny"], ["a", "b", "a", "b"])
-    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=512))
+    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=4096))
+    seen = Recording(monkeypatch)
     result = arms.run_prompt(data, [0, 1], [2, 3], arms.PromptSettings(per_class=1))
-    assert result.test_examples == 2 and any("kept their first tokens" in n for n in result.notes)
+    assert result.test_examples == 2 and "2 texts longer than 1,000 characters kept their first 1,000." in result.notes
+    assert seen.prompts[0].endswith(f"Text: {('word ' * 200)[:1000]}\nLabel:")  # one line, cut
 
 
 def test_stop_ends_the_arm_and_the_rest_count_as_wrong(three, tiny_llama):
@@ -179,7 +205,7 @@ def test_the_k_curve_runs_each_k_the_data_has_with_an_interval_and_reuses_the_ar
 
 def test_the_k_curve_ends_at_the_first_k_that_did_not_fit(three, fresh_cache):
     data, train, test = three
-    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=140))
+    registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=300))
     rows = arms.prompt_curve(data, train, test, arms.PromptSettings())
     largest = arms.run_prompt(data, train, test, arms.PromptSettings(per_class=2)).params["per_class"]
     assert largest < 2 and [r["examples_per_class"] for r in rows] == list(range(largest + 1))
@@ -321,6 +347,7 @@ def test_real_smollm2_scores_a_three_class_set_with_valid_labels_the_same_twice(
     assert first.confusion.sum() == len(test) and first.labels == ["cooking", "sports", "weather"]
     assert first.correct == second.correct
     assert first.source == "package" and first.params["scoring"] == "log-probabilities"
+    assert first.params["prompt"] == "chat template"  # SmolLM2-Instruct's own
     assert first.params["engine"] == first.params["scored_by"]  # the engine that ran it also scored it
 
 

@@ -168,6 +168,13 @@ class CT2LM:
         logits = np.asarray(self.generator.forward_batch([self.tokenizer.tokens(ids)]))[0]
         return logits[start - 1 : len(ids) - 1].argmax(axis=-1).tolist()
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        template = self.tokenizer.chat_template
+        if template is None:
+            return None
+        return self.tokenizer.ids(template.render(messages=messages, add_generation_prompt=True,
+                                                  **self.tokenizer.special), special=False)
+
     def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
         return [self.tokenizer.ids(text, special=add_special) for text in texts]
 

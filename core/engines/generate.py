@@ -43,6 +43,10 @@ class EngineLM(Protocol):
     def forced_argmax(self, ids: Sequence[int], start: int) -> list[int]:
         """Teacher forcing: the most likely next token at each position from ``start`` on, given the true prefix."""
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        """Token ids of a conversation in the model's chat template, ready for the assistant's answer; None when
+        the model has no chat template."""
+
     def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
         """Token ids of plain texts, no chat template; ``add_special``: the tokenizer's own start tokens (a BOS)."""
 

@@ -76,6 +76,12 @@ class LlamaCppLM:
             predicted += [int(np.argmax(self._run([token]))) for token in ids[start:-1]]
         return predicted
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        if self.formatter is None:
+            return None
+        rendered = self.formatter(messages=messages)
+        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+
     def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
         return [self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=False) for text in texts]
 

@@ -54,6 +54,13 @@ class TorchLM:
         logits = self._forward(ids).logits[0]
         return logits[start - 1 : len(ids) - 1].argmax(dim=-1).tolist()
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        tokenizer = self.lm.tokenizer
+        if getattr(tokenizer, "chat_template", None) is None:
+            return None
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                                  tokenizer_kwargs={"verbose": False})["input_ids"])
+
     def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
         tokenizer = self.lm.tokenizer
         return [list(tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"]) for text in texts]

@@ -234,6 +234,9 @@ class RunnerLM:
     def forced_argmax(self, ids: Sequence[int], start: int) -> list[int]:
         return self._call("forced_argmax", list(ids), start)
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        return self._call("chat_ids", messages)
+
     def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
         return self._call("token_ids", list(texts), add_special)
 
