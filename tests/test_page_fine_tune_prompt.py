@@ -44,7 +44,7 @@ def test_prompt_arm_is_opt_in_and_runs_beside_transfer_with_its_k_curve_verdict_
     assert list(table["arm"]) == [arms.TITLES["prompt"], arms.TITLES["transfer"]]
     assert table["prompt tokens / item"].iloc[0] > 0
     assert [r["examples_per_class"] for r in results["prompt-curve"]][:2] == [0, 1]
-    charts = [json.loads(c.proto.spec) for c in page.get("arrow_vega_lite_chart")]
+    charts = [json.loads(c.proto.spec) for c in page.get("vega_lite_chart")]
     curve = next(c for c in charts if "errorbar" in json.dumps(c))
     assert {"prompt with examples", "transfer learning"} <= set(curve["encoding"]["color"]["scale"]["domain"])
     stored = runs.fetch_runs(session_id=page.session_state["session_id"])

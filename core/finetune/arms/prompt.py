@@ -56,7 +56,7 @@ class PromptSettings:
 
     per_class: int = 4
     model: str = PROMPT_MODEL
-    engine: str = "auto"
+    engine: str = "auto"  # core.engines.AUTO, written out so that importing the arms imports no engine code
     endpoint: providers.Endpoint | None = None
     context_tokens: int = HOSTED_CONTEXT
     seed: int = 0
@@ -80,6 +80,15 @@ def pick_examples(data, train_idx: Sequence[int], per_class: int, seed: int = 0)
 
     Only ``train_idx`` is drawn from, so a held-out item never reaches a prompt. The picks are nested (those for
     k are among those for any larger k), and the order is a seeded shuffle, so that no class always comes last.
+
+    Args:
+        data: LabelledData.
+        train_idx: the training split.
+        per_class: k (0 or less: none).
+        seed: the seed of the pick and of the order.
+
+    Returns:
+        Item indices in prompt order.
     """
     if per_class <= 0:
         return []
@@ -99,6 +108,14 @@ class Fitted:
 def fit_examples(data, train_idx: Sequence[int], per_class: int, seed: int, room: int, prompt_tokens) -> Fitted:
     """The largest k' <= ``per_class`` whose prompt fits: ``prompt_tokens(examples)`` (the prompt with those examples
     and the longest held-out item) within ``room`` tokens.
+
+    Args:
+        data, train_idx, per_class, seed: as :func:`pick_examples`.
+        room: tokens the prompt may take (the context less the longest class name).
+        prompt_tokens: ``prompt_tokens(example indices) -> int``, the prompt's length with them.
+
+    Returns:
+        The Fitted examples, with notes when fewer than asked were used (the smallest class, or the context).
 
     Raises:
         InputError: when not even the class names and the longest (cut) item fit.
