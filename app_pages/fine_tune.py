@@ -231,8 +231,9 @@ def _arm_settings(kind: str) -> dict:
     if no_encoder:
         st.info(no_encoder, icon=":material/cloud_off:")
     ticked = []
-    for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), gap="small")):
-        with column:
+    columns = st.columns(3, gap="small")  # two rows of three: six long names do not fit on one line
+    for position, arm in enumerate(arms.ARMS):
+        with columns[position % 3]:
             if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in arms.ENCODER_ARMS)
                              or (arm in ("api", "prompt") and kind != "text")):
                 ticked.append(arm)

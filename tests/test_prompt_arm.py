@@ -360,3 +360,24 @@ def test_real_llama_server_runs_the_prompt_arm(three, llama):  # noqa: F811
     assert result.test_examples == 3 and result.source == "hosted" and result.params["engine"] == "hosted"
     assert result.params["scoring"] in ("log-probabilities", "answer text", "log-probabilities, else answer text")
     assert result.params["prompt_tokens_per_item"] > 0 and result.params["cost_per_1000_usd"] > 0
+
+
+def test_summary_draws_the_prompt_arm_as_its_own_approach_at_its_load_and_held_out_inference(tmp_path, monkeypatch):
+    from core import costs, runs
+    from core.charts import summary as charts
+
+    monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
+    runs.record_run(page="fine-tune", task="text-classification", model="smollm2-135m", source="package",
+                    device="cpu · llama.cpp Q4_1 · 2 thread(s)", kind="training", approach="prompt with examples",
+                    load_s=2.0, wall_s=0.0, engine="llama.cpp", params={"test_examples": 10, "train_examples": 12},
+                    metrics={"accuracy": 0.8, "latency_per_example_s": 0.5})
+    enriched = costs.enrich(runs.fetch_runs(), costs.Rates(cpu_usd_per_h=3.6))
+    assert enriched["effort_s"].tolist() == [pytest.approx(7.0)]  # 2 s of load + 10 items x 0.5 s
+    assert enriched["effort_usd"].tolist() == [pytest.approx(7.0 / 1000)]
+    table = costs.training_table(enriched).set_index("approach")
+    assert table.index.tolist()[:4] == ["call an API", "use as is", "prompt with examples", "transfer learning"]
+    assert table.loc["prompt with examples", "median training time (s)"] == 0.0
+    assert table.loc["prompt with examples", "data needed (examples)"] == 12  # the examples in its prompt
+    spec = charts.effort_impact_chart(enriched).to_dict()
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["range"][scale["domain"].index("prompt with examples")] == "#72b7b2"
