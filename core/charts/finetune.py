@@ -154,7 +154,8 @@ def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
     return (
         alt.layer(*layers, data=data, title=title)
         .encode(
-            x=alt.X("examples_per_class:Q", title="labelled examples per class (log scale)", scale=scale,
+            x=alt.X("examples_per_class:Q", scale=scale, title="labelled examples per class (log scale"
+                    + ("; 0: the class names alone)" if 0 in ticks else ")"),
                     axis=alt.Axis(values=ticks, format="d")),
             color=alt.Color("approach:N", scale=alt.Scale(domain=present, range=colours),
                             legend=alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)),

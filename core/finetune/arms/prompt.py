@@ -28,7 +28,7 @@ from core.catalog import get_spec
 from core.errors import InputError
 from core.finetune.arms.base import APPROACHES, ArmResult, correct_of, labels_of, score
 from core.finetune.data import subsample_per_class
-from core.measure import measured
+from core.measure import PeakMB, measured
 from core.progress import OnProgress, Progress, ShouldStop, ignore, never
 
 PROMPT_MODEL = "smollm2-135m"  # the local generation model (packaged offline as GGUF)
@@ -212,6 +212,8 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
     with measured() as timing:
         loaded = engines.load(settings.model, choice.engine)
         lm = loaded.model
+        runner_memory = getattr(lm, "memory_mb", lambda: 0.0)  # an engine in its own process: its memory counts too
+        runner_start = runner_memory() if loaded.load_s is None else 0.0  # a model loaded now is memory this run added
         chat = lm.chat_ids([{"role": "user", "content": "?"}]) is not None
 
         def prompt_ids(examples: list[int], text: str) -> list[int]:
@@ -238,7 +240,7 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
             prompt_tokens += len(ids)
             report(done + 1, len(texts))
         seconds = time.perf_counter() - start
-    runner_mb = getattr(lm, "memory_mb", lambda: 0.0)()  # an engine in its own process: its memory counts too
+    peak = PeakMB(float(timing.peak_mb) + runner_memory(), timing.peak_mb.start_mb + runner_start)
     form = ("as earlier turns of a conversation in its chat template; each class name scored as the start of its "
             "answer" if chat else "as plain text; each class name scored after “Label:”")
     notes = [f"No training: {_examples_text(fitted, settings.seed)} in the prompt of {get_spec(settings.model).title} "
@@ -249,7 +251,7 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
     notes += _cut_note(data, list(test_idx) + fitted.examples) + _stopped_note(len(predicted), len(texts))
     return _result(
         data, test_idx, predicted, model=settings.model, source=loaded.resolution.source, device=lm.label,
-        latency_s=seconds / max(len(predicted), 1), peak_mb=float(timing.peak_mb) + runner_mb,
+        latency_s=seconds / max(len(predicted), 1), peak_mb=peak,
         train_examples=len(fitted.examples), load_s=(loaded.load_s or 0.0) + (restarted or 0.0) or None,
         params={"engine": choice.engine, "scoring": "log-probabilities", "scored_by": choice.engine,
                 "prompt": "chat template" if chat else "plain text",
