@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from core import providers, registry
+from core import engines, providers, registry
 from core.catalog import get_spec
 from core.errors import InputError
 from core.finetune import arms
@@ -381,3 +381,26 @@ def test_summary_draws_the_prompt_arm_as_its_own_approach_at_its_load_and_held_o
     spec = charts.effort_impact_chart(enriched).to_dict()
     scale = spec["encoding"]["color"]["scale"]
     assert scale["range"][scale["domain"].index("prompt with examples")] == "#72b7b2"
+
+
+@needs_smollm2
+@pytest.mark.real_model
+@pytest.mark.skipif(not (engines.installed(engines.LLAMACPP) and engines.installed(engines.CTRANSLATE2)),
+                    reason="llama-cpp-python or ctranslate2 is not installed")
+def test_real_smollm2_scores_the_same_classes_alike_on_every_engine(fresh_cache):
+    """llama.cpp (the GGUF as packaged), CTranslate2 int8 and PyTorch float32 score one few-shot conversation alike:
+    the same class first, log-probabilities within quantisation noise."""
+    from core import engines
+
+    messages = providers.few_shot_messages([("I loved it", "positive"), ("Broke in a day", "negative")],
+                                           "What a waste of money", ["negative", "positive"])
+    scored = {}
+    for name in (engines.LLAMACPP, engines.CTRANSLATE2, engines.TORCH):
+        lm = engines.load(arms.PROMPT_MODEL, name).model
+        ids = lm.chat_ids(messages)
+        scored[name] = (ids, lm.score_continuations(ids, lm.token_ids(["negative", "positive", "not sure at all"])))
+    reference_ids, reference = scored[engines.TORCH]
+    for name, (ids, scores) in scored.items():
+        assert ids == reference_ids  # the same tokens in the same chat template
+        assert int(np.argmax(scores)) == int(np.argmax(reference))
+        assert scores == pytest.approx(reference, abs=1.0)  # Q4_1 and int8 against float32
