@@ -1,4 +1,5 @@
-"""Fine-tune page: should I train this, or just use it? Six arms (use as is, prompt with examples, three ways to train, and calling an API) measured on the user's own labelled data."""
+"""Fine-tune page: should I train this, or just use it? Six arms (use as is, prompt with examples, three ways to
+train, and calling an API) measured on the user's own labelled data."""
 from itertools import count
 
 import pandas as pd

@@ -46,7 +46,8 @@ def main() -> None:
             "target": "", "status": "", "engine": result.params["engine"], "accuracy": result.accuracy,
             "prompt_tokens_per_item": result.params["prompt_tokens_per_item"], "examples": result.train_examples,
             "note": ("reference: the k = 0 row (the class names alone)" if reference else
-                     f"{result.device}; scored by {result.params['scored_by']}, prompt in its {result.params['prompt']}"),
+                     f"{result.device}; scored by {result.params['scored_by']}, prompt in its "
+                     f"{result.params['prompt']}"),
         })
         reference = reference or seconds
     report("prompt", rows)

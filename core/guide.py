@@ -102,11 +102,12 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
                 "labelled examples in a prompt buy, against training a head on the same examples, on the same "
                 "held-out split.") if prompt_arm else ""
     if fixable == YES:
-        labels = (" For labels of your own, the Fine-tune page scores a prompt against training on the same held-out "
-                  "split: its \"prompt with examples\" arm puts a few of your labelled examples in a language "
-                  "model's prompt, and its \"call an API\" arm asks a hosted model with your label names.") if prompt_arm \
-            else (" For labels of your own, the Fine-tune page's \"call an API\" arm scores a hosted model prompted "
+        labels = (" For labels of your own, the Fine-tune page's \"call an API\" arm scores a hosted model prompted "
                   "with your label names against training.")
+        if prompt_arm:
+            labels = (" For labels of your own, the Fine-tune page scores a prompt against training on the same "
+                      "held-out split: its \"prompt with examples\" arm puts a few of your labelled examples in a "
+                      "language model's prompt, and its \"call an API\" arm asks a hosted model with your label names.")
         return Advice("Use it, with a prompt, wrapper or UI", "Change what goes in (a prompt, zero-shot labels, "
                       "pre-processing) or what comes out (a threshold, post-processing, a person checking in "
                       f"the UI): minutes of work, no training run. Try it on the {title} page.{labels}", page, title,

@@ -127,7 +127,8 @@ def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
     intervals = data["interval_low"].notna().any()
     drawn = data["interval_low"].isna()  # the head's rows: several draws each
     draws = int(data.loc[drawn, "draws"].max()) if drawn.any() else 0
-    title = "How many labelled examples does each approach need?" if intervals else "How many labels does the head need?"
+    title = ("How many labelled examples does each approach need?" if intervals
+             else "How many labels does the head need?")
     notes = []
     if draws > 1:
         notes.append(f"line: mean of {draws} random draws of the labelled examples; band: lowest to highest draw")

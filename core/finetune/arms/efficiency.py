@@ -90,7 +90,8 @@ def prompt_curve(data, train_idx, test_idx, settings: PromptSettings, on_progres
             on_progress(Progress(position * update.total + update.done, total, f"k = {k}: {update.message}",
                                  update.elapsed_s))
 
-        result = done.get(k) or run_prompt(data, train_idx, test_idx, replace(settings, per_class=k), report, should_stop)
+        result = done.get(k) or run_prompt(data, train_idx, test_idx, replace(settings, per_class=k), report,
+                                           should_stop)
         if result.stopped:
             break
         fitted = result.params.get("per_class", k)

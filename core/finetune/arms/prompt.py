@@ -207,7 +207,8 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
 
     labels = data.classes()
     # the model's resolution as the Text page sees it: the loaded copy's, else the first source found here
-    resolution = registry.availability(get_spec(settings.model)).resolution or registry.resolve(get_spec(settings.model))
+    spec = get_spec(settings.model)
+    resolution = registry.availability(spec).resolution or registry.resolve(spec)
     choice = engines.choose_generation_engine(resolution, settings.engine)
     with measured() as timing:
         loaded = engines.load(settings.model, choice.engine)
@@ -226,7 +227,8 @@ def run_local(data, train_idx: list[int], test_idx: list[int], settings: PromptS
         texts = [clean(data.items[i]) for i in test_idx]
         longest = max(texts, key=len)
         fitted = fit_examples(data, train_idx, settings.per_class, settings.seed,
-                              lm.context - max(map(len, continuations)), lambda examples: len(prompt_ids(examples, longest)))
+                              lm.context - max(map(len, continuations)),
+                              lambda examples: len(prompt_ids(examples, longest)))
         restarted = getattr(lm, "take_restart_s", lambda: None)()  # a runner that had died starts again: a load
         predicted, prompt_tokens = [], 0
         start = time.perf_counter()
@@ -308,8 +310,8 @@ def run_hosted(data, train_idx: list[int], test_idx: list[int], settings: Prompt
     how = ("log-probabilities" if scored == len(predicted) and predicted else
            "answer text" if not scored else "log-probabilities, else answer text")
     notes.insert(0, f"No training: {_examples_text(fitted, settings.seed)} sent to {point.label} as earlier turns "
-                    f"of the conversation. {scored} of {len(predicted)} labels came from the log-probabilities of the answer's "
-                    "first token (each class by the alternatives that begin its name); the rest from the answer's "
+                    f"of the conversation. {scored} of {len(predicted)} labels came from the log-probabilities of the "
+                    "answer's first token (each class by the alternatives that begin its name); the rest from the answer's "
                     f"text, matched to a class name. {input_tokens:,} input + {output_tokens:,} output tokens cost "
                     f"${cost:.4f} (${cost / answered * 1000:.3f} per 1,000 items at the prices set).")
     notes += fitted.notes + _cut_note(data, list(test_idx) + fitted.examples) + _stopped_note(len(predicted),
