@@ -204,8 +204,10 @@ def _prompt_settings(kind: str) -> arms.PromptSettings | None:
         options = [engines.AUTO] + engines.generation_engines(resolution)
         wanted = st.selectbox("Engine", options, key="ft_pr_engine",
                               format_func=lambda e: "Auto" if e == engines.AUTO else engines.ENGINES[e].title)
-        st.caption(f"{spec.title}: {engines.explain(engines.choose_generation_engine(resolution, wanted), wanted)} "
-                   "Each class name is scored after the prompt (the sum of its tokens' log-probabilities).")
+        choice = engines.choose_generation_engine(resolution, wanted)
+        st.caption(f"{spec.title} on {engines.ENGINES[choice.engine].title}, as the Text page runs it"
+                   + (f" ({choice.note})" if choice.note else "") + ". Each class name is scored after the prompt "
+                   "(the sum of its tokens' log-probabilities).")
         return arms.PromptSettings(int(per_class), engine=wanted)
     point = endpoint_form(providers.CHAT, "chat", "ft_pr_api")
     c1, c2 = st.columns(2)
