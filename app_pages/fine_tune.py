@@ -1,10 +1,11 @@
-"""Fine-tune page: should I train this, or just use it? Five arms (four ways to use or train, and calling an API) measured on the user's own labelled data."""
+"""Fine-tune page: should I train this, or just use it? Six arms (use as is, prompt with examples, three ways to
+train, and calling an API) measured on the user's own labelled data."""
 from itertools import count
 
 import pandas as pd
 import streamlit as st
 
-from core import providers, runs
+from core import engines, providers, registry, runs
 from core.catalog import get_spec
 from core.charts import finetune as charts
 from core.finetune import arms, export, jobs
@@ -121,6 +122,8 @@ def _preview(data) -> None:
 
 ARM_HELP = {
     "zero-shot": "No training: each item is compared with a sentence made from each class name (CLIP for images).",
+    "prompt": "No training: k labelled examples per class from the training split go in a small language model's "
+              "prompt (in-context learning), and each class name is scored after it. Runs here, or on a hosted API.",
     "transfer": "The pretrained encoder stays frozen; a logistic-regression head learns from its features.",
     "fine-tune": "The encoder's top layers are unfrozen and trained with a linear head (AdamW), within a time budget.",
     "scratch": "No pretrained weights: TF-IDF + logistic regression for texts, a small CNN for images.",
@@ -134,7 +137,10 @@ def _arm_checkbox(arm: str, key: str, off: bool = False) -> bool:
     (a widget's key keeps its value whatever ``value=`` says, and the arm is ticked again when it can run)."""
     if off:
         return st.checkbox(arms.short_title(arm), value=False, disabled=True, key=f"{key}_off", help=ARM_HELP[arm])
-    return st.checkbox(arms.short_title(arm), value=arm != "api", key=key, help=ARM_HELP[arm])  # calls cost money: opt in
+    # calls cost money, and prompting a language model takes minutes on a CPU: opt in (or arrive from Home's
+    # "could a prompt fix it?" link, ?arm=prompt)
+    ticked = arm not in ("api", "prompt") or st.query_params.get("arm") == arm
+    return st.checkbox(arms.short_title(arm), value=ticked, key=key, help=ARM_HELP[arm])
 
 
 def _zero_shot_settings(kind: str) -> arms.ZeroShotSettings:
@@ -183,7 +189,37 @@ def _api_settings(kind: str) -> arms.ApiSettings | None:
     return arms.ApiSettings(point, int(limit)) if point is not None else None
 
 
-ARM_SETTINGS = {"zero-shot": _zero_shot_settings, "transfer": _transfer_settings,
+def _prompt_settings(kind: str) -> arms.PromptSettings | None:
+    left, right = st.columns(2)
+    per_class = left.select_slider("Examples per class in the prompt (k)", [0, 1, 2, 4, 8, 16], 4, key="ft_pr_k",
+                                   help="Taken from the training split, in a fixed seeded order; never held-out items. "
+                                        "Fewer are used when they do not fit the model's context (the result says so).")
+    where = right.radio("Run on", ["This server", "Hosted API"], key="ft_pr_where", horizontal=True)
+    if where == "This server":
+        spec = get_spec(arms.PROMPT_MODEL)
+        resolution = registry.availability(spec).resolution
+        if resolution is None:
+            st.warning(registry.availability(spec).reason, icon=":material/cloud_off:")
+            return None
+        options = [engines.AUTO] + engines.generation_engines(resolution)
+        wanted = st.selectbox("Engine", options, key="ft_pr_engine",
+                              format_func=lambda e: "Auto" if e == engines.AUTO else engines.ENGINES[e].title)
+        choice = engines.choose_generation_engine(resolution, wanted)
+        st.caption(f"{spec.title} on {engines.ENGINES[choice.engine].title}, as the Text page runs it"
+                   + (f" ({choice.note})" if choice.note else "") + ". Each class name is scored after the prompt "
+                   "(the sum of its tokens' log-probabilities).")
+        return arms.PromptSettings(int(per_class), engine=wanted)
+    point = endpoint_form(providers.CHAT, "chat", "ft_pr_api")
+    c1, c2 = st.columns(2)
+    context = c1.number_input("The model's context (tokens)", 512, 1_000_000, arms.PromptSettings().context_tokens, 512,
+                              key="ft_pr_context", help="The prompt is cut to fit it (fewer examples).")
+    limit = c2.number_input("Most calls (one per held-out item)", 1, 2000, 200, key="ft_pr_max_calls")
+    if point is None:
+        return None
+    return arms.PromptSettings(int(per_class), endpoint=point, context_tokens=int(context), max_calls=int(limit))
+
+
+ARM_SETTINGS = {"zero-shot": _zero_shot_settings, "prompt": _prompt_settings, "transfer": _transfer_settings,
                 "fine-tune": _fine_tune_settings, "scratch": _scratch_settings, "api": _api_settings}
 ARM_KEYS = {arm: "ft_use_" + arm.replace("-", "_") for arm in arms.ARMS}
 
@@ -198,10 +234,11 @@ def _arm_settings(kind: str) -> dict:
     if no_encoder:
         st.info(no_encoder, icon=":material/cloud_off:")
     ticked = []
-    for arm, column in zip(arms.ARMS, st.columns(len(arms.ARMS), gap="small")):
-        with column:
+    columns = st.columns(3, gap="small")  # two rows of three: six long names do not fit on one line
+    for position, arm in enumerate(arms.ARMS):
+        with columns[position % 3]:
             if _arm_checkbox(arm, ARM_KEYS[arm], (no_encoder is not None and arm in arms.ENCODER_ARMS)
-                             or (arm == "api" and kind != "text")):
+                             or (arm in ("api", "prompt") and kind != "text")):
                 ticked.append(arm)
     if not ticked:
         return {}
@@ -275,10 +312,18 @@ def _results(job) -> None:
             for note in result.notes:
                 right.caption(note)
             right.caption(f"Model `{result.model}` · weights: {result.source} · device: {result.device}")
-    if "label-efficiency" in everything:
-        st.altair_chart(charts.label_efficiency_chart(everything["label-efficiency"]), width="stretch")
-        st.caption("The head is refitted on 1, 2, 4, ... labelled examples per class (features from the cache); "
-                   "zero-shot uses no labels, so its line is flat.")
+    curves = everything.get("label-efficiency", []) + everything.get("prompt-curve", [])
+    if curves:
+        st.altair_chart(charts.label_efficiency_chart(curves), width="stretch")
+        st.caption(" ".join(text for name, text in CURVE_CAPTIONS.items() if everything.get(name)))
+
+
+CURVE_CAPTIONS = {
+    "label-efficiency": "The head is refitted on 1, 2, 4, ... labelled examples per class (features from the cache); "
+                        "zero-shot uses no labels, so its line is flat.",
+    "prompt-curve": "The prompt arm puts k = 0, 1, 2, 4, 8 examples per class in the prompt (as many as the smallest "
+                    "class has and as fit the context), each k scored once: it is deterministic.",
+}
 
 
 def _export_and_import(job, data) -> None:
@@ -349,9 +394,9 @@ def _split_section(data):
 # --- page -------------------------------------------------------------------------------------------
 st.title("Fine-tune: should I train this, or just use it?")
 st.caption(
-    "Five ways to get a classifier for your labelled data, scored on the same held-out examples and measured on "
-    "this server: use a pretrained model as is, train a small head on its frozen features, fine-tune its top "
-    "layers, train from scratch, or call a hosted model's API. Training runs in the background: you can keep "
+    "Six ways to get a classifier for your labelled data, scored on the same held-out examples and measured on "
+    "this server: use a pretrained model as is, prompt a language model with a few of your examples, train a small "
+    "head on its frozen features, fine-tune its top layers, train from scratch, or call a hosted model's API. Training runs in the background: you can keep "
     "using the app."
 )
 
@@ -378,12 +423,13 @@ if data is not None and split is not None:
     chosen = _arm_settings(data.kind)
     for encoder in sorted({s.encoder for s in chosen.values() if getattr(s, "encoder", None)}):
         _availability_warning(encoder)
-    label_curve = st.checkbox("Label-efficiency curve (accuracy against examples per class)", value=True,
-                              key="ft_label_curve")
+    label_curve = st.checkbox("Label-efficiency curve (accuracy against examples per class; for the prompt arm, "
+                              "k = 0, 1, 2, 4, 8 in the prompt)", value=True, key="ft_label_curve")
     if st.button("Run the chosen arms", type="primary", key="ft_run", disabled=running or not chosen,
                  help="Wait for the running job to finish, or stop it." if running else None):
         with friendly_errors("Starting the training"):
-            job = jobs.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen)
+            job = jobs.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen,
+                                      prompt_curve=label_curve and "prompt" in chosen)
             st.session_state["ft_job"], st.session_state["ft_job_source"] = job, data.source
             st.session_state["ft_job_fingerprint"] = data.fingerprint
             running = True

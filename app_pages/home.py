@@ -54,6 +54,8 @@ def guide() -> None:
     else:
         st.success(f"**{advice.verdict}.** {advice.why}", icon=":material/lightbulb:")
         page_link(advice.page, f"Open {advice.title}", ":material/arrow_forward:")
+        if advice.also is not None:
+            page_link(advice.also.page, advice.also.label, ":material/format_list_numbered:", advice.also.query)
 
 
 st.subheader("Before you train: three questions")

@@ -148,7 +148,8 @@ def priced(version: tuple, session: str | None, task: str, data: str) -> None:
     # --- the chapter's two tables, measured ---------------------------------------------------------
     training, inference = _tables(version, rates, session, task, data)
     st.subheader("Training considerations")
-    st.caption("Per approach. Using a model as is needs no training: its time, cost and data are 0.")
+    st.caption("Per approach. Using a model as is needs no training: its time, cost and data are 0; prompting it with "
+               "examples trains nothing either, but its data is the examples in the prompt.")
     st.table(training, hide_index=True)
     if scratch := imagegen.digits_training_record():
         st.caption(
@@ -189,7 +190,8 @@ if stored.empty:
     st.info(
         f"No runs recorded {where} yet. Every inference and every training run is measured and "
         "recorded here: classify or generate some text, caption an image or transcribe a clip to "
-        "measure *using* a model; compare the approaches (calling an API, using as is, three ways of training) on labelled data."
+        "measure *using* a model; compare the approaches (calling an API, using as is, prompting with examples, three ways of training) "
+        "on labelled data."
     )
     page_link("app_pages/text.py", "Text: use a pretrained model", ":material/text_fields:")
     page_link("app_pages/fine_tune.py", "Fine-tune: train and compare the approaches", ":material/model_training:")

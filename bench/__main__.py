@@ -21,7 +21,8 @@ FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory", "eng
             "runs_store")
 # Rows a family also shows from another module: (module, its flags, the bench/out name it writes). The Text page's
 # default engines (generation on llama.cpp or CTranslate2, sentiment on ONNX Runtime) belong with the text rows.
-ALSO = {"text": [("bench.engines", ["--text"], "text-engines")]}
+ALSO = {"text": [("bench.engines", ["--text"], "text-engines")],
+        "finetune": [("bench.prompt", [], "prompt")]}  # the Fine-tune page's prompt arm (k = 0 and 4)
 COLUMNS = ("workload", "ours", "reference", "unit", "ratio", "spread", "floor", "vs_floor", "peak_mb", "target", "status", "note")
 
 

@@ -88,7 +88,8 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
     Returns:
         A copy with ``compute_s`` (s, load + wall), ``cost_usd`` ($: what an API charged for a hosted
         call, else compute time priced by the host), ``effort_s`` and ``effort_usd`` (the same, except that a run
-        that trained nothing counts the time, and price, of its held-out inference), ``impact`` (0-1, NaN when
+        of an approach that trains nothing adds the time, and price, of its held-out inference: an API's charge
+        where one was recorded), ``impact`` (0-1, NaN when
         not measured), ``impact_metric`` (its metrics key, or None), ``family``,
         ``train_examples`` (NaN when not given), ``data_name`` (the data's source; else
         :data:`UNNAMED_DATA` when only a fingerprint was recorded, else :data:`PAGE_INPUT`),
@@ -100,11 +101,17 @@ def enrich(runs: "pandas.DataFrame", rates: Rates = Rates()) -> "pandas.DataFram
     # a hosted call costs what the provider charged; a local run costs its host's time
     out["cost_usd"] = [api if not math.isnan(api) else cost_usd(s, d, rates)
                        for api, s, d in zip(out.get("api_cost_usd", [math.nan] * len(out)), out["compute_s"], out["device"])]
-    # an approach that trained nothing (use as is, call an API) still spent its held-out inference: that is its effort
+    # an approach that trained nothing (use as is, prompt with examples, call an API) still spent its held-out
+    # inference: that is its effort, with the load of its model
+    approaches = out.get("approach", [None] * len(out))
     held_out_s = [(_number(m.get("latency_per_example_s")) or 0.0) * (_number(p.get("test_examples")) or 0.0)
                   for m, p in zip(out["metrics"], out["params"])]
-    out["effort_s"] = [c if c > 0 else h for c, h in zip(out["compute_s"], held_out_s)]
-    out["effort_usd"] = [c if c > 0 else cost_usd(e, d, rates) for c, e, d in zip(out["cost_usd"], out["effort_s"], out["device"])]
+    out["effort_s"] = [c + h if a in UNTRAINED else c if c > 0 else h
+                       for a, c, h in zip(approaches, out["compute_s"], held_out_s)]
+    out["effort_usd"] = [c if c > 0 and (a not in UNTRAINED or _number(api) is not None) else cost_usd(e, d, rates)
+                         for a, c, api, e, d in zip(approaches, out["cost_usd"],
+                                                    out.get("api_cost_usd", [math.nan] * len(out)), out["effort_s"],
+                                                    out["device"])]
     names = [next((k for k in IMPACT_METRICS if _number(m.get(k)) is not None), None) for m in out["metrics"]]
     out["impact_metric"] = names
     out["impact"] = [math.nan if k is None else float(m[k]) for k, m in zip(names, out["metrics"])]
@@ -149,8 +156,9 @@ def written_out(table: "pandas.DataFrame", formats: dict[str, str]) -> "pandas.D
 def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
     """The chapter's "training considerations", one row per approach, measured.
 
-    Using a model as is needs no training, so its time, cost and data are 0 by definition. The
-    cost is that of the whole training run (load + training time).
+    Using a model as is (or prompting it, or calling an API) needs no training, so its time and cost are 0 by
+    definition; its data is 0 too, except for the labelled examples a prompt holds. The cost is that of the whole
+    training run (load + training time).
 
     Args:
         enriched: a frame from :func:`enrich`.
@@ -160,7 +168,7 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
         (the formats they ran in, e.g. ``bf16, fp32``), ``runs``,
         ``median training time (s)``, ``median training cost ($)``, ``memory added (MB)`` (the most any
         run added), ``process peak (MB)``, ``data needed (examples)``, ``best accuracy``, ``best
-        macro-F1``; all five approaches in order, NaN where nothing was measured.
+        macro-F1``; every approach in order, NaN where nothing was measured.
     """
     import pandas as pd
 
@@ -178,7 +186,8 @@ def training_table(enriched: "pandas.DataFrame") -> "pandas.DataFrame":
             "median training cost ($)": 0.0 if untrained else trained["cost_usd"].median(),
             "memory added (MB)": group["added_mb"].max(),
             "process peak (MB)": group["peak_mb"].max(),
-            "data needed (examples)": 0.0 if untrained else trained["train_examples"].median(),
+            # the prompt arm needs its examples, though it trains nothing
+            "data needed (examples)": _data_needed(trained, untrained),
             "best accuracy": _best(group, "accuracy"),
             "best macro-F1": _best(group, "macro_f1"),
         })
@@ -241,6 +250,12 @@ def _formats(frame: "pandas.DataFrame") -> "pandas.Series":
     if "number_format" not in frame:
         return pd.Series([DEFAULT_NUMBER_FORMAT] * len(frame), index=frame.index, dtype=object)
     return frame["number_format"].fillna(DEFAULT_NUMBER_FORMAT)
+
+
+def _data_needed(trained: "pandas.DataFrame", untrained: bool) -> float:
+    """The median labelled examples of an approach's runs; 0 for one that trains nothing and recorded none."""
+    needed = trained["train_examples"].median()
+    return 0.0 if untrained and (math.isnan(needed) or needed == 0) else needed
 
 
 def _best(group: "pandas.DataFrame", metric: str) -> float:

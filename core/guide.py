@@ -1,5 +1,5 @@
-"""The "use before you train" guide: three questions about a task, and the recommendation they lead to, with the
-page of this app that tests it (a pure decision table; Home draws it)."""
+"""The "use before you train" guide of the Home page: three questions, and the recommendation with the page that
+tests it. A decision table as plain functions, so the page only lays it out (and tests read it without a page)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +27,20 @@ YES, NO, UNSURE, UNTESTED = "Yes", "No", "Not sure", "Not tested yet"
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link to a page: its file, its label, and the query parameters that open it at the right place."""
+
+    page: str
+    label: str
+    query: dict[str, str]
+
+
+# "Could a prompt fix the gap?" for labels of your own: the Fine-tune page, with its prompt arm ticked.
+PROMPT_ARM = Link("app_pages/fine_tune.py", "Open Fine-tune: prompt with examples", {"arm": "prompt"})
+PROMPTED_TASKS = ("Classify or generate text",)  # the prompt arm classifies text
+
+
+@dataclass(frozen=True)
 class Advice:
     """A recommendation of the guide.
 
@@ -35,12 +49,14 @@ class Advice:
         why: one or two sentences.
         page: the page file that tests it.
         title: that page's title.
+        also: a second page to try, when there is one (the Fine-tune page's prompt arm for a prompt fix).
     """
 
     verdict: str
     why: str
     page: str
     title: str
+    also: Link | None = None
 
 
 def advise(task: str, has_model: str | None, works: str | None, fixable: str | None) -> Advice | None:
@@ -81,15 +97,25 @@ def advise(task: str, has_model: str | None, works: str | None, fixable: str | N
     if works == UNTESTED:
         return Advice("Test it on your input first", f"Run it on a few of your own inputs on the {title} page "
                       "before deciding anything: most gaps show in the first ten examples.", page, title)
+    prompt_arm = PROMPT_ARM if task in PROMPTED_TASKS else None
+    measured = (" For labels of your own, the Fine-tune page's \"prompt with examples\" arm measures what a few "
+                "labelled examples in a prompt buy, against training a head on the same examples, on the same "
+                "held-out split.") if prompt_arm else ""
     if fixable == YES:
+        labels = (" For labels of your own, the Fine-tune page's \"call an API\" arm scores a hosted model prompted "
+                  "with your label names against training.")
+        if prompt_arm:
+            labels = (" For labels of your own, the Fine-tune page scores a prompt against training on the same "
+                      "held-out split: its \"prompt with examples\" arm puts a few of your labelled examples in a "
+                      "language model's prompt, and its \"call an API\" arm asks a hosted model with your label names.")
         return Advice("Use it, with a prompt, wrapper or UI", "Change what goes in (a prompt, zero-shot labels, "
                       "pre-processing) or what comes out (a threshold, post-processing, a person checking in "
-                      f"the UI): minutes of work, no training run. Try it on the {title} page; for labels of your own, "
-                      "the Fine-tune page's \"call an API\" arm scores a hosted model prompted with your label "
-                      "names against training.", page, title)
+                      f"the UI): minutes of work, no training run. Try it on the {title} page.{labels}", page, title,
+                      prompt_arm)
     if fixable == UNSURE:
         return Advice("Try a prompt or wrapper first", f"It is the cheapest fix to test, on the {title} page. If "
-                      "the gap stays, measure what training buys on the Fine-tune page.", page, title)
+                      f"the gap stays, measure what training buys on the Fine-tune page.{measured}", page, title,
+                      prompt_arm)
     if fixable == NO:
         return train("Adapt it: transfer learning, then fine-tuning", "Train a small head on the model's frozen "
                      "features first and fine-tune only if that falls short; the Fine-tune page compares both "

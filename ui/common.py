@@ -29,10 +29,11 @@ def session_id() -> str:
     return st.session_state.setdefault("session_id", uuid.uuid4().hex)
 
 
-def page_link(page: str, label: str, icon: str) -> None:
-    """A link to another page; plain text when this script runs outside the app's navigation."""
+def page_link(page: str, label: str, icon: str, query: dict[str, str] | None = None) -> None:
+    """A link to another page (``query``: its query parameters); plain text when this script runs outside the app's
+    navigation."""
     try:
-        st.page_link(page, label=label, icon=icon)
+        st.page_link(page, label=label, icon=icon, query_params=query)
     except StreamlitPageNotFoundError:
         st.markdown(f"{icon} **{label}** (open it from the app's navigation)")
 

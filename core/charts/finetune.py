@@ -53,9 +53,9 @@ def curve_chart(curve: list[dict], title: str = "Training curve") -> alt.Chart:
     )
     series = ["training", "validation"]
     loss = base.transform_filter("isValid(datum.loss)").mark_line().encode(
-        y=alt.Y("loss:Q", title="loss", axis=alt.Axis(titleColor=APPROACH_COLOURS[2])),
+        y=alt.Y("loss:Q", title="loss", axis=alt.Axis(titleColor=APPROACH_COLOURS[3])),
         color=alt.Color("series:N", title="loss", legend=alt.Legend(orient="right"),
-                        scale=alt.Scale(domain=series, range=[APPROACH_COLOURS[2], APPROACH_COLOURS[3]])),
+                        scale=alt.Scale(domain=series, range=[APPROACH_COLOURS[3], APPROACH_COLOURS[4]])),
         tooltip=[alt.Tooltip("series:N", title="loss on"), alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q", format=".2f"),
                  alt.Tooltip("loss:Q", format=".4f")],
     )
@@ -103,27 +103,39 @@ def confusion_chart(confusion: np.ndarray, labels: list[str], title: str) -> alt
 
 
 def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
-    """Held-out accuracy against labelled examples per class (log 2 scale), one line per approach: the mean over
-    the random draws of the examples, with a band from the lowest to the highest draw.
+    """Held-out accuracy against labelled examples per class, one line per approach: the mean over the random draws
+    of the examples, with a band from the lowest to the highest draw; the prompt arm (one deterministic run per k,
+    k = 0 included) with its 95% interval as error bars.
 
     Args:
         rows: ``{examples_per_class, train_examples, approach, accuracy}`` from ``arms.label_efficiency``, one per
-            draw (a ``seed`` key tells draws apart; it is not needed).
+            draw (a ``seed`` key tells draws apart; it is not needed), and from ``arms.prompt_curve``, whose rows
+            also hold ``accuracy_low`` and ``accuracy_high``.
 
     Returns:
-        A layered chart: min-max band, then the mean line with points.
+        A layered chart: min-max band, the mean line with points, and the intervals where rows have them. The x axis
+        is log 2, or symmetric-log when k = 0 is drawn (a log axis has no 0).
     """
-    raw = pd.DataFrame(rows, columns=["examples_per_class", "train_examples", "approach", "accuracy"])
+    raw = pd.DataFrame(rows, columns=["examples_per_class", "train_examples", "approach", "accuracy", "accuracy_low",
+                                      "accuracy_high"])
     data = (raw.groupby(["examples_per_class", "approach"], as_index=False)
             .agg(train_examples=("train_examples", "first"), accuracy=("accuracy", "mean"),
-                 lowest=("accuracy", "min"), highest=("accuracy", "max"), draws=("accuracy", "size")))
+                 lowest=("accuracy", "min"), highest=("accuracy", "max"), draws=("accuracy", "size"),
+                 interval_low=("accuracy_low", "first"), interval_high=("accuracy_high", "first")))
     present = [a for a in APPROACHES if a in set(data["approach"])]
     colours = [APPROACH_COLOURS[APPROACHES.index(a)] for a in present]
-    draws = int(data["draws"].max()) if len(data) else 0
-    title = "How many labels does the head need?"
+    intervals = data["interval_low"].notna().any()
+    drawn = data["interval_low"].isna()  # the head's rows: several draws each
+    draws = int(data.loc[drawn, "draws"].max()) if drawn.any() else 0
+    title = ("How many labelled examples does each approach need?" if intervals
+             else "How many labels does the head need?")
+    notes = []
     if draws > 1:
-        title = alt.Title(title, subtitle=f"line: mean of {draws} random draws of the labelled examples; "
-                                          "band: lowest to highest draw")
+        notes.append(f"line: mean of {draws} random draws of the labelled examples; band: lowest to highest draw")
+    if intervals:
+        notes.append("bars: 95% interval of the prompt's held-out accuracy")
+    if notes:
+        title = alt.Title(title, subtitle="; ".join(notes))
     band = alt.Chart().mark_area(opacity=0.18).encode(y="lowest:Q", y2="highest:Q")
     line = alt.Chart().mark_line(point=True).encode(
         y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
@@ -131,12 +143,21 @@ def label_efficiency_chart(rows: list[dict]) -> alt.Chart:
                  alt.Tooltip("accuracy:Q", title="mean accuracy", format=".1%"),
                  alt.Tooltip("lowest:Q", format=".1%"), alt.Tooltip("highest:Q", format=".1%"), "draws:Q"],
     )
+    layers = [band, line]
+    if intervals:
+        layers.append(alt.Chart().transform_filter("isValid(datum.interval_low)").mark_errorbar(ticks=True).encode(
+            y=alt.Y("interval_low:Q", title="held-out accuracy"), y2="interval_high:Q",
+            tooltip=["approach:N", "examples_per_class:Q", alt.Tooltip("accuracy:Q", format=".1%"),
+                     alt.Tooltip("interval_low:Q", title="95% interval from", format=".1%"),
+                     alt.Tooltip("interval_high:Q", title="to", format=".1%")]))
+    ticks = sorted({int(k) for k in data["examples_per_class"]})
+    scale = (alt.Scale(type="symlog", constant=1) if 0 in ticks else alt.Scale(type="log", base=2))
     return (
-        alt.layer(band, line, data=data, title=title)
+        alt.layer(*layers, data=data, title=title)
         .encode(
-            x=alt.X("examples_per_class:Q", title="labelled examples per class (log scale)",
-                    scale=alt.Scale(type="log", base=2),
-                    axis=alt.Axis(values=sorted({int(k) for k in data["examples_per_class"]}), format="d")),
+            x=alt.X("examples_per_class:Q", scale=scale, title="labelled examples per class (log scale"
+                    + ("; 0: the class names alone)" if 0 in ticks else ")"),
+                    axis=alt.Axis(values=ticks, format="d")),
             color=alt.Color("approach:N", scale=alt.Scale(domain=present, range=colours),
                             legend=alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)),
         )

@@ -7,8 +7,9 @@ import pandas as pd
 from core.engines import CTRANSLATE2, LLAMACPP, ONNXRUNTIME, TORCH
 from core.runs import APPROACHES, HOSTED_ENGINE, SKLEARN_ENGINE
 
-# One colour per approach, from "call an API" (purple) and "use as is" (cool) to "from scratch" (hot).
-APPROACH_COLOURS = ("#b279a2", "#4c78a8", "#54a24b", "#f58518", "#e45756")
+# One colour per approach, from "call an API" (purple) and "use as is" (cool) to "from scratch" (hot); "prompt with
+# examples" (teal) sits between using as is and transfer learning.
+APPROACH_COLOURS = ("#b279a2", "#4c78a8", "#72b7b2", "#54a24b", "#f58518", "#e45756")
 # One colour per engine, PyTorch in the approaches' "use as is" blue and a hosted call in their "call an API" purple.
 ENGINE_COLOURS = {TORCH: "#4c78a8", ONNXRUNTIME: "#f58518", CTRANSLATE2: "#54a24b", LLAMACPP: "#e45756",
                   HOSTED_ENGINE: "#b279a2", SKLEARN_ENGINE: "#72b7b2"}

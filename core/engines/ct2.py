@@ -169,6 +169,22 @@ class CT2LM:
         logits = np.asarray(self.generator.forward_batch([self.tokenizer.tokens(ids)]))[0]
         return logits[start - 1 : len(ids) - 1].argmax(axis=-1).tolist()
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        template = self.tokenizer.chat_template
+        if template is None:
+            return None
+        return self.tokenizer.ids(template.render(messages=messages, add_generation_prompt=True,
+                                                  **self.tokenizer.special), special=False)
+
+    def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
+        return [self.tokenizer.ids(text, special=add_special) for text in texts]
+
+    def score_continuations(self, ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        """One batch: the prompt with each continuation (``score_batch`` scores every token after the first)."""
+        batch = [self.tokenizer.tokens(list(ids) + list(c)) for c in continuations]
+        results = self.generator.score_batch(batch, max_input_length=0)
+        return [float(sum(r.log_probs[len(r.log_probs) - len(c):])) for r, c in zip(results, continuations)]
+
 
 def load(spec: ModelSpec, resolution: Resolution, threads: int, on_progress: OnProgress = ignore) -> CT2LM:
     """Convert ``spec``'s weights to CTranslate2 int8 once (cached), then load them on the CPU.

@@ -43,6 +43,23 @@ class EngineLM(Protocol):
     def forced_argmax(self, ids: Sequence[int], start: int) -> list[int]:
         """Teacher forcing: the most likely next token at each position from ``start`` on, given the true prefix."""
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        """Token ids of a conversation in the model's chat template, ready for the assistant's answer; None when
+        the model has no chat template."""
+
+    def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
+        """Token ids of plain texts, no chat template; ``add_special``: the tokenizer's own start tokens (a BOS)."""
+
+    def score_continuations(self, ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        """Per continuation, the sum of its tokens' log-probabilities after ``ids`` (multiple-choice scoring)."""
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities from one row of logits (float64, numerically stable)."""
+    scores = np.asarray(logits, dtype=np.float64)
+    shifted = scores - scores.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
 
 def pick_next(logits: np.ndarray, settings, rng: np.random.Generator, repetition=None) -> int:
     """Choose the next token from one row of logits: greedy at temperature 0, else temperature + top-p sampling.

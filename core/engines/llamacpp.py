@@ -19,7 +19,7 @@ import numpy as np
 
 from core.cpu import llamacpp_repack, this_cpu
 from core.engines import LLAMACPP
-from core.engines.generate import sample_loop
+from core.engines.generate import log_softmax, sample_loop
 
 MAX_CONTEXT = 2048  # the KV cache is allocated up front: 2048 tokens of SmolLM2-135M take ~47 MB
 
@@ -75,6 +75,35 @@ class LlamaCppLM:
             predicted = [int(np.argmax(self._run(ids[:start], reset=True)))]
             predicted += [int(np.argmax(self._run([token]))) for token in ids[start:-1]]
         return predicted
+
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        if self.formatter is None:
+            return None
+        rendered = self.formatter(messages=messages)
+        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+
+    def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
+        return [self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=False) for text in texts]
+
+    def score_continuations(self, ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        """Multiple-choice scoring. The KV cache keeps the longest prefix shared with the last call, so prompts
+        that open alike (the same labelled examples before each held-out item) run that part once."""
+        ids = list(ids)
+        with self.lock:
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            common = 0
+            while common < min(len(cached), len(ids) - 1) and cached[common] == ids[common]:
+                common += 1
+            self.llm.n_tokens = common  # eval drops the cache past this point
+            first = log_softmax(self._run(ids[common:]))
+            scores = []
+            for continuation in continuations:
+                self.llm.n_tokens = len(ids)
+                total = first[continuation[0]]
+                for token, following in zip(continuation, continuation[1:]):
+                    total += log_softmax(self._run([token]))[following]
+                scores.append(float(total))
+        return scores
 
 
 _FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K"}

@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from core.engines import TORCH
-from core.engines.generate import sample_loop
+from core.engines.generate import log_softmax, sample_loop
 
 
 class TorchLM:
@@ -53,6 +53,32 @@ class TorchLM:
     def forced_argmax(self, ids: Sequence[int], start: int) -> list[int]:
         logits = self._forward(ids).logits[0]
         return logits[start - 1 : len(ids) - 1].argmax(dim=-1).tolist()
+
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        tokenizer = self.lm.tokenizer
+        if getattr(tokenizer, "chat_template", None) is None:
+            return None
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                                  tokenizer_kwargs={"verbose": False})["input_ids"])
+
+    def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
+        tokenizer = self.lm.tokenizer
+        return [list(tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"]) for text in texts]
+
+    def score_continuations(self, ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        """The prompt runs once; each continuation runs on a copy of its KV cache."""
+        import copy
+
+        out = self._forward(ids)
+        first = log_softmax(out.logits[0, -1].float().cpu().numpy())
+        scores = []
+        for continuation in continuations:
+            total = first[continuation[0]]
+            if len(continuation) > 1:
+                logits = self._forward(continuation[:-1], copy.deepcopy(out.cache)).logits[0].float().cpu().numpy()
+                total += sum(log_softmax(row)[token] for row, token in zip(logits, continuation[1:]))
+            scores.append(float(total))
+        return scores
 
 
 def wrap(lm) -> TorchLM:

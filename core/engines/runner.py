@@ -234,6 +234,15 @@ class RunnerLM:
     def forced_argmax(self, ids: Sequence[int], start: int) -> list[int]:
         return self._call("forced_argmax", list(ids), start)
 
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
+        return self._call("chat_ids", messages)
+
+    def token_ids(self, texts: Sequence[str], add_special: bool = False) -> list[list[int]]:
+        return self._call("token_ids", list(texts), add_special)
+
+    def score_continuations(self, ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        return self._call("score_continuations", list(ids), [list(c) for c in continuations])
+
     def memory_mb(self) -> float:
         """The runner process's resident memory now (0 while none runs)."""
         import psutil

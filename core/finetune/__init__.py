@@ -1,1 +1,2 @@
-"""Fine-tuning: labelled data in, the arms (use as is, three ways of training, call an API) compared on a held-out split."""
+"""Fine-tuning: labelled data in, the arms (use as is, prompt with examples, three ways of training, call an API)
+compared on a held-out split."""

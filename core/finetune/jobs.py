@@ -223,8 +223,9 @@ class Job:
                 self._update(state, status="error", error=f"{type(err).__name__}: {err}", message="Failed")
 
 
-def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curve: bool = False) -> list[Step]:
-    """Steps for the chosen arms, in the order of :data:`arms.ARMS`, plus the label-efficiency curve.
+def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curve: bool = False,
+                   prompt_curve: bool = False) -> list[Step]:
+    """Steps for the chosen arms, in the order of :data:`arms.ARMS`, plus the label-efficiency curves.
 
     Args:
         data: LabelledData.
@@ -232,16 +233,23 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
         test_idx: held-out items of the split.
         chosen: {arm name: its settings dataclass}.
         label_curve: add the label-efficiency step (needs the transfer and zero-shot settings).
+        prompt_curve: add the prompt arm's examples-per-class curve (k = 0, 1, 2, 4, 8; needs its settings).
 
     Returns:
-        The steps; arms 3 and 4 are heavy.
+        The steps; the prompt arm, arms 3 and 4 and the prompt curve are heavy.
     """
-    steps = []
+    steps, prompted = [], {}  # prompted: the prompt arm's result by k, which its curve reuses
+
+    def run(arm: str, on_progress: OnProgress, should_stop: ShouldStop):
+        result = arms.run_arm(arm, data, train_idx, test_idx, chosen[arm], on_progress, should_stop)
+        if arm == "prompt" and not result.stopped:
+            prompted[result.params["per_class_asked"]] = result
+        return result
+
     for arm in arms.ARMS:
         if arm in chosen:
             steps.append(Step(arm, arms.TITLES[arm], arm in arms.HEAVY,
-                              lambda on_progress, should_stop, arm=arm: arms.run_arm(
-                                  arm, data, train_idx, test_idx, chosen[arm], on_progress, should_stop)))
+                              lambda on_progress, should_stop, arm=arm: run(arm, on_progress, should_stop)))
     if label_curve:
         transfer = chosen.get("transfer", arms.TransferSettings())
         zero_shot = chosen.get("zero-shot", arms.ZeroShotSettings())
@@ -249,12 +257,19 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
         steps.append(Step("label-efficiency", title, False,
                           lambda on_progress, should_stop: arms.label_efficiency(data, train_idx, test_idx, transfer,
                                                                                  zero_shot)))
+    if prompt_curve:
+        prompt = chosen.get("prompt", arms.PromptSettings())
+        title = f"Examples in the prompt (k = {', '.join(map(str, arms.PROMPT_STEPS))} per class)"
+        steps.append(Step("prompt-curve", title, True,
+                          lambda on_progress, should_stop: arms.prompt_curve(data, train_idx, test_idx, prompt,
+                                                                             on_progress, should_stop, prompted)))
     return steps
 
 
 def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id: str | None = None,
-                   label_curve: bool = False, slot: TrainingSlot = SLOT) -> Job:
-    """Start a job running the chosen arms; every finished arm is recorded in the run store.
+                   label_curve: bool = False, slot: TrainingSlot = SLOT, prompt_curve: bool = False) -> Job:
+    """Start a job running the chosen arms (and the curves asked for, see :func:`training_steps`); every finished
+    arm is recorded in the run store.
 
     Returns:
         The started Job.
@@ -263,4 +278,4 @@ def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id
         if isinstance(result, arms.ArmResult):
             record_arm(result, data, session_id)
 
-    return Job(training_steps(data, train_idx, test_idx, chosen, label_curve), slot, record).start()
+    return Job(training_steps(data, train_idx, test_idx, chosen, label_curve, prompt_curve), slot, record).start()

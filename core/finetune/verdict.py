@@ -44,6 +44,19 @@ def _separation(best: ArmResult, others: list[ArmResult]) -> tuple[str, list[Arm
     return sentence, tied
 
 
+def prompt_sentence(prompt: ArmResult) -> str:
+    """'Prompting smollm2-135m with 8 labelled examples (4 per class) scored 71%, with no training (...).'"""
+    per_class = prompt.params.get("per_class", 0)
+    examples = (f"with {prompt.train_examples} labelled example{'s' if prompt.train_examples != 1 else ''} "
+                f"({per_class} per class)" if prompt.train_examples else "with the class names alone")
+    how = prompt.params.get("scoring", "log-probabilities")
+    cost = (f", ${prompt.params['cost_per_1000_usd']:.3f} per 1,000 items" if "cost_per_1000_usd" in prompt.params
+            else "")
+    return (f"Prompting {prompt.model} {examples} scored {prompt.accuracy:.0%} with no training (labels from {how}; "
+            f"{prompt.params.get('prompt_tokens_per_item', 0):,.0f} prompt tokens and {prompt.latency_s:.2f} s per "
+            f"item{cost}).")
+
+
 def verdict(results: dict[str, ArmResult]) -> str:
     """One paragraph comparing the arms that ran, computed from their measured figures.
 
@@ -52,13 +65,15 @@ def verdict(results: dict[str, ArmResult]) -> str:
     distinguishable from it, counts as close, and the cheapest close arm is recommended.
     """
     parts = []
-    zero, transfer, tune, scratch, api = (results.get(arm) for arm in ARMS)
+    zero, prompt, transfer, tune, scratch, api = (results.get(arm) for arm in ARMS)
     if api:
         parts.append(f"Calling {api.model} scored {api.accuracy:.0%} with no training, for "
                      f"${api.params.get('cost_usd', 0):.4f} on the held-out set "
                      f"(${api.params.get('cost_per_1000_usd', 0):.3f} per 1,000 items).")
     if zero:
         parts.append(f"Used as is, {zero.model} scored {zero.accuracy:.0%} with no training.")
+    if prompt:
+        parts.append(prompt_sentence(prompt))
     if transfer:
         parts.append(f"Transfer learning reached {transfer.accuracy:.0%} in {transfer.train_s:.1f} s "
                      f"({transfer.train_examples} labelled examples).")

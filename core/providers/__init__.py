@@ -15,7 +15,8 @@ variable, in that order; it is held only in an :class:`Endpoint`, whose ``repr``
 message is scrubbed of it before it leaves this package. Nothing here writes a key anywhere.
 
 Modules: :mod:`~core.providers.endpoints` (providers, prices, endpoints), :mod:`~core.providers.http` (requests,
-retries, errors, measurements), ``chat`` (chat and text classification), :mod:`~core.providers.vision` (captions,
+retries, errors, measurements), ``chat`` (chat and text classification), :mod:`~core.providers.fewshot` (few-shot classification, scored by
+log-probabilities where the endpoint returns them), :mod:`~core.providers.vision` (captions,
 image labels), :mod:`~core.providers.images` (text-to-image) and :mod:`~core.providers.speech` (transcription).
 Their public names are re-exported here, so ``providers.X`` is the way to call them. ``providers.chat`` is the
 chat function; the module of that name is ``sys.modules["core.providers.chat"]``. The limits
@@ -30,6 +31,7 @@ from core.providers.http import MAX_RESPONSE_BYTES, MAX_RETRY_WAIT_S, REACH_TIME
 from core.providers.chat import (CHARS_PER_TOKEN, CLASSIFY_SYSTEM, MESSAGE_OVERHEAD_TOKENS, ChatStream, HostedLabels,
                                  chat, classify, classify_prompt, classify_texts, estimate_tokens,
                                  match_label)
+from core.providers.fewshot import TOP_LOGPROBS, FewShotAnswer, classify_few_shot, few_shot_messages, first_token_label
 from core.providers.vision import (CAPTION_PROMPT, LABEL_IMAGE_SYSTEM, MAX_SENT_SIDE, caption, image_data_url,
                                    label_images)
 from core.providers.images import (MAX_IMAGE_PIXELS, MODEL_NAME, REPLICATE_POLL_S, generate_image,
@@ -42,6 +44,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES", "MAX_RETRY_WAIT_S", "REACH_TIMEOUT_S", "HostedError", "check_reachable",
     "CHARS_PER_TOKEN", "CLASSIFY_SYSTEM", "MESSAGE_OVERHEAD_TOKENS", "ChatStream", "HostedLabels",
     "chat", "classify", "classify_prompt", "classify_texts", "estimate_tokens", "match_label",
+    "TOP_LOGPROBS", "FewShotAnswer", "classify_few_shot", "few_shot_messages", "first_token_label",
     "CAPTION_PROMPT", "LABEL_IMAGE_SYSTEM", "MAX_SENT_SIDE", "caption", "image_data_url",
     "label_images",
     "MAX_IMAGE_PIXELS", "MODEL_NAME", "REPLICATE_POLL_S", "generate_image", "image_kind",

@@ -64,9 +64,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APPROACHES = ("call an API", "use as is", "transfer learning", "fine-tune", "from scratch")
+APPROACHES = ("call an API", "use as is", "prompt with examples", "transfer learning", "fine-tune", "from scratch")
 HOSTED_SOURCE = "hosted"  # the weights-source of a hosted call: nothing loaded here
-UNTRAINED = ("call an API", "use as is")  # approaches that train nothing
+UNTRAINED = ("call an API", "use as is", "prompt with examples")  # approaches that train nothing
 KINDS = ("inference", "training")
 SKLEARN_ENGINE = "scikit-learn"  # what fits the text "from scratch" arm (TF-IDF + logistic regression): no torch
 MAX_SETTING_CHARS = 120

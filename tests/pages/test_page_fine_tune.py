@@ -9,9 +9,8 @@ from core import registry, runs
 from core.errors import ModelUnavailable
 from core.finetune import features as feats
 from tests.support import tiny
-from tests.support.apptest import app_at
+from tests.support.apptest import JOB_WAIT_S, app_at, problems, run_and_wait, table_with
 
-JOB_WAIT_S = 120  # an upper bound for a background job on a busy machine, not a speed assertion
 
 
 @pytest.fixture
@@ -27,29 +26,13 @@ def page(fresh_cache):
     feats.FEATURES.clear()
 
 
-def _problems(at) -> list:
-    return [e.value for e in at.exception] + [e.value for e in at.error]
-
-
 def _only(at, *arms: str) -> None:
     for arm in ("zero_shot", "transfer", "fine_tune", "scratch"):
         at.checkbox(key=f"ft_use_{arm}").set_value(arm in arms)
 
 
-def _table(at, column: str):
-    """The first dataframe on the page with this column."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
-def _run_and_wait(at) -> None:
-    at.button(key="ft_run").click().run()
-    job = at.session_state["ft_job"]
-    assert job.join(JOB_WAIT_S), "the training job did not end"
-    at.run()
-
-
 def test_page_shows_the_example_data_and_the_arms(page):
-    assert not _problems(page)
+    assert not problems(page)
     assert page.title[0].value.startswith("Fine-tune")
     assert page.radio(key="ft_source").value.startswith("Example: product-review sentiment")
     assert {c.key for c in page.checkbox} >= {"ft_use_zero_shot", "ft_use_transfer", "ft_use_fine_tune", "ft_use_scratch"}
@@ -60,12 +43,12 @@ def test_page_shows_the_example_data_and_the_arms(page):
 def test_transfer_arm_runs_in_the_background_and_shows_results(page):
     _only(page, "transfer")
     page.run()
-    _run_and_wait(page)
-    assert not _problems(page)
+    run_and_wait(page)
+    assert not problems(page)
     verdict = page.success[0].value
     result = page.session_state["ft_job"].results()["transfer"]
     assert f"Transfer learning reached {result.accuracy:.0%}" in verdict
-    table = _table(page, "arm")
+    table = table_with(page, "arm")
     assert list(table["arm"]) == ["Transfer learning (frozen features + head)"]
     assert page.get("download_button")  # the head can be exported
     assert any("weight" in c.value and "safetensors" in c.value for c in page.code)
@@ -84,12 +67,12 @@ def test_api_arm_against_a_recorded_server_is_scored_priced_and_stored(page):
         page.text_input(key="ft_api_api_key").set_value("sk-PLANTED-page")
         page.number_input(key="ft_api_p_in").set_value(1.0)
         page.run()
-        _run_and_wait(page)
-    assert not _problems(page)
+        run_and_wait(page)
+    assert not problems(page)
     result = page.session_state["ft_job"].results()["api"]
     assert result.test_examples == len(server.requests) and result.params["cost_usd"] > 0
     assert "Calling openai-compatible/local-model scored" in page.success[0].value
-    table = _table(page, "arm")
+    table = table_with(page, "arm")
     assert list(table["arm"]) == ["Transfer learning (frozen features + head)", "Call an API (hosted LLM, zero-shot)"]
     assert table["$ per 1,000 items"].iloc[1] == pytest.approx(result.params["cost_per_1000_usd"])
     stored = runs.fetch_runs(session_id=page.session_state["session_id"])
@@ -102,11 +85,11 @@ def test_trained_head_classifies_new_text_on_the_page(page):
     _only(page, "transfer")
     page.checkbox(key="ft_label_curve").set_value(False)
     page.run()
-    _run_and_wait(page)
+    run_and_wait(page)
     page.text_area(key="ft_predict_text").input("great product\nterrible, broke at once").run()
     page.button(key="ft_predict_run").click().run()
-    assert not _problems(page)
-    predictions = _table(page, "probability")
+    assert not problems(page)
+    predictions = table_with(page, "probability")
     assert len(predictions) == 2 and set(predictions["label"]) <= {"negative", "positive"}
 
 
@@ -123,7 +106,7 @@ def test_classify_with_the_head_waits_its_turn_and_says_so(page, monkeypatch):
     _only(page, "transfer")
     page.checkbox(key="ft_label_curve").set_value(False)
     page.run()
-    _run_and_wait(page)
+    run_and_wait(page)
     line, shown, original_info = TurnQueue(1), [], DeltaGenerator.info
     monkeypatch.setattr(DeltaGenerator, "info", lambda self, body, *a, **k: (shown.append(body),
                                                                                 original_info(self, body, *a, **k))[1])
@@ -134,11 +117,11 @@ def test_classify_with_the_head_waits_its_turn_and_says_so(page, monkeypatch):
                      daemon=True).start()
     page.text_area(key="ft_predict_text").input("great product").run()
     page.button(key="ft_predict_run").click().run()
-    assert not _problems(page)
+    assert not problems(page)
     assert [s for s in shown if s.startswith("Queued")] == ["Queued: 1st in line behind 1 generate. Model calls take "
                                                             "turns on this server, for everyone, so each runs at full "
                                                             "speed; yours starts by itself."]
-    assert len(_table(page, "probability")) == 1 and line.snapshot() == ((), ())
+    assert len(table_with(page, "probability")) == 1 and line.snapshot() == ((), ())
     assert not any(i.value.startswith("Queued") for i in page.info)  # cleared once served
 
 
@@ -151,10 +134,10 @@ def test_stop_button_stops_a_fine_tune(page):
     page.button(key="ft_stop").click().run()  # offered while the job runs (10 epochs take far longer than a rerun)
     assert job.join(JOB_WAIT_S)
     page.run()
-    assert not _problems(page)
+    assert not problems(page)
     state = job.snapshot()[0]
     assert state.status == "stopped" and state.result.stopped
-    assert _table(page, "arm")["arm"][0] == "Fine-tune (top layers unfrozen)"
+    assert table_with(page, "arm")["arm"][0] == "Fine-tune (top layers unfrozen)"
 
 
 @pytest.fixture
@@ -172,7 +155,7 @@ def no_clip(monkeypatch):
 
 def test_without_clip_the_image_arms_are_off_with_one_note(page, no_clip):
     page.radio(key="ft_source").set_value("Example: handwritten digits (images)").run()
-    assert not _problems(page)
+    assert not problems(page)
     for arm in ("zero_shot", "transfer", "fine_tune"):
         box = page.checkbox(key=f"ft_use_{arm}_off")
         assert box.value is False and box.disabled
@@ -236,7 +219,7 @@ def test_a_share_that_cannot_split_hides_the_arms_until_one_can(page):
     assert any(w.value.startswith("The data is too small to hold out 10%") for w in page.warning)
     assert "ft_run" not in [b.key for b in page.button]
     page.slider(key="ft_test_size").set_value(0.3).run()
-    assert not _problems(page) and not [w for w in page.warning if "too small" in w.value]
+    assert not problems(page) and not [w for w in page.warning if "too small" in w.value]
     assert "ft_run" in [b.key for b in page.button]
     assert any("on the same 4 held-out examples" in c.value for c in page.caption)
 
@@ -245,7 +228,7 @@ def test_unquoted_commas_are_joined_back_and_said(page):
     texts = [("works well", "pos"), ("broke, sadly, after a day", "neg"), ("love it", "pos"),
              ("meh, not worth it", "neg"), ("great value", "pos"), ("awful, awful, awful", "neg")] * 2
     _upload(page, "hand.csv", ("words,tag\n" + "".join(f"{t},{y}\n" for t, y in texts)).encode(), "text/csv")
-    assert not _problems(page)
+    assert not problems(page)
     assert (page.selectbox[0].value, page.selectbox[1].value) == ("words", "tag")
     assert "12 texts · 2 classes" in " ".join(c.value for c in page.caption)
     assert any(i.value.startswith("Joined the extra cells of 6 rows") for i in page.info)
@@ -255,7 +238,7 @@ def test_results_of_earlier_data_are_cleared_when_the_data_changes(page):
     _only(page, "transfer")
     page.checkbox(key="ft_label_curve").set_value(False)
     page.run()
-    _run_and_wait(page)
+    run_and_wait(page)
     assert page.success and "4 · Results on the held-out split" in [h.value for h in page.subheader]
     _upload(page, "bad.csv", b"text,label\nonly,one\n", "text/csv")  # an error for the new file
     assert page.warning
@@ -269,7 +252,7 @@ def test_sections_are_numbered_without_gaps(page):
     _only(page, "scratch")
     page.checkbox(key="ft_label_curve").set_value(False)
     page.run()
-    _run_and_wait(page)
+    run_and_wait(page)
     assert [h.value.split(" · ")[0] for h in page.subheader] == ["1", "2", "3", "4", "5"]
 
 

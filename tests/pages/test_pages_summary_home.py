@@ -98,7 +98,8 @@ def test_summary_filters_by_data(seeded):
     at.selectbox(key="summary_data").set_value("upload: reviews.csv · ca978112").run()
     assert not at.exception
     training = table(at, "Training considerations").set_index("approach")
-    assert training["runs"].to_dict() == {"call an API": 0, "use as is": 0, "transfer learning": 1, "fine-tune": 0, "from scratch": 0}
+    assert training["runs"].to_dict() == {"call an API": 0, "use as is": 0, "prompt with examples": 0,
+                                          "transfer learning": 1, "fine-tune": 0, "from scratch": 0}
     assert table(at, "Inference considerations").empty
     assert len(at.get("vega_lite_chart")) == 1  # effort-impact only: no inference runs on this data
     at.selectbox(key="summary_data").set_value("page input (not stored)").run()
@@ -181,7 +182,28 @@ def test_home_guide_recommends(store, answers, verdict, page):
         at.segmented_control(key=key).set_value(value).run()
     assert not at.exception
     assert at.success[0].value.startswith(f"**{verdict}")
-    assert f"**Open {page}**" in at.markdown[-1].value
+    assert any(f"**Open {page}**" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("fix", ["Yes", "Not sure"])
+def test_home_guide_sends_a_prompt_fix_to_the_prompt_arm(store, fix):
+    """"Could a prompt fix the gap?" -> the Fine-tune page's "prompt with examples" arm, for text."""
+    at = home_page()
+    for key, value in {"guide_model": "Yes", "guide_works": "No", "guide_fix": fix}.items():
+        at.segmented_control(key=key).set_value(value).run()
+    assert not at.exception
+    assert "prompt with examples" in at.success[0].value
+    assert "**Open Fine-tune: prompt with examples**" in at.markdown[-1].value
+    at.selectbox(key="guide_task").set_value("Label or caption images").run()  # the prompt arm classifies text only
+    assert not any("prompt with examples" in m.value for m in at.markdown)
+
+
+def test_home_prompt_link_opens_fine_tune_with_the_prompt_arm(store):
+    from core.guide import advise
+
+    advice = advise("Classify or generate text", "Yes", "No", "Yes")
+    assert advice.also.page == "app_pages/fine_tune.py" and advice.also.query == {"arm": "prompt"}
+    assert advise("Transcribe speech", "Yes", "No", "Yes").also is None
 
 
 def test_home_guide_offers_calling_an_api_where_a_model_works(store):

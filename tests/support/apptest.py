@@ -6,6 +6,7 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
+JOB_WAIT_S = 120  # an upper bound for a background job on a busy machine, not a speed assertion
 
 
 def app_at(page_script: str, timeout: float = 90) -> AppTest:
@@ -32,3 +33,21 @@ def table(at: AppTest, title: str):
         if (figures.notna() | text.eq("—")).all():
             shown[column] = figures
     return shown
+
+
+def problems(at) -> list:
+    """Exceptions and error boxes the page shows."""
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def table_with(at, column: str):
+    """The first dataframe on the page with this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def run_and_wait(at) -> None:
+    """Click Fine-tune's Run, wait for its background job to end, and draw the page again."""
+    at.button(key="ft_run").click().run()
+    job = at.session_state["ft_job"]
+    assert job.join(JOB_WAIT_S), "the training job did not end"
+    at.run()

@@ -10,11 +10,12 @@ from core.finetune import features as feats
 from core.finetune import stats
 from core.heads import LinearHead
 
-ARMS = ("zero-shot", "transfer", "fine-tune", "scratch", "api")
-APPROACHES = {"zero-shot": "use as is", "transfer": "transfer learning", "fine-tune": "fine-tune", "scratch": "from scratch",
-              "api": "call an API"}
+ARMS = ("zero-shot", "prompt", "transfer", "fine-tune", "scratch", "api")
+APPROACHES = {"zero-shot": "use as is", "prompt": "prompt with examples", "transfer": "transfer learning",
+              "fine-tune": "fine-tune", "scratch": "from scratch", "api": "call an API"}
 TITLES = {
     "zero-shot": "Use as is (zero-shot)",
+    "prompt": "Prompt with examples (in-context learning)",
     "transfer": "Transfer learning (frozen features + head)",
     "fine-tune": "Fine-tune (top layers unfrozen)",
     "scratch": "From scratch (no pretrained weights)",
@@ -22,7 +23,7 @@ TITLES = {
 }
 SHORT_TITLES = {arm: TITLES[arm].split(" (")[0] for arm in ARMS}  # "Use as is", for checkboxes and tabs
 NAMES = {arm: SHORT_TITLES[arm].lower() for arm in ARMS}  # "use as is", inside sentences
-HEAVY = frozenset({"fine-tune", "scratch"})
+HEAVY = frozenset({"prompt", "fine-tune", "scratch"})  # they take the server's one training slot
 ENCODER_ARMS = ("zero-shot", "transfer", "fine-tune")  # the arms built on a pretrained encoder
 TASKS = {"text": "text-classification", "image": "image-classification"}
 DEFAULT_TEMPLATE = {"text": "This text is about {label}.", "image": "a photo of a {label}."}

@@ -1,19 +1,24 @@
 """Label efficiency: held-out accuracy against labelled examples per class, for the transfer head and for
-zero-shot (which uses no labels, so its line is flat)."""
+zero-shot (which uses no labels, so its line is flat); and the prompt arm's examples-per-class curve, the same
+examples put in a prompt instead of training a head."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from core.finetune import features as feats
-from core.finetune.arms.base import (APPROACHES, DEFAULT_TEMPLATE, TransferSettings, ZeroShotSettings, encoder_for,
-                                     labels_of, score)
+from core.finetune.arms.base import (APPROACHES, DEFAULT_TEMPLATE, ArmResult, TransferSettings, ZeroShotSettings,
+                                     encoder_for, labels_of, score)
+from core.finetune.arms.prompt import PromptSettings, run_prompt
 from core.finetune.arms.transfer import fit_head, subsample
 from core.finetune.arms.zero_shot import zero_shot_predict
+from core.progress import OnProgress, Progress, ShouldStop, ignore, never
 
 DRAWS = 5  # random draws of the examples per point of the label-efficiency curve
+PROMPT_STEPS = (0, 1, 2, 4, 8)  # examples per class in the prompt arm's curve
 
 
 def examples_per_class_steps(train_labels: Sequence[str]) -> list[int]:
@@ -54,4 +59,45 @@ def label_efficiency(data, train_idx, test_idx, transfer: TransferSettings, zero
                          "seed": seed, "accuracy": score(y_test, predicted, labels)[0]})
         rows.append({"examples_per_class": per_class, "train_examples": len(used), "approach": APPROACHES["zero-shot"],
                      "seed": 0, "accuracy": zero_accuracy})
+    return rows
+
+
+def prompt_curve(data, train_idx, test_idx, settings: PromptSettings, on_progress: OnProgress = ignore,
+                 should_stop: ShouldStop = never, done: dict[int, ArmResult] | None = None) -> list[dict]:
+    """The prompt arm's held-out accuracy, with its 95% interval, for k = 0, 1, 2, 4, 8 examples per class: as
+    many as the smallest class has and as fit the model's context (a k that did not fit ends the curve).
+
+    Args:
+        data, train_idx, test_idx: as for every arm.
+        settings: the prompt arm's settings; ``per_class`` is replaced by each k.
+        on_progress: told after each held-out item of each k (``done`` counts items over all ks).
+        should_stop: asked between items; True ends the curve with the ks finished.
+        done: results already computed, by k (the arm's own run), reused instead of run again.
+
+    Returns:
+        Rows ``{examples_per_class, train_examples, approach, seed, accuracy, accuracy_low, accuracy_high}``,
+        one per k (the prompt is deterministic: one draw).
+    """
+    smallest = min(np.unique(np.asarray(labels_of(data, train_idx)), return_counts=True)[1])
+    steps = [k for k in PROMPT_STEPS if k <= smallest]
+    done, rows = dict(done or {}), []
+    for position, k in enumerate(steps):
+        if should_stop():
+            break
+
+        def report(update: Progress, position: int = position, k: int = k) -> None:
+            total = update.total * len(steps)
+            on_progress(Progress(position * update.total + update.done, total, f"k = {k}: {update.message}",
+                                 update.elapsed_s))
+
+        result = done.get(k) or run_prompt(data, train_idx, test_idx, replace(settings, per_class=k), report,
+                                           should_stop)
+        if result.stopped:
+            break
+        fitted = result.params.get("per_class", k)
+        if fitted < k:  # it did not fit: a larger k would not either
+            break
+        low, high = result.interval()
+        rows.append({"examples_per_class": k, "train_examples": result.train_examples, "approach": APPROACHES["prompt"],
+                     "seed": 0, "accuracy": result.accuracy, "accuracy_low": low, "accuracy_high": high})
     return rows
