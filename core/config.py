@@ -62,6 +62,9 @@ class Settings:
         feature_cache_mb: memory for cached encoder features on the Fine-tune page.
         model_slots: model calls served at once, for all sessions (core/queue.py); 0 means half the torch
             threads, at least 1.
+        ray_address: a Ray cluster to run the Fine-tune page's arms on, one Ray task each (``ray://head:10001``,
+            ``auto``, ``127.0.0.1:6379``); empty (the default): in threads of this server process.
+        ray_cpus: CPUs each arm asks the Ray cluster for (its torch threads there).
     """
 
     memory_budget_mb: int = 1600
@@ -78,6 +81,8 @@ class Settings:
     max_audio_s: float = 600.0
     feature_cache_mb: float = 256.0
     model_slots: int = 0
+    ray_address: str = ""
+    ray_cpus: int = 1
 
 
 @lru_cache(maxsize=1)
@@ -99,5 +104,7 @@ def get_settings() -> Settings:
         max_audio_s=float(_env("MAX_AUDIO_S", "600")),
         feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
         model_slots=int(_env("MODEL_SLOTS", "0")),
+        ray_address=_env("RAY_ADDRESS", "").strip(),
+        ray_cpus=max(1, int(_env("RAY_CPUS", "1"))),
         preload=tuple(k.strip() for k in _env("PRELOAD", "auto").split(",") if k.strip()),
     )
