@@ -66,11 +66,13 @@ class RayHead:
 
     Attributes:
         address: its GCS address, ``127.0.0.1:<port>`` (what ``UBT_RAY_ADDRESS`` takes).
+        client_address: its Ray Client address, ``ray://127.0.0.1:<port>``.
         folder: its temporary folder (Ray's session files and logs).
         process: the blocking ``ray start`` process.
     """
 
     address: str
+    client_address: str
     folder: Path
     process: subprocess.Popen
 
@@ -91,7 +93,7 @@ class RayHead:
 
 
 def start(num_cpus: int = 2) -> RayHead:
-    """Start a head on 127.0.0.1 with ``num_cpus`` CPUs and wait until its GCS answers.
+    """Start a head on 127.0.0.1 with ``num_cpus`` CPUs and wait until its GCS and its Ray Client server answer.
 
     Raises:
         Unavailable: Ray is not installed, or the head did not start (with the end of its output).
@@ -116,9 +118,9 @@ def start(num_cpus: int = 2) -> RayHead:
     env = os.environ | LOOPBACK_ONLY | {"RAY_USAGE_STATS_ENABLED": "0"}
     log = open(folder / "start.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    head = RayHead(f"{LOOPBACK}:{port}", folder, process)
+    head = RayHead(f"{LOOPBACK}:{port}", f"ray://{LOOPBACK}:{ports['--ray-client-server-port']}", folder, process)
     deadline = time.monotonic() + START_S
-    while not _answers(port):
+    while not (_answers(port) and _answers(ports["--ray-client-server-port"])):
         if process.poll() is not None or time.monotonic() > deadline:
             tail = (folder / "start.log").read_text(errors="replace").strip().splitlines()[-5:]
             head.close()

@@ -112,6 +112,37 @@ def test_the_ray_address_is_read_from_the_environment(monkeypatch):
         get_settings.cache_clear()
 
 
+def test_the_page_says_when_the_cluster_cannot_be_reached_and_trains_here(fresh_cache, monkeypatch):
+    from tests.apptest import app_at
+
+    address = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("UBT_RAY_ADDRESS", address)
+    get_settings.cache_clear()
+    try:
+        at = _run_scratch_on_the_page(app_at("app_pages/fine_tune.py", 90))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert not [e.value for e in at.exception] + [e.value for e in at.error]
+    assert "Training on: this server" in [c.value for c in at.caption]
+    notes = [i.value for i in at.info if address in i.value]
+    assert len(notes) == 1 and notes[0].endswith("Training on this server instead.")
+    assert "From scratch" in at.success[0].value
+
+
+def _run_scratch_on_the_page(at):
+    """Run only the from-scratch arm on the page's example data and wait for the job; the AppTest, rerun."""
+    at.run()
+    for box in at.checkbox:  # the encoder arms may be off here (then under other keys)
+        if box.key in ("ft_use_zero_shot", "ft_use_transfer", "ft_use_fine_tune"):
+            box.set_value(False)
+    at.checkbox(key="ft_label_curve").set_value(False)
+    at.run()
+    at.button(key="ft_run").click().run()
+    assert at.session_state["ft_job"].join(WAIT_S)
+    return at.run()
+
+
 # --- a real cluster -------------------------------------------------------------------------------------------
 def test_arms_run_as_ray_tasks_with_progress_and_score_as_in_this_process(head, sentiment):
     labelled, train, test = sentiment
@@ -222,16 +253,7 @@ def test_the_page_says_where_it_trains_and_shows_the_node_in_the_results(head, f
     monkeypatch.setenv("UBT_RAY_ADDRESS", head.address)
     get_settings.cache_clear()
     try:
-        at = app_at("app_pages/fine_tune.py", 90).run()
-        for box in at.checkbox:  # only the from-scratch arm (the encoder arms may be off here: other keys)
-            if box.key in ("ft_use_zero_shot", "ft_use_transfer", "ft_use_fine_tune"):
-                box.set_value(False)
-        at.checkbox(key="ft_label_curve").set_value(False)
-        at.run()
-        at.button(key="ft_run").click().run()
-        job = at.session_state["ft_job"]
-        assert job.join(WAIT_S)
-        at.run()
+        at = _run_scratch_on_the_page(app_at("app_pages/fine_tune.py", 90))
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
@@ -240,3 +262,47 @@ def test_the_page_says_where_it_trains_and_shows_the_node_in_the_results(head, f
     assert f"Training on: Ray cluster at {head.address}" in captions
     assert any("device: ray node 127.0.0.1 · cpu · scikit-learn" in c for c in captions)
     assert "From scratch" in at.success[0].value
+
+
+def test_a_ray_client_address_runs_the_arms_too(head):
+    from core.finetune import ray_backend
+
+    labelled = data.example_sentiment()
+    train, test = data.split(labelled)
+    try:
+        job = jobs.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-client",
+                                  ray_address=head.client_address)
+        assert job.join(WAIT_S)
+    finally:
+        ray_backend.connect(head.address, cpus=1)  # back to the head's GCS address for the other tests
+    assert job.backend == f"Ray cluster at {head.client_address}" and job.notes == []
+    state = job.snapshot()[0]
+    assert state.status == "done", state.error
+    assert state.result.device == "ray node 127.0.0.1 · cpu · scikit-learn"
+
+
+def test_a_cluster_that_goes_away_fails_its_arm_in_one_line_and_the_next_job_trains_here(head, monkeypatch):
+    """Through Ray Client (this process is then no Ray driver, which Ray would end with its cluster)."""
+    from core.finetune import ray_backend
+
+    monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", "2")  # how long Ray Client retries a lost connection
+    other = ray_head.start(num_cpus=1)
+    digits = data.example_digits(per_class=20)
+    train, test = data.split(digits)
+    endless = {"scratch": arms.ScratchSettings(epochs=5000, patience=None, time_budget_s=3600.0)}
+    try:
+        job = jobs.start_training(digits, train, test, endless, session_id="ray-gone", ray_address=other.client_address)
+        _until(lambda: len(job.snapshot()[0].curve) >= 3, "the CNN to train on the cluster")
+        other.close()
+        assert job.join(WAIT_S)
+        state = job.snapshot()[0]
+        assert state.status == "error" and "\n" not in state.error
+        assert other.client_address in state.error and state.message == "Could not run"
+        again = jobs.start_training(digits, train, test, {"scratch": arms.ScratchSettings(epochs=2)},
+                                    session_id="ray-gone", ray_address=other.client_address)
+        assert again.join(WAIT_S)
+        assert again.backend == "this server" and len(again.notes) == 1 and other.client_address in again.notes[0]
+        assert again.snapshot()[0].status == "done"
+    finally:
+        other.close()
+        ray_backend.connect(head.address, cpus=1)  # back to the session's head for the other tests

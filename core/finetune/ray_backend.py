@@ -12,6 +12,13 @@ not seen Stop :data:`GRACE_S` later, or not ended :data:`WIND_DOWN_S` later, is 
 :data:`FORCE_S` after that by force. A worker that dies fails its arm in
 one line; the other arms go on. The call-an-API arm stays on this server: it waits on the network, and its key
 never leaves this process.
+
+A cluster that goes away: Ray ends a driver process whose cluster stays unreachable (after
+``RAY_gcs_rpc_server_reconnect_timeout_s``, 60 s by default), or whose node's raylet has died when it next calls
+Ray. This server is that driver, so :func:`connect` sets the timeout out of reach, and every Ray call of a job is
+preceded by a check that the head still answers (:meth:`Cluster.alive`): a head that does not fails the job's
+arms in one line, and the next job connects afresh or trains here. With a ``ray://`` address (Ray Client) this
+process is not a Ray driver at all, and a lost cluster is only an error.
 """
 from __future__ import annotations
 
@@ -38,6 +45,8 @@ FORCE_S = 2.0  # after ray.cancel: how long before the task is cancelled by forc
 POLL_S = 0.2  # how often a job's thread looks for progress, the task's end and Stop
 STOP_POLL_S = 0.25  # how often a task asks whether Stop was pressed
 CONNECT_TIMEOUT_S = 3.0
+PROBE_S = 1.0  # how often a job checks that the head still answers
+DRIVER_ENV = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(10**8)}  # never end this process for a lost cluster
 REMOTE = ("zero-shot", "transfer", "fine-tune", "scratch", jobs.LABEL_CURVE)  # api stays on this server
 TORCH_TRAINING = ("fine-tune", "scratch")  # arms that can train on a GPU (scratch on images only)
 SERVER_ONLY = {"UBT_RAY_ADDRESS", "UBT_RAY_CPUS", "UBT_RUNS_URL", "UBT_RUNS_DB", "UBT_THREADS", "UBT_PRELOAD"}
@@ -56,19 +65,44 @@ class Cluster:
         address: as configured (``ray://head:10001``, ``auto``, ``127.0.0.1:6379``).
         cpus: CPUs each arm asks for.
         gpus: GPUs in the cluster (arms that train with torch ask for one when there are any).
+        probe: (host, port) that answers while the cluster is up: the Ray Client server or the head's GCS.
     """
 
     address: str
     cpus: int
     gpus: float
+    probe: tuple[str, int] | None = None
+
+    def alive(self) -> bool:
+        """Whether the head still answers on :attr:`probe` (asked at most every :data:`PROBE_S` seconds)."""
+        if self.probe is None:
+            return True
+        now = time.monotonic()
+        with _lock:
+            asked_at, answered = _probes.get(self.probe, (-PROBE_S, True))
+        if now - asked_at < PROBE_S:
+            return answered
+        answered = _answers(self.probe, CONNECT_TIMEOUT_S)
+        with _lock:
+            _probes[self.probe] = (now, answered)
+        return answered
 
     def describe(self) -> str:
         """E.g. ``Ray cluster at ray://head:10001``."""
         return f"Ray cluster at {self.address}"
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _cluster: Cluster | None = None
+_probes: dict[tuple[str, int], tuple[float, bool]] = {}
+
+
+def _answers(where: tuple[str, int], timeout_s: float) -> bool:
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 def one_line(err: BaseException) -> str:
@@ -114,24 +148,30 @@ def connect(address: str, cpus: int = 1, timeout_s: float = CONNECT_TIMEOUT_S) -
         except ImportError:
             raise Unreachable(f"Ray is not installed here ({INSTALL}), so the cluster at {address} cannot be used.") from None
         if _cluster is not None and _cluster.address == address and _cluster.cpus == cpus and ray.is_initialized():
-            return _cluster
+            if _cluster.alive():
+                return _cluster
+            log.warning("%s stopped answering: reconnecting", _cluster.describe())
         where = _host_port(address)
         if where is not None:
             try:
                 socket.create_connection(where, timeout=timeout_s).close()
             except OSError as err:
                 raise Unreachable(f"The Ray cluster at {address} did not answer ({one_line(err)}).") from None
-        if ray.is_initialized():
-            ray.shutdown()
+        if ray.is_initialized() or _cluster is not None:
+            ray.shutdown()  # also after a Ray Client connection that was lost (no longer "initialized")
+        _cluster = None
+        for name, value in DRIVER_ENV.items():
+            os.environ.setdefault(name, value)
         try:
             ray.init(address=address, runtime_env=runtime_env(cpus), namespace="use-before-you-train",
                      log_to_driver=False, logging_level=logging.WARNING)
             gpus = float(ray.cluster_resources().get("GPU", 0))
+            probe = where if address.startswith("ray://") else _host_port(ray.get_runtime_context().gcs_address)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a cluster it cannot use
             if ray.is_initialized():
                 ray.shutdown()
             raise Unreachable(f"Could not connect to the Ray cluster at {address}: {one_line(err)}") from None
-        _cluster = Cluster(address, cpus, gpus)
+        _cluster = Cluster(address, cpus, gpus, probe)
         log.info("connected to %s (%g GPU)", _cluster.describe(), gpus)
         return _cluster
 
@@ -274,7 +314,7 @@ class RemoteRun:
     def _drain(self, on_progress: OnProgress) -> None:
         import ray
 
-        events, where, self.seen_stop = ray.get(self.channel.take.remote(self.step), timeout=30)
+        events, where, self.seen_stop = ray.get(self.channel.take.remote(self.step), timeout=5)
         if where is not None and self.node is None:
             self.node, self.pid = where
             on_progress(Progress(0.0, 1.0, f"Running on {self.where()}"))
@@ -291,11 +331,18 @@ class RemoteRun:
                                        f"{', 1 GPU' if self.gpus else ''})"))
         stop_at, cancelled_at, cancelled, forced = None, 0.0, False, False
         while True:
-            done, _ = ray.wait([self.ref], timeout=POLL_S)
+            if not self.cluster.alive():  # no Ray call on a cluster that is gone: Ray would end this process
+                raise jobs.StepFailed(f"The {self.cluster.describe()} stopped answering while this arm ran on "
+                                      f"{self.where()}; it did not finish.")
+            try:
+                done, _ = ray.wait([self.ref], timeout=POLL_S)
+            except Exception as err:  # Ray Client: the connection is lost (after its grace period)
+                raise jobs.StepFailed(f"Lost the {self.cluster.describe()} while this arm ran on {self.where()}: "
+                                      f"{one_line(err)}") from None
             try:
                 self._drain(on_progress)
-            except ray.exceptions.RayError:
-                pass  # progress is lost with the channel; the task's own end says what happened
+            except Exception:  # Ray's errors, and Ray Client's ConnectionError for a lost cluster
+                pass  # progress is lost with the channel; the task's own end (or the check above) says what happened
             if done:
                 break
             if not should_stop():
@@ -348,22 +395,28 @@ class RayPlan:
 
     Attributes:
         steps: one Step per chosen arm, in :data:`arms.ARMS` order (remote ones run as Ray tasks), then the curve.
-        backend: ``Ray cluster at ...``, for the page.
+        cluster: where they run.
         data_ref: the data in Ray's object store.
         channel: the job's Channel actor.
     """
 
     steps: list
-    backend: str
+    cluster: Cluster
     data_ref: Any
     channel: Any
+
+    @property
+    def backend(self) -> str:
+        """``Ray cluster at ...``, for the page."""
+        return self.cluster.describe()
 
     def close(self) -> None:
         """End the channel actor and let the store drop the data (the job calls this when every step is over)."""
         import ray
 
         try:
-            ray.kill(self.channel)
+            if self.cluster.alive():
+                ray.kill(self.channel)
         except Exception as err:  # the cluster may already be gone
             log.info("could not end the channel actor: %s", one_line(err))
         self.data_ref = self.channel = None
@@ -408,4 +461,4 @@ def plan(address: str, data, train_idx, test_idx, chosen: dict[str, Any], label_
         title = jobs.LABEL_CURVE_TITLE if name == jobs.LABEL_CURVE else arms.TITLES[name]
         run = RemoteRun(cluster, name, data_ref, train, test, settings, channel, gpus)
         steps.append(jobs.Step(name, title, name in arms.HEAVY, run, remote=True))
-    return RayPlan(steps, cluster.describe(), data_ref, channel)
+    return RayPlan(steps, cluster, data_ref, channel)
