@@ -78,6 +78,7 @@ def _rows(address: str, repeats: int) -> list[dict]:
         here.append(_job_s(chosen, ""))
         one_by_one.append(sum(_job_s({arm: settings}, address) for arm, settings in chosen.items()))
         side_by_side.append(_job_s(chosen, address))
+    load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"  # this machine is shared
     here_s, one_s, side_s = (statistics.median(v) for v in (here, one_by_one, side_by_side))
     overhead = (one_s - here_s) / len(chosen)
     speed_up = here_s / side_s
@@ -86,11 +87,11 @@ def _rows(address: str, repeats: int) -> list[dict]:
         {"workload": "four-arm job: each arm a Ray job of its own, one after the other, vs in process", "ours": one_s,
          "reference": here_s, "unit": "s", "ratio": here_s / one_s, "overhead_per_arm_s": overhead,
          "target": f"overhead <= {NEED_OVERHEAD_S:g} s per arm", "status": verdict(overhead, NEED_OVERHEAD_S, at_most=True),
-         "note": "what Ray adds per arm: task, object store, channel actor, result back (warm workers)"},
+         "note": f"what Ray adds per arm: task, object store, channel actor, result back (warm workers); {load}"},
         {"workload": "four-arm job: one Ray job, arms side by side on 2 workers, vs in process", "ours": side_s,
          "reference": here_s, "unit": "s", "ratio": speed_up, "spread": f"{speed_ups[0]:.3f}–{speed_ups[-1]:.3f}",
          "target": f"speed-up >= {NEED_SPEED_UP:g}", "status": verdict(speed_up, NEED_SPEED_UP),
-         "note": "2 shared cores: 2x is the ceiling; the fine-tune arm is most of the job"},
+         "note": f"2 shared cores: 2x is the ceiling; the fine-tune arm is most of the job; {load}"},
     ]
 
 
