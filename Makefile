@@ -19,8 +19,8 @@ $(STAMP): requirements.txt requirements-offline.txt
 	touch $@
 
 # What only the tests need, above all llama.cpp's server, which compiles: never on `make run`'s path.
-$(TEST_STAMP): $(STAMP) requirements-dev.txt
-	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt
+$(TEST_STAMP): $(STAMP) requirements-dev.txt requirements-ray.txt
+	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt -r requirements-ray.txt
 	touch $@
 
 # Debian's Chromium and its driver, for the browser test (skipped when already there).

@@ -437,6 +437,8 @@ if data is not None and split is not None:
 # 3 · live progress (polls every second while the job runs)
 if job is not None:
     _section("Progress")
+    st.caption(f"Training on: {job.backend}")  # this server, or the Ray cluster at UBT_RAY_ADDRESS
+    _show_notes(job.notes)  # e.g. the cluster could not be reached, so this server trains
     if job.finished:
         st.session_state["ft_drawn"] = job.id
     st.fragment(_live, run_every=1.0 if running else None)()

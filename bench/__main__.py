@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from bench.common import MET, NOISE, NOT_MET, OUT, ROOT
 
 FAMILIES = ("text", "vision", "speech", "generation", "finetune", "memory", "engines", "hosted", "clicks", "many_people",
-            "runs_store")
+            "runs_store", "ray_jobs")  # ray_jobs: a local Ray head with 2 CPUs on this 2-core machine (bench/ray_jobs.py)
 # Rows a family also shows from another module: (module, its flags, the bench/out name it writes). The Text page's
 # default engines (generation on llama.cpp or CTranslate2, sentiment on ONNX Runtime) belong with the text rows.
 ALSO = {"text": [("bench.engines", ["--text"], "text-engines")],

@@ -64,6 +64,9 @@ class Settings:
             threads, at least 1.
         bf16: ``auto`` (bfloat16 where this CPU runs it natively and a probe at first use keeps it, see
             core/precision.py), ``1`` (always bfloat16) or ``0`` (never).
+        ray_address: a Ray cluster to run the Fine-tune page's arms on, one Ray task each (``ray://head:10001``,
+            ``auto``, ``127.0.0.1:6379``); empty (the default): in threads of this server process.
+        ray_cpus: CPUs each arm asks the Ray cluster for (its torch threads there).
     """
 
     memory_budget_mb: int = 1600
@@ -81,6 +84,8 @@ class Settings:
     feature_cache_mb: float = 256.0
     model_slots: int = 0
     bf16: str = "auto"
+    ray_address: str = ""
+    ray_cpus: int = 1
 
 
 @lru_cache(maxsize=1)
@@ -103,5 +108,7 @@ def get_settings() -> Settings:
         feature_cache_mb=float(_env("FEATURE_CACHE_MB", "256")),
         model_slots=int(_env("MODEL_SLOTS", "0")),
         bf16=_env("BF16", "auto").strip().lower() or "auto",
+        ray_address=_env("RAY_ADDRESS", "").strip(),
+        ray_cpus=max(1, int(_env("RAY_CPUS", "1"))),
         preload=tuple(k.strip() for k in _env("PRELOAD", "auto").split(",") if k.strip()),
     )

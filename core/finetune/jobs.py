@@ -6,6 +6,9 @@ reads :meth:`Job.snapshot`). Heavy steps (fine-tuning, training from scratch) fi
 :data:`SLOT`: at most one heavy step runs in the whole server process at a time, and the others
 wait in first-come-first-served order, each knowing its place. The slot is released in a
 ``finally``, so a step that crashes frees it and reports its error as a message.
+
+Remote steps (arms running as Ray tasks, :mod:`core.finetune.ray_backend`, when ``UBT_RAY_ADDRESS`` is set) run
+side by side, each waited on by a thread of its own, and take no slot: their work runs on the cluster's cores.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from core.config import get_settings
 from core.errors import InputError, ModelTooLarge, ModelUnavailable
 from core.finetune import arms
 from core.finetune.record import record_arm
@@ -26,6 +30,15 @@ from core.progress import OnProgress, Progress, ShouldStop, never
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+LOCAL_BACKEND = "this server"
+
+
+class Cancelled(Exception):
+    """A step ended without a result because it was stopped (e.g. its Ray task was cancelled); says so in one line."""
+
+
+class StepFailed(Exception):
+    """A step failed for a reason said in one line (e.g. the Ray worker running it died); shown as it is."""
 
 
 class TrainingSlot:
@@ -105,12 +118,15 @@ class Step:
         title: shown to people.
         heavy: takes the server-wide slot while it runs.
         run: ``run(on_progress, should_stop) -> result``; calls ``on_progress(Progress)`` and asks ``should_stop()``.
+        remote: its work runs elsewhere (a Ray task): it starts with the job, alongside the other remote steps,
+            and takes no slot.
     """
 
     name: str
     title: str
     heavy: bool
     run: Callable[[OnProgress, ShouldStop], Any]
+    remote: bool = False
 
 
 @dataclass
@@ -134,14 +150,23 @@ CURVE_FIGURES = ("step", "epoch", "loss", "accuracy", "val_loss")  # a curve poi
 
 
 class Job:
-    """Steps run in order in a daemon thread; read its state with :meth:`snapshot`."""
+    """Steps run in order in a daemon thread (remote steps side by side); read its state with :meth:`snapshot`.
+
+    Attributes:
+        backend: where the steps run, for people (``this server``, ``Ray cluster at ...``).
+        notes: what people should know about how it runs (e.g. the cluster could not be reached).
+    """
 
     def __init__(self, steps: list[Step], slot: TrainingSlot = SLOT,
-                 on_result: Callable[[str, Any], None] | None = None) -> None:
+                 on_result: Callable[[str, Any], None] | None = None, backend: str = LOCAL_BACKEND,
+                 notes: list[str] | None = None, on_end: Callable[[], None] | None = None) -> None:
         self.id = next(_ids)
         self.steps = steps
         self.slot = slot
         self.on_result = on_result
+        self.backend = backend
+        self.notes = list(notes or [])
+        self.on_end = on_end
         self.stop_event = threading.Event()
         self.started = time.time()
         self._states = [StepState(s.name, s.title, s.heavy) for s in steps]
@@ -195,32 +220,60 @@ class Job:
         return report
 
     def _run(self) -> None:
-        for step, state in zip(self.steps, self._states):
-            if self.stop_event.is_set():
-                self._update(state, status="stopped", message="Not started: the job was stopped.")
-                continue
-            try:
-                if step.heavy:
-                    self._update(state, status="queued", message="Waiting for the training slot")
-                    with self.slot.hold(self, self.stop_event.is_set) as acquired:
-                        if not acquired:
-                            self._update(state, status="stopped", message="Stopped while queued.")
-                            continue
-                        self._update(state, status="running", message="Started")
-                        result = step.run(self._progress(state), self.stop_event.is_set)
-                else:
+        remote = [threading.Thread(target=self._run_step, args=pair, name=f"training-job-{self.id}-{pair[0].name}",
+                                   daemon=True) for pair in zip(self.steps, self._states) if pair[0].remote]
+        try:
+            for thread in remote:
+                thread.start()
+            for step, state in zip(self.steps, self._states):
+                if not step.remote:
+                    self._run_step(step, state)
+            for thread in remote:
+                thread.join()
+        finally:
+            if self.on_end is not None:
+                try:
+                    self.on_end()
+                except Exception:  # cleaning up must never hide the results
+                    log.exception("ending training job %s", self.id)
+
+    def _run_step(self, step: Step, state: StepState) -> None:
+        if self.stop_event.is_set():
+            self._update(state, status="stopped", message="Not started: the job was stopped.")
+            return
+        try:
+            if step.heavy and not step.remote:
+                self._update(state, status="queued", message="Waiting for the training slot")
+                with self.slot.hold(self, self.stop_event.is_set) as acquired:
+                    if not acquired:
+                        self._update(state, status="stopped", message="Stopped while queued.")
+                        return
                     self._update(state, status="running", message="Started")
                     result = step.run(self._progress(state), self.stop_event.is_set)
-                stopped = bool(getattr(result, "stopped", False)) and self.stop_event.is_set()
-                self._update(state, result=result, fraction=1.0, status="stopped" if stopped else "done",
-                             message="Stopped; scored as it was." if stopped else "Finished")
-                if self.on_result is not None:
-                    self.on_result(step.name, result)
-            except (InputError, ModelUnavailable, ModelTooLarge) as err:
-                self._update(state, status="error", error=str(err), message="Could not run")
-            except Exception as err:  # a crash must reach the page as a message, never kill the server
-                log.exception("training step %s failed", step.name)
-                self._update(state, status="error", error=f"{type(err).__name__}: {err}", message="Failed")
+            else:
+                self._update(state, status="running", message="Started")
+                result = step.run(self._progress(state), self.stop_event.is_set)
+            stopped = bool(getattr(result, "stopped", False)) and self.stop_event.is_set()
+            self._update(state, result=result, fraction=1.0, status="stopped" if stopped else "done",
+                         message="Stopped; scored as it was." if stopped else "Finished")
+            if self.on_result is not None:
+                self.on_result(step.name, result)
+        except Cancelled as err:
+            self._update(state, status="stopped", message=str(err))
+        except (InputError, ModelUnavailable, ModelTooLarge, StepFailed) as err:
+            self._update(state, status="error", error=str(err), message="Could not run")
+        except Exception as err:  # a crash must reach the page as a message, never kill the server
+            log.exception("training step %s failed", step.name)
+            self._update(state, status="error", error=f"{type(err).__name__}: {err}", message="Failed")
+
+
+LABEL_CURVE = "label-efficiency"
+LABEL_CURVE_TITLE = f"Label efficiency (head refitted per size, {arms.DRAWS} draws each)"
+
+
+def label_curve_settings(chosen: dict[str, Any]) -> tuple:
+    """The (transfer, zero-shot) settings the label-efficiency curve uses: the chosen ones, else the defaults."""
+    return chosen.get("transfer", arms.TransferSettings()), chosen.get("zero-shot", arms.ZeroShotSettings())
 
 
 def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curve: bool = False,
@@ -251,10 +304,8 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
             steps.append(Step(arm, arms.TITLES[arm], arm in arms.HEAVY,
                               lambda on_progress, should_stop, arm=arm: run(arm, on_progress, should_stop)))
     if label_curve:
-        transfer = chosen.get("transfer", arms.TransferSettings())
-        zero_shot = chosen.get("zero-shot", arms.ZeroShotSettings())
-        title = f"Label efficiency (head refitted per size, {arms.DRAWS} draws each)"
-        steps.append(Step("label-efficiency", title, False,
+        transfer, zero_shot = label_curve_settings(chosen)
+        steps.append(Step(LABEL_CURVE, LABEL_CURVE_TITLE, False,
                           lambda on_progress, should_stop: arms.label_efficiency(data, train_idx, test_idx, transfer,
                                                                                  zero_shot)))
     if prompt_curve:
@@ -267,9 +318,24 @@ def training_steps(data, train_idx, test_idx, chosen: dict[str, Any], label_curv
 
 
 def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id: str | None = None,
-                   label_curve: bool = False, slot: TrainingSlot = SLOT, prompt_curve: bool = False) -> Job:
+                   label_curve: bool = False, slot: TrainingSlot = SLOT, prompt_curve: bool = False,
+                   ray_address: str | None = None) -> Job:
     """Start a job running the chosen arms (and the curves asked for, see :func:`training_steps`); every finished
     arm is recorded in the run store.
+
+    With a Ray cluster (``ray_address``, by default ``UBT_RAY_ADDRESS``) the arms run as Ray tasks there; when it
+    cannot be reached the job says so in one note and runs in this process.
+
+    Args:
+        data: LabelledData.
+        train_idx: training items of the split.
+        test_idx: held-out items of the split.
+        chosen: {arm name: its settings dataclass}.
+        session_id: the session whose runs these are.
+        label_curve: add the label-efficiency step.
+        slot: the server-wide slot heavy in-process steps take.
+        prompt_curve: add the prompt arm's examples-per-class curve.
+        ray_address: a Ray cluster's address; None reads the settings, empty runs in this process.
 
     Returns:
         The started Job.
@@ -278,4 +344,18 @@ def start_training(data, train_idx, test_idx, chosen: dict[str, Any], session_id
         if isinstance(result, arms.ArmResult):
             record_arm(result, data, session_id)
 
-    return Job(training_steps(data, train_idx, test_idx, chosen, label_curve, prompt_curve), slot, record).start()
+    steps = training_steps(data, train_idx, test_idx, chosen, label_curve, prompt_curve)
+    address = get_settings().ray_address if ray_address is None else ray_address
+    if not address:
+        return Job(steps, slot, record).start()
+    from core.finetune import ray_backend
+
+    try:
+        plan = ray_backend.plan(address, data, train_idx, test_idx, chosen, label_curve)
+    except ray_backend.Unreachable as err:
+        note = f"{err} Training on this server instead."
+        log.warning("%s", note)
+        return Job(steps, slot, record, notes=[note]).start()
+    remote = {step.name: step for step in plan.steps}  # the arms a Ray task can run; the others stay here
+    return Job([remote.get(step.name, step) for step in steps], slot, record, backend=plan.backend,
+               on_end=plan.close).start()
