@@ -8,7 +8,7 @@ import streamlit as st
 from core import engines, providers, registry, runs
 from core.catalog import get_spec
 from core.charts import finetune as charts
-from core.finetune import arms, export, jobs
+from core.finetune import arms, export, training
 from core.finetune import data as labelled_data
 from core.finetune import features as feats
 from core.finetune.verdict import verdict
@@ -428,7 +428,7 @@ if data is not None and split is not None:
     if st.button("Run the chosen arms", type="primary", key="ft_run", disabled=running or not chosen,
                  help="Wait for the running job to finish, or stop it." if running else None):
         with friendly_errors("Starting the training"):
-            job = jobs.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen,
+            job = training.start_training(data, *split, chosen, session_id(), label_curve and "transfer" in chosen,
                                       prompt_curve=label_curve and "prompt" in chosen)
             st.session_state["ft_job"], st.session_state["ft_job_source"] = job, data.source
             st.session_state["ft_job_fingerprint"] = data.fingerprint

@@ -98,5 +98,19 @@ def llamacpp_repack(cpu: CpuInfo) -> tuple[bool, str]:
     return True, ""
 
 
+@functools.cache
+def machine_key(package: str) -> str:
+    """What identifies this machine for a cached verdict about ``package`` (an engine, torch): the CPU model, its
+    vector flags and the package's version (fixed for the process's life, so looked up once)."""
+    import importlib.metadata
+
+    cpu = this_cpu()
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return f"{cpu.model} | {cpu.kind} | {' '.join(sorted(cpu.flags & {'amx_tile', 'avx512_bf16', 'avx512f', 'avx2'}))} | {package} {version}"
+
+
 if __name__ == "__main__":
     print(f"CPU: {this_cpu().describe()}")

@@ -160,9 +160,9 @@ def device_note(cpu: CpuInfo | None = None) -> str:
 def machine_key(cpu: CpuInfo | None = None) -> str:
     """What identifies this machine for a decision: as in engine health (CPU model, class, flags, torch version)."""
     if cpu is None:
-        from core.engines.runner import machine_key as engine_machine_key
+        from core.cpu import machine_key as cpu_machine_key
 
-        return engine_machine_key("torch")
+        return cpu_machine_key("torch")
     import torch
 
     flags = " ".join(sorted(cpu.flags & {"amx_tile", "amx_bf16", "avx512_bf16", "avx512f", "avx2"}))
@@ -172,7 +172,7 @@ def machine_key(cpu: CpuInfo | None = None) -> str:
 def weights_identity(location: str | None, module: Any) -> str:
     """What identifies the weights: the files at ``location`` (path, sizes, times), else a digest of the tensors
     (models built in memory, e.g. the tests' tiny ones)."""
-    from core.engines.onnx import fingerprint, weights_digest
+    from core.prepare import fingerprint, weights_digest
 
     if location and Path(location).exists():
         return fingerprint(location)

@@ -126,7 +126,7 @@ def classifier_probe(tokenizer, max_length: int) -> Probe:
 # --- BLIP captioning ------------------------------------------------------------------------------------
 def captioner_probe(processor, max_new_tokens: int = 20) -> Probe:
     """BLIP: a greedy caption of the shipped photo."""
-    from core.speech import word_error_rate
+    from core.wer import word_error_rate
 
     inputs = processor(images=[probe_image()], return_tensors="pt")
 
@@ -178,7 +178,7 @@ def whisper_probe(seconds: float = 30.0) -> Probe:
     import whisper
 
     from core.audio import decode
-    from core.speech import word_error_rate
+    from core.wer import word_error_rate
 
     samples = decode(PROBE_CLIP.read_bytes(), PROBE_CLIP.name).samples[: int(seconds * 16000)]
     truth = PROBE_TRANSCRIPT.read_text(encoding="utf-8")

@@ -19,11 +19,13 @@ How it works:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import shutil
 import uuid
-from core.progress import OnProgress, Progress, ignore
 from pathlib import Path
 from typing import Callable
+
+from core.progress import OnProgress, Progress, ignore
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -81,3 +83,20 @@ def prepare_once(target: Path, build: Callable[[Path], None], on_progress: OnPro
             return target
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fingerprint(location: str) -> str:
+    """What identifies weights at ``location``: the path, and the size and time of each file in it when it is a folder
+    or file here (so weights replaced in place are exported again), else the name alone (a Hub id)."""
+    path = Path(location)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    return location + "".join(f"|{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def weights_digest(model) -> str:
+    """A short hash of a torch model's tensors: what identifies weights that exist only in memory (tests' tiny models)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -18,6 +18,7 @@ from core import registry
 from core.catalog import ModelSpec, get_spec
 from core.config import get_settings
 from core.errors import InputError
+from core.prepare import weights_digest
 from core.progress import OnProgress, ignore
 from core.registry import Resolution
 
@@ -217,7 +218,7 @@ def _load_encoder(key: str, on_progress: OnProgress):
     encoder = base.model
     location = base.resolution.location
     if base.resolution.source == "test":  # built in this process: only its weights identify it
-        location = f"in memory:{onnx.weights_digest(encoder.model)}"
+        location = f"in memory:{weights_digest(encoder.model)}"
     folder = onnx.export_folder(get_settings().converted_dir, key, location)
     runner, note = onnx.load(encoder.tokenizer, encoder.model, encoder.max_length, folder, threads(), on_progress)
     return runner if runner is not None else FallBack(encoder, note)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.prepare import prepare_once
+from core.prepare import fingerprint, prepare_once
 from core.progress import OnProgress, Progress, ignore
 
 log = logging.getLogger("ubt.engines")
@@ -55,23 +55,6 @@ class OnnxEncoder:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
         return self.session.run(None, feed)[0]
-
-
-def fingerprint(location: str) -> str:
-    """What identifies weights at ``location``: the path, and the size and time of each file in it when it is a folder
-    or file here (so weights replaced in place are exported again), else the name alone (a Hub id)."""
-    path = Path(location)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
-    return location + "".join(f"|{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-
-
-def weights_digest(model) -> str:
-    """A short hash of a torch model's tensors: what identifies weights that exist only in memory (tests' tiny models)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def export_folder(root: Path, key: str, location: str) -> Path:

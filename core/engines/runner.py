@@ -13,7 +13,6 @@ per machine (CPU model, flags and the engine's version) in the data folder.
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import json
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from core.config import get_settings
-from core.cpu import this_cpu
+from core.cpu import machine_key as cpu_machine_key
 from core.errors import EngineStopped
 from core.measure import PeakMB, PeakTracker
 
@@ -58,16 +57,9 @@ def _how(returncode: int | None) -> str:
 
 
 # --- which engines fail on this machine --------------------------------------------------------------
-@functools.cache
 def machine_key(engine: str) -> str:
-    """What identifies this machine for ``engine``: the CPU model, its vector flags and the engine's version
-    (fixed for the process's life, so looked up once: the engine picker asks on every page run)."""
-    cpu = this_cpu()
-    try:
-        version = importlib.metadata.version(PACKAGES.get(engine, engine))
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    return f"{cpu.model} | {cpu.kind} | {' '.join(sorted(cpu.flags & {'amx_tile', 'avx512_bf16', 'avx512f', 'avx2'}))} | {engine} {version}"
+    """What identifies this machine for ``engine``'s health (:func:`core.cpu.machine_key` of its package)."""
+    return cpu_machine_key(PACKAGES.get(engine, engine))
 
 
 def _health_path() -> Path:

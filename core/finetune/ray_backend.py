@@ -47,7 +47,7 @@ STOP_POLL_S = 0.25  # how often a task asks whether Stop was pressed
 CONNECT_TIMEOUT_S = 3.0
 PROBE_S = 1.0  # how often a job checks that the head still answers
 DRIVER_ENV = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(10**8)}  # never end this process for a lost cluster
-REMOTE = ("zero-shot", "transfer", "fine-tune", "scratch", jobs.LABEL_CURVE)  # api and prompt stay on this server
+REMOTE = ("zero-shot", "transfer", "fine-tune", "scratch", arms.LABEL_CURVE)  # api and prompt stay on this server
 TORCH_TRAINING = ("fine-tune", "scratch")  # arms that can train on a GPU (scratch on images only)
 SERVER_ONLY = {"UBT_RAY_ADDRESS", "UBT_RAY_CPUS", "UBT_RUNS_URL", "UBT_RUNS_DB", "UBT_THREADS", "UBT_PRELOAD"}
 INSTALL = "pip install -r requirements-ray.txt"
@@ -229,7 +229,7 @@ def _label_curve(data, train_idx, test_idx, settings, on_progress, should_stop):
 
 def runner_for(step: str) -> Callable:
     """The function that runs ``step`` (an arm's name, or ``label-efficiency``) with the arms' signature."""
-    return _label_curve if step == jobs.LABEL_CURVE else arms.RUNNERS[step]
+    return _label_curve if step == arms.LABEL_CURVE else arms.RUNNERS[step]
 
 
 def run_in_worker(step: str, runner: Callable | None, data, train_idx: list[int], test_idx: list[int], settings,
@@ -452,13 +452,13 @@ def plan(address: str, data, train_idx, test_idx, chosen: dict[str, Any], label_
     train, test = [int(i) for i in train_idx], [int(i) for i in test_idx]
     wanted = {arm: chosen[arm] for arm in arms.ARMS if arm in chosen}
     if label_curve:
-        wanted[jobs.LABEL_CURVE] = jobs.label_curve_settings(chosen)
+        wanted[arms.LABEL_CURVE] = arms.label_curve_settings(chosen)
     steps = []
     for name, settings in wanted.items():
         if name not in REMOTE:
             continue  # stays on this server (the job keeps its in-process step)
         gpus = 1.0 if cluster.gpus >= 1 and name in TORCH_TRAINING and (name != "scratch" or data.kind == "image") else 0.0
-        title = jobs.LABEL_CURVE_TITLE if name == jobs.LABEL_CURVE else arms.TITLES[name]
+        title = arms.LABEL_CURVE_TITLE if name == arms.LABEL_CURVE else arms.TITLES[name]
         run = RemoteRun(cluster, name, data_ref, train, test, settings, channel, gpus)
         steps.append(jobs.Step(name, title, name in arms.HEAVY, run, remote=True))
     return RayPlan(steps, cluster, data_ref, channel)

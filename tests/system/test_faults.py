@@ -215,7 +215,7 @@ def test_training_that_raises_half_way_releases_the_slot(fresh_cache, run_store,
     record_property("fault", "training job raising half-way (optimiser step 3 of a real fine-tune)")
     import torch
 
-    from core.finetune import arms, data, features, jobs
+    from core.finetune import arms, data, features, jobs, training
 
     registry.install("minilm-l6", tiny.bert_encoder())
     features.FEATURES.clear()
@@ -231,7 +231,7 @@ def test_training_that_raises_half_way_releases_the_slot(fresh_cache, run_store,
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", failing_step)
-    crashed = jobs.start_training(labelled, train, test, {"fine-tune": settings}, session_id="crashed")
+    crashed = training.start_training(labelled, train, test, {"fine-tune": settings}, session_id="crashed")
     assert crashed.join(300)
     state = crashed.snapshot()[0]
     assert state.status == "error" and "simulated out-of-memory" in state.error
@@ -239,7 +239,7 @@ def test_training_that_raises_half_way_releases_the_slot(fresh_cache, run_store,
     assert not jobs.SLOT.busy()
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
 
-    again = jobs.start_training(labelled, train, test, {"fine-tune": settings}, session_id="again")
+    again = training.start_training(labelled, train, test, {"fine-tune": settings}, session_id="again")
     assert again.join(300)
     assert again.snapshot()[0].status == "done" and not jobs.SLOT.busy()
     stored = runs.fetch_runs()

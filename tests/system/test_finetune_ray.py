@@ -13,7 +13,7 @@ import pytest
 
 from core import runs
 from core.config import get_settings
-from core.finetune import arms, data, jobs
+from core.finetune import arms, data, jobs, training
 from core.finetune import features as feats
 from core.progress import Progress
 from tests.support import ray_head
@@ -80,7 +80,7 @@ def test_without_a_ray_address_jobs_run_in_this_process_as_before():
     labelled = data.example_sentiment()
     train, test = data.split(labelled)
     assert get_settings().ray_address == ""
-    job = jobs.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-none")
+    job = training.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-none")
     assert job.join(WAIT_S)
     assert job.backend == "this server" and job.notes == []
     assert not any(step.remote for step in job.steps)
@@ -91,7 +91,7 @@ def test_an_unreachable_cluster_is_one_note_and_the_job_runs_in_this_process():
     labelled = data.example_sentiment()
     train, test = data.split(labelled)
     address = f"127.0.0.1:{_closed_port()}"
-    job = jobs.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-down",
+    job = training.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-down",
                               ray_address=address)
     assert job.join(WAIT_S)
     assert job.backend == "this server"
@@ -146,10 +146,10 @@ def _run_scratch_on_the_page(at):
 # --- a real cluster -------------------------------------------------------------------------------------------
 def test_arms_run_as_ray_tasks_with_progress_and_score_as_in_this_process(head, sentiment):
     labelled, train, test = sentiment
-    here = jobs.start_training(labelled, train, test, FOUR_ARMS, session_id="ray-here", label_curve=True,
+    here = training.start_training(labelled, train, test, FOUR_ARMS, session_id="ray-here", label_curve=True,
                                ray_address="")
     assert here.join(WAIT_S)
-    there = jobs.start_training(labelled, train, test, FOUR_ARMS, session_id="ray-there", label_curve=True,
+    there = training.start_training(labelled, train, test, FOUR_ARMS, session_id="ray-there", label_curve=True,
                                 ray_address=head.address)
     assert there.join(WAIT_S)
     assert there.backend == f"Ray cluster at {head.address}" and there.notes == []
@@ -173,7 +173,7 @@ def test_arms_run_as_ray_tasks_with_progress_and_score_as_in_this_process(head, 
 def test_stop_ends_a_ray_training_task_which_is_scored_as_it_was(head, sentiment):
     labelled, train, test = sentiment
     settings = arms.FineTuneSettings(top_layers=1, epochs=50, batch_size=8, time_budget_s=3600.0)
-    job = jobs.start_training(labelled, train, test, {"fine-tune": settings}, session_id="ray-stop",
+    job = training.start_training(labelled, train, test, {"fine-tune": settings}, session_id="ray-stop",
                               ray_address=head.address)
     _until(lambda: len(job.snapshot()[0].curve) >= 3, "a few training steps on the cluster")
     job.stop()
@@ -234,7 +234,7 @@ def test_a_killed_worker_fails_its_arm_in_one_line_and_the_other_arms_finish(hea
     labelled, train, test = sentiment
     chosen = {"zero-shot": arms.ZeroShotSettings(), "scratch": arms.ScratchSettings(),
               "fine-tune": arms.FineTuneSettings(top_layers=1, epochs=50, batch_size=8, time_budget_s=3600.0)}
-    job = jobs.start_training(labelled, train, test, chosen, session_id="ray-kill", ray_address=head.address)
+    job = training.start_training(labelled, train, test, chosen, session_id="ray-kill", ray_address=head.address)
     run = next(step.run for step in job.steps if step.name == "fine-tune")
     _until(lambda: len(job.snapshot()[1].curve) >= 2 and run.pid is not None, "the fine-tune task to train")
     os.kill(run.pid, signal.SIGKILL)
@@ -270,7 +270,7 @@ def test_a_ray_client_address_runs_the_arms_too(head):
     labelled = data.example_sentiment()
     train, test = data.split(labelled)
     try:
-        job = jobs.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-client",
+        job = training.start_training(labelled, train, test, {"scratch": arms.ScratchSettings()}, session_id="ray-client",
                                   ray_address=head.client_address)
         assert job.join(WAIT_S)
     finally:
@@ -291,14 +291,14 @@ def test_a_cluster_that_goes_away_fails_its_arm_in_one_line_and_the_next_job_tra
     train, test = data.split(digits)
     endless = {"scratch": arms.ScratchSettings(epochs=5000, patience=None, time_budget_s=3600.0)}
     try:
-        job = jobs.start_training(digits, train, test, endless, session_id="ray-gone", ray_address=other.client_address)
+        job = training.start_training(digits, train, test, endless, session_id="ray-gone", ray_address=other.client_address)
         _until(lambda: len(job.snapshot()[0].curve) >= 3, "the CNN to train on the cluster")
         other.close()
         assert job.join(WAIT_S)
         state = job.snapshot()[0]
         assert state.status == "error" and "\n" not in state.error
         assert other.client_address in state.error and state.message == "Could not run"
-        again = jobs.start_training(digits, train, test, {"scratch": arms.ScratchSettings(epochs=2)},
+        again = training.start_training(digits, train, test, {"scratch": arms.ScratchSettings(epochs=2)},
                                     session_id="ray-gone", ray_address=other.client_address)
         assert again.join(WAIT_S)
         assert again.backend == "this server" and len(again.notes) == 1 and other.client_address in again.notes[0]

@@ -6,7 +6,7 @@ import pytest
 
 from core import registry, runs
 from core.errors import InputError
-from core.finetune import arms, data, jobs
+from core.finetune import arms, data, jobs, training
 from core.finetune import features as feats
 from core.progress import Progress
 from tests.support import tiny
@@ -127,7 +127,7 @@ def test_training_job_runs_arms_records_them_and_draws_the_curve(sentiment):
     labelled, train, test = sentiment
     chosen = {"transfer": arms.TransferSettings(), "zero-shot": arms.ZeroShotSettings(),
               "scratch": arms.ScratchSettings()}
-    job = jobs.start_training(labelled, train, test, chosen, session_id="jobs-test", label_curve=True)
+    job = training.start_training(labelled, train, test, chosen, session_id="jobs-test", label_curve=True)
     assert job.join(WAIT_S * 4)
     assert [s.name for s in job.snapshot()] == ["zero-shot", "transfer", "scratch", "label-efficiency"]
     assert [s.heavy for s in job.snapshot()] == [False, False, True, False]
@@ -143,7 +143,7 @@ def test_stopping_a_fine_tune_job_scores_the_model_as_it_was(sentiment):
     labelled, train, test = sentiment
     slot = jobs.TrainingSlot()
     settings = arms.FineTuneSettings(top_layers=1, epochs=50, batch_size=8)
-    job = jobs.start_training(labelled, train, test, {"fine-tune": settings}, session_id="jobs-stop", slot=slot)
+    job = training.start_training(labelled, train, test, {"fine-tune": settings}, session_id="jobs-stop", slot=slot)
     _until(lambda: len(job.snapshot()[0].curve) >= 3, "a few training steps")
     job.stop()
     assert job.join(WAIT_S * 4)

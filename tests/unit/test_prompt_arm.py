@@ -250,13 +250,13 @@ def test_the_results_table_shows_prompt_tokens_per_item():
 def test_the_job_runs_the_arm_then_its_curve_and_records_it_as_its_own_approach(three, tiny_llama, tmp_path,
                                                                                   monkeypatch):
     from core import runs
-    from core.finetune import jobs
+    from core.finetune import jobs, training
 
     monkeypatch.setenv(runs.RUNS_DB_ENV, str(tmp_path / "runs.sqlite"))
     data, train, test = three
-    steps = jobs.training_steps(data, train, test, {"prompt": arms.PromptSettings(per_class=1)}, prompt_curve=True)
+    steps = training.training_steps(data, train, test, {"prompt": arms.PromptSettings(per_class=1)}, prompt_curve=True)
     assert [(s.name, s.heavy) for s in steps] == [("prompt", True), ("prompt-curve", True)]
-    job = jobs.start_training(data, train, test, {"prompt": arms.PromptSettings(per_class=1)}, "s1", prompt_curve=True,
+    job = training.start_training(data, train, test, {"prompt": arms.PromptSettings(per_class=1)}, "s1", prompt_curve=True,
                               slot=jobs.TrainingSlot())
     assert job.join(120)
     results = job.results()

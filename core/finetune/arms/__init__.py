@@ -24,7 +24,8 @@ from core.finetune.arms.availability import no_encoder_note
 from core.finetune.arms.base import (APPROACHES, ARMS, DEFAULT_TEMPLATE, ENCODER_ARMS, HEAVY, NAMES, SCRATCH_MODELS,
                                      SETTINGS, SHORT_TITLES, STOPPED_BY, TASKS, TITLES, ArmResult, FineTuneSettings,
                                      ScratchSettings, TransferSettings, ZeroShotSettings, score, short_title)
-from core.finetune.arms.efficiency import DRAWS, PROMPT_STEPS, examples_per_class_steps, label_efficiency, prompt_curve
+from core.finetune.arms.efficiency import (DRAWS, LABEL_CURVE, LABEL_CURVE_TITLE, PROMPT_STEPS, examples_per_class_steps,
+                                          label_curve_settings, label_efficiency, prompt_curve)
 from core.finetune.arms.fine_tune import run_fine_tune
 from core.finetune.arms.from_scratch import images_to_array, run_from_scratch, small_cnn
 from core.finetune.arms.loop import (MIN_PATIENCE_STEPS, MIN_VALIDATION_ITEMS, adamw, training_device, training_threads,
@@ -36,11 +37,12 @@ from core.finetune.arms.transfer import fit_head, run_transfer
 from core.finetune.arms.zero_shot import label_prompts, run_zero_shot, zero_shot_predict
 
 __all__ = [
-    "APPROACHES", "ARMS", "DEFAULT_TEMPLATE", "DRAWS", "ENCODER_ARMS", "HEAVY", "MIN_PATIENCE_STEPS",
+    "APPROACHES", "ARMS", "DEFAULT_TEMPLATE", "DRAWS", "ENCODER_ARMS", "HEAVY", "LABEL_CURVE", "LABEL_CURVE_TITLE",
+    "MIN_PATIENCE_STEPS",
     "MIN_VALIDATION_ITEMS", "NAMES", "PROMPT_MODEL", "PROMPT_STEPS", "RUNNERS", "SCRATCH_MODELS", "SETTINGS",
     "SHORT_TITLES", "STOPPED_BY", "TASKS", "TITLES", "ApiSettings", "ArmResult", "FineTuneSettings", "PromptSettings",
     "ScratchSettings", "TransferSettings", "ZeroShotSettings", "adamw", "examples_per_class_steps", "fit_head",
-    "images_to_array", "label_efficiency", "label_prompts", "no_encoder_note", "pick_examples", "prompt_curve",
+    "images_to_array", "label_curve_settings", "label_efficiency", "label_prompts", "no_encoder_note", "pick_examples", "prompt_curve",
     "results_table", "run_api", "run_arm", "run_fine_tune", "run_from_scratch", "run_prompt", "run_transfer",
     "run_zero_shot", "score", "short_title", "small_cnn", "stopped_by_text", "training_device", "training_threads",
     "validation_slice", "zero_shot_predict",

@@ -19,6 +19,13 @@ from core.progress import OnProgress, Progress, ShouldStop, ignore, never
 
 DRAWS = 5  # random draws of the examples per point of the label-efficiency curve
 PROMPT_STEPS = (0, 1, 2, 4, 8)  # examples per class in the prompt arm's curve
+LABEL_CURVE = "label-efficiency"  # the label-efficiency curve's step name in a training job
+LABEL_CURVE_TITLE = f"Label efficiency (head refitted per size, {DRAWS} draws each)"
+
+
+def label_curve_settings(chosen: dict) -> tuple[TransferSettings, ZeroShotSettings]:
+    """The (transfer, zero-shot) settings the label-efficiency curve uses: the chosen ones, else the defaults."""
+    return chosen.get("transfer", TransferSettings()), chosen.get("zero-shot", ZeroShotSettings())
 
 
 def examples_per_class_steps(train_labels: Sequence[str]) -> list[int]:
