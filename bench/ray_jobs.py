@@ -1,7 +1,7 @@
 """Fine-tune jobs on a local Ray cluster against the same job in this process.
 
 The job: the four training-page arms (use as is, transfer learning, fine-tune one epoch of MiniLM's top 2 layers,
-from scratch) on the shipped sentiment table, as the Fine-tune page runs it (core.finetune.jobs.start_training).
+from scratch) on the shipped sentiment table, as the Fine-tune page runs it (core.finetune.training.start_training).
 A Ray head with 2 CPUs is started on 127.0.0.1 (tests/support/ray_head.py), and every arm asks it for one CPU.
 
 - overhead: each arm as a Ray job of its own, one after the other (one worker at a time, the same work as in
@@ -57,11 +57,11 @@ def _fresh_data():
 
 def _job_s(chosen: dict, address: str) -> float:
     """Wall seconds of one job from start to its last result; raises when an arm did not finish."""
-    from core.finetune import jobs
+    from core.finetune import training
 
     labelled, train, test = _fresh_data()
     start = time.perf_counter()
-    job = jobs.start_training(labelled, train, test, chosen, session_id="bench-ray", ray_address=address)
+    job = training.start_training(labelled, train, test, chosen, session_id="bench-ray", ray_address=address)
     job.join()
     seconds = time.perf_counter() - start
     failed = {s.name: s.error or s.message for s in job.snapshot() if s.status != "done"}

@@ -1,5 +1,5 @@
-"""Scoring and export of transcripts: word error rate (:mod:`core.wer`), SubRip subtitles, the figures a run records; the bundled
-sample clip with its known transcript, and Whisper's language names."""
+"""Scoring and export of transcripts: word error rate (:mod:`core.wer`), SubRip subtitles, the figures a run
+records; the bundled sample clip with its known transcript, and Whisper's language names."""
 from __future__ import annotations
 
 from functools import lru_cache

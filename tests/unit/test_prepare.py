@@ -1,7 +1,9 @@
 """core.prepare: one build per target across threads and processes, waiting reported, nothing left over."""
 import multiprocessing
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,9 @@ def _leftovers(parent: Path, target: Path) -> set[str]:
     return {p.name for p in parent.iterdir()} - {target.name, lock_path(target).name}
 
 
-def test_two_processes_at_once_build_once_and_both_succeed(tmp_path):
+def test_two_processes_at_once_build_once_and_both_succeed(tmp_path, monkeypatch):
+    # A spawned child runs the parent's __main__ again; inside pytest that may be a page an AppTest ran last.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     cache, scratch = tmp_path / "converted", tmp_path / "scratch"
     scratch.mkdir()
     target = cache / "model"
