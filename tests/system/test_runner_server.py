@@ -27,16 +27,25 @@ def server(tmp_path_factory):
         yield running
 
 
-def runner_of(server_pid: int, timeout_s: float = 120.0) -> psutil.Process:
-    """The server's llama.cpp runner process, once it is there and busy."""
+def runner_cpu(server_pid: int) -> tuple[psutil.Process | None, float]:
+    """The server's llama.cpp runner process and the CPU seconds it has used (None, 0 while none runs)."""
+    for child in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "core.engines.runner" in " ".join(child.cmdline()):
+                return child, child.cpu_times().user
+        except psutil.Error:
+            continue
+    return None, 0.0
+
+
+def runner_of(server_pid: int, used_before: float, timeout_s: float = 120.0) -> psutil.Process:
+    """The server's llama.cpp runner process, once it has used 0.5 s of CPU more than ``used_before``: decoding,
+    since it was loaded and warmed up before."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for child in psutil.Process(server_pid).children(recursive=True):
-            try:
-                if "core.engines.runner" in " ".join(child.cmdline()) and child.cpu_times().user > 0.5:
-                    return child
-            except psutil.Error:
-                continue
+        runner, used = runner_cpu(server_pid)
+        if runner is not None and used > used_before + 0.5:
+            return runner
         time.sleep(0.05)
     raise TimeoutError("no busy llama.cpp runner under the server")
 
@@ -45,13 +54,15 @@ def runner_of(server_pid: int, timeout_s: float = 120.0) -> psutil.Process:
 def test_a_runner_killed_during_a_generate_costs_one_line_and_nothing_else(server, sig):
     with Session(server.url, "text", timeout_s=300) as generating, Session(server.url, "text", timeout_s=300) as other:
         generating.run(), other.run()  # learn the widgets' ids
-        generating.run(LONG)
         other.run({"sentiment_text": "I love this movie."}, click="sentiment_run")  # loads the sentiment model first
+        warm = generating.run({"generation_max_new_tokens": [4]}, click="generation_run")  # the runner is up and warm
+        assert warm.ok and not warm.alerts("ERROR"), warm.alerts("ERROR")
+        _, used = runner_cpu(server.pid)
+        generating.run(LONG)
         done = {}
         worker = threading.Thread(target=lambda: done.update(run=generating.run(click="generation_run")))
         worker.start()
-        victim = runner_of(server.pid)
-        time.sleep(0.3)  # into the stream: warm-up and prefill are over once the runner has used 0.5 s of CPU
+        victim = runner_of(server.pid, used)  # 0.5 s of CPU into this Generate: the stream is under way
         os.kill(victim.pid, sig)
         worker.join(300)
         crashed = done["run"]
