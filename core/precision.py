@@ -157,6 +157,18 @@ def device_note(cpu: CpuInfo | None = None) -> str:
     return f"bf16 where a probe at first use keeps it ({why})" if native else why
 
 
+def _settled_without_probe(device: str, cpu: CpuInfo | None, off_cpu: str) -> Decision | None:
+    """The decision when nothing needs measuring: the override, a device other than the CPU (``off_cpu`` says why
+    float32), a CPU without bf16 units; None when a probe must decide."""
+    forced = override()
+    if forced is not None:
+        return Decision(BF16 if forced else FP32, f"UBT_BF16={int(forced)}")
+    if device != "cpu":
+        return Decision(FP32, off_cpu)
+    native, why = native_bf16(cpu or this_cpu())
+    return None if native else Decision(FP32, why)
+
+
 def machine_key(cpu: CpuInfo | None = None) -> str:
     """What identifies this machine for a decision: as in engine health (CPU model, class, flags, torch version)."""
     if cpu is None:
@@ -256,14 +268,9 @@ def decide(key: str, module: Any, probe: "Probe | Callable[[], Probe]", location
     Returns:
         The Decision; a probe that fails keeps float32, with the reason.
     """
-    forced = override()
-    if forced is not None:
-        return Decision(BF16 if forced else FP32, f"UBT_BF16={int(forced)}")
-    if device != "cpu":
-        return Decision(FP32, "bf16 is decided for CPUs only; the device choice applies on a GPU")
-    native, why = native_bf16(cpu or this_cpu())
-    if not native:
-        return Decision(FP32, why)
+    settled = _settled_without_probe(device, cpu, "bf16 is decided for CPUs only; the device choice applies on a GPU")
+    if settled is not None:
+        return settled
     from core.prepare import prepare_once
 
     try:
@@ -385,14 +392,9 @@ def decide_training(probe: TrainingProbe, cpu: CpuInfo | None = None, device: st
     Returns:
         The Decision (``format`` bf16 means: train under ``torch.autocast("cpu", dtype=torch.bfloat16)``).
     """
-    forced = override()
-    if forced is not None:
-        return Decision(BF16 if forced else FP32, f"UBT_BF16={int(forced)}")
-    if device != "cpu":
-        return Decision(FP32, "bf16 autocast is decided for CPUs only")
-    native, why = native_bf16(cpu or this_cpu())
-    if not native:
-        return Decision(FP32, why)
+    settled = _settled_without_probe(device, cpu, "bf16 autocast is decided for CPUs only")
+    if settled is not None:
+        return settled
     from core.prepare import prepare_once
 
     try:

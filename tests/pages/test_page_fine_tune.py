@@ -9,21 +9,15 @@ from core import registry, runs
 from core.errors import ModelUnavailable
 from core.finetune import features as feats
 from tests.support import tiny
-from tests.support.apptest import JOB_WAIT_S, app_at, problems, run_and_wait, table_with
+from tests.support.apptest import JOB_WAIT_S, fine_tune_page, problems, run_and_wait, table_with
 
 
 
 @pytest.fixture
 def page(fresh_cache):
     registry.install("minilm-l6", tiny.bert_encoder())
-    feats.FEATURES.clear()
-    at = app_at("app_pages/fine_tune.py", 90)
-    yield at.run()
-    job = at.session_state["ft_job"] if "ft_job" in at.session_state else None
-    if job is not None:
-        job.stop()
-        job.join(JOB_WAIT_S)
-    feats.FEATURES.clear()
+    with fine_tune_page() as at:
+        yield at
 
 
 def _only(at, *arms: str) -> None:

@@ -6,23 +6,16 @@ import pytest
 
 from core import registry, runs
 from core.finetune import arms
-from core.finetune import features as feats
 from tests.support import tiny
-from tests.support.apptest import JOB_WAIT_S, app_at, problems, run_and_wait, table_with
+from tests.support.apptest import app_at, fine_tune_page, problems, run_and_wait, table_with
 
 
 @pytest.fixture
 def page(fresh_cache):
     registry.install("minilm-l6", tiny.bert_encoder())
     registry.install(arms.PROMPT_MODEL, tiny.llama_lm(context=2048))
-    feats.FEATURES.clear()
-    at = app_at("app_pages/fine_tune.py", 90)
-    yield at.run()
-    job = at.session_state["ft_job"] if "ft_job" in at.session_state else None
-    if job is not None:
-        job.stop()
-        job.join(JOB_WAIT_S)
-    feats.FEATURES.clear()
+    with fine_tune_page() as at:
+        yield at
 
 
 def test_prompt_arm_is_opt_in_and_runs_beside_transfer_with_its_k_curve_verdict_and_record(page):

@@ -1,5 +1,6 @@
 """Pages through Streamlit's AppTest: open one the way a browser does (app.py runs first, so st.navigation registers
 the pages), and read Summary's tables back."""
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -51,3 +52,21 @@ def run_and_wait(at) -> None:
     job = at.session_state["ft_job"]
     assert job.join(JOB_WAIT_S), "the training job did not end"
     at.run()
+
+
+@contextmanager
+def fine_tune_page():
+    """The Fine-tune page, run once (install its models first), with an empty feature cache; a job it started is
+    stopped on the way out."""
+    from core.finetune import features
+
+    features.FEATURES.clear()
+    at = app_at("app_pages/fine_tune.py", 90)
+    try:
+        yield at.run()
+    finally:
+        job = at.session_state["ft_job"] if "ft_job" in at.session_state else None
+        if job is not None:
+            job.stop()
+            job.join(JOB_WAIT_S)
+        features.FEATURES.clear()
