@@ -291,16 +291,17 @@ def _results(job) -> None:
     st.success(verdict(results), icon=":material/balance:")
     st.dataframe(
         arms.results_table(results), hide_index=True, width="stretch",
-        column_config={
-            "accuracy": st.column_config.NumberColumn(format="percent"),
-            "macro-F1": st.column_config.NumberColumn(format="%.3f"),
-            "training (s)": st.column_config.NumberColumn(format="%.2f"),
-            "latency / example (ms)": st.column_config.NumberColumn(format="%.2f"),
-            "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
-            "trainable params": st.column_config.NumberColumn(format="localized"),
+        column_config={  # the arm stays in view while the other 13 columns scroll under it
+            "arm": st.column_config.TextColumn(pinned=True),
+            "accuracy": st.column_config.NumberColumn(format="percent", width="small"),
+            "macro-F1": st.column_config.NumberColumn(format="%.3f", width="small"),
+            "training (s)": st.column_config.NumberColumn(format="%.2f", width="small"),
+            "latency / example (ms)": st.column_config.NumberColumn(format="%.2f", width="small"),
+            "peak memory (MB)": st.column_config.NumberColumn(format="%.0f", width="small"),
+            "trainable params": st.column_config.NumberColumn(format="localized", width="small"),
             "$ per 1,000 items": st.column_config.NumberColumn(
-                format="$%.4f", help="An API's charge for 1,000 more items; for local arms, their inference time "
-                "priced by a small CPU host (see Summary)."),
+                format="$%.4f", width="small", help="An API's charge for 1,000 more items; for local arms, their "
+                "inference time priced by a small CPU host (see Summary)."),
         },
     )
     for tab, result in zip(st.tabs([arms.TITLES[arm] for arm in results]), results.values()):
