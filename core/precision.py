@@ -19,6 +19,7 @@ How a model's format is decided, at its first load on a machine (:func:`decide`)
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -298,8 +299,6 @@ def apply(key: str, module: Any, probe: "Probe | Callable[[], Probe]", location:
     Returns:
         The Decision (loaders keep it on their bundle as ``precision``, so results carry it).
     """
-    import functools
-
     if not isinstance(probe, Probe):
         probe = functools.cache(probe)  # made at most once, and only when needed
     decision = decide(key, module, probe, location, device=device)
