@@ -157,8 +157,7 @@ def connect(address: str, cpus: int = 1, timeout_s: float = CONNECT_TIMEOUT_S) -
                 socket.create_connection(where, timeout=timeout_s).close()
             except OSError as err:
                 raise Unreachable(f"The Ray cluster at {address} did not answer ({one_line(err)}).") from None
-        if ray.is_initialized() or _cluster is not None:
-            ray.shutdown()  # also after a Ray Client connection that was lost (no longer "initialized")
+        _reset(ray)
         _cluster = None
         for name, value in DRIVER_ENV.items():
             os.environ.setdefault(name, value)
@@ -168,12 +167,23 @@ def connect(address: str, cpus: int = 1, timeout_s: float = CONNECT_TIMEOUT_S) -
             gpus = float(ray.cluster_resources().get("GPU", 0))
             probe = where if address.startswith("ray://") else _host_port(ray.get_runtime_context().gcs_address)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a cluster it cannot use
-            if ray.is_initialized():
-                ray.shutdown()
+            log.warning("ray.init(%r) failed", address, exc_info=True)  # the page shows one line; the log has the trace
+            _reset(ray)
             raise Unreachable(f"Could not connect to the Ray cluster at {address}: {one_line(err)}") from None
         _cluster = Cluster(address, cpus, gpus, probe)
         log.info("connected to %s (%g GPU)", _cluster.describe(), gpus)
         return _cluster
+
+
+def _reset(ray) -> None:
+    """End whatever connection this process has, or half has, to a cluster, so that ``ray.init`` starts clean.
+
+    Always, not only when ``ray.is_initialized()``: a Ray Client connection that was lost is no longer "initialized",
+    and a ``ray.init("ray://...")`` that failed leaves Ray's client mode switched on with no client connected
+    (Ray 2.60), after which a ``ray.init`` to a head's GCS address fails with a bare AssertionError
+    (``_internal_kv_initialized``; ray-project/ray#47167). ``ray.shutdown()`` switches client mode off.
+    """
+    ray.shutdown()
 
 
 def disconnect() -> None:
@@ -185,8 +195,7 @@ def disconnect() -> None:
             import ray
         except ImportError:
             return
-        if ray.is_initialized():
-            ray.shutdown()
+        _reset(ray)
 
 
 @functools.cache

@@ -281,6 +281,25 @@ def test_a_ray_client_address_runs_the_arms_too(head):
     assert state.result.device == "ray node 127.0.0.1 · cpu · scikit-learn"
 
 
+def test_a_ray_client_connection_that_fails_to_start_leaves_the_next_connection_working(head, monkeypatch):
+    """A failed ``ray.init("ray://...")`` leaves Ray's client mode on (Ray 2.60); the next connect must switch it off.
+
+    Seen in CI: the Ray Client server of a cluster that had just gone away still accepted the connection, its
+    init failed, and connecting back to a head's GCS address then failed with a bare AssertionError."""
+    from ray._private import client_mode_hook
+
+    from core.finetune import ray_backend
+
+    settings = ray_backend.runtime_env
+    monkeypatch.setattr(ray_backend, "runtime_env", lambda cpus: settings(cpus) | {"py_modules": ["/no/such/module"]})
+    with pytest.raises(ray_backend.Unreachable, match=head.client_address.replace(".", r"\.")):
+        ray_backend.connect(head.client_address, cpus=1)
+    assert not client_mode_hook.is_client_mode_enabled
+    monkeypatch.setattr(ray_backend, "runtime_env", settings)
+    cluster = ray_backend.connect(head.address, cpus=1)
+    assert cluster.address == head.address and cluster.alive()
+
+
 def test_a_cluster_that_goes_away_fails_its_arm_in_one_line_and_the_next_job_trains_here(head, monkeypatch):
     """Through Ray Client (this process is then no Ray driver, which Ray would end with its cluster)."""
     from core.finetune import ray_backend
