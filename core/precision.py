@@ -36,7 +36,12 @@ log = logging.getLogger("ubt.precision")
 FP32, BF16, INT8 = "fp32", "bf16", "int8"
 FORMATS = (FP32, BF16, INT8)
 MIN_SPEEDUP = 1.3  # bf16 must be at least this much faster than float32 on the probe (fixed before measuring)
-PROBE_REPEATS = 3  # timed runs per format, after one warm-up each; the median counts
+PROBE_REPEATS = 3  # timed runs per format at least; the median counts
+# A short probe is timed longer: on an AMX Xeon, a 20 ms MiniLM probe timed 3 times after one warm-up gave anywhere
+# from 0.46x to 1.51x in one process, and CLIP's bf16 runs kept getting faster for several runs.
+WARM_UP_S = 1.0  # per format, before timing: set-up counts for neither (CLIP's first probe in a process read 1.28x, later ones 1.6x)
+MIN_TIMED_S = 0.5  # per format: a probe repeats until this much of each format is timed ...
+MAX_RUNS = 30  # ... or this many runs (of each format, for warm-up and for timing alike)
 RECORD = "decision.json"
 
 
@@ -207,10 +212,20 @@ def seconds(run: Callable[[], Any], number_format: str) -> float:
     return time.perf_counter() - start
 
 
+def _warm_up(run: Callable[[], Any]) -> None:
+    """Run ``run`` once, then again until :data:`WARM_UP_S` has passed (at most :data:`MAX_RUNS` times)."""
+    started = time.perf_counter()
+    for _ in range(MAX_RUNS):
+        run()
+        if time.perf_counter() - started >= WARM_UP_S:
+            return
+
+
 def measure(module: Any, probe: Probe, timer: Callable[[Callable[[], Any], str], float] = seconds) -> dict:
     """Run ``probe`` on ``module`` (float32) and on a bf16 copy of it: speed-up, agreement and the verdict.
 
-    The two formats take turns (one warm-up each first), so a busy machine slows both alike.
+    Each format warms up for :data:`WARM_UP_S`, then the two take turns, so a busy machine slows both alike, for
+    ``probe.repeats`` runs each and at least :data:`MIN_TIMED_S` of timed runs (at most :data:`MAX_RUNS`).
 
     Args:
         module: the float32 module.
@@ -226,9 +241,10 @@ def measure(module: Any, probe: Probe, timer: Callable[[Callable[[], Any], str],
     cast = copy.deepcopy(module)
     (probe.cast or to_bf16)(cast)
     with torch.inference_mode():
-        probe.run(module), probe.run(cast)  # warm-up: one-time set-up (kernels, caches) counts for neither
+        for model in (module, cast):
+            _warm_up(lambda: probe.run(model))
         fp32_s, bf16_s = [], []
-        for _ in range(max(1, probe.repeats)):
+        while len(fp32_s) < max(1, probe.repeats) or (sum(fp32_s) < MIN_TIMED_S and len(fp32_s) < MAX_RUNS):
             fp32_s.append(timer(lambda: probe.run(module), FP32))
             bf16_s.append(timer(lambda: probe.run(cast), BF16))
         agreement = float(probe.agreement(module, cast))

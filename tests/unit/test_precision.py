@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import cpu, precision
+from core import cpu, device, precision
 from core import precision_probes as probes
 from core.config import get_settings
 from tests.support import tiny, tiny_speech, tiny_vision
@@ -18,7 +18,9 @@ AVX2, AVX512, AVX512_BF16, AMX = (cpu.parse_cpuinfo((RECORDED / name).read_text(
 
 @pytest.fixture(autouse=True)
 def private_data(tmp_path, monkeypatch):
-    """A private data folder (the decisions' cache) and UBT_BF16 unset, for every test."""
+    """A private data folder (the decisions' cache), UBT_BF16 unset and the CPU as the device (a machine with a GPU
+    would keep its float16 device choice and decide nothing), for every test."""
+    monkeypatch.setattr(device, "_choice", device.DeviceChoice("cpu", "float32", torch.get_num_threads()))
     monkeypatch.setenv("UBT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("UBT_BF16", raising=False)
     get_settings.cache_clear()
@@ -76,6 +78,23 @@ def test_bf16_that_disagrees_stays_float32_whatever_its_speed():
     probe = precision.Probe("text-encoder", run=lambda m: None, agreement=lambda a, b: 0.98)
     decision = precision.decide("tiny", encoder.model, probe, cpu=AMX, timer=timer(1.0, 0.1))
     assert decision.format == precision.FP32 and "disagrees" in decision.why and decision.agreement == 0.98
+
+
+@pytest.mark.parametrize("run_s, timed_runs", [(0.02, 25), (1.0, precision.PROBE_REPEATS)], ids=["20 ms", "1 s"])
+def test_a_short_probe_is_timed_longer_than_its_repeats(run_s, timed_runs):
+    """A 20 ms probe timed 3 times is decided by noise (0.46x to 1.51x on one AMX Xeon): it repeats until
+    MIN_TIMED_S of each format is timed; a long probe keeps its repeats."""
+    calls = []
+
+    def time_it(run, number_format):
+        calls.append(number_format)
+        return run_s if number_format == precision.FP32 else run_s / 2
+
+    record = precision.measure(torch.nn.Linear(2, 2), precision.Probe("text-encoder", run=lambda m: None,
+                                                                      agreement=lambda a, b: 1.0), time_it)
+    assert calls.count(precision.FP32) == calls.count(precision.BF16) == timed_runs
+    assert calls[:2] == [precision.FP32, precision.BF16]  # the formats take turns
+    assert record["speedup"] == pytest.approx(2.0) and record["format"] == precision.BF16
 
 
 def test_the_decision_is_cached_per_model_and_machine_and_the_probe_runs_once(private_data):
@@ -226,6 +245,7 @@ def test_the_from_scratch_arm_says_its_number_format_and_trains_under_autocast_w
     idx = list(range(len(data.items)))
     train_idx, test_idx = idx[::2], idx[1::2]
     settings = ScratchSettings(epochs=1, time_budget_s=60.0, patience=None)
+    monkeypatch.setattr(precision, "this_cpu", lambda: AVX2)  # an AMX CPU would probe, and may keep autocast
     plain = scratch_images(data, train_idx, test_idx, settings)
     assert plain.params["number_format"] == "fp32" and "float32" in plain.device
     assert not any("Number format" in note for note in plain.notes)  # nothing changes where bf16 is not tried
