@@ -70,8 +70,6 @@ UNTRAINED = ("call an API", "use as is", "prompt with examples")  # approaches t
 KINDS = ("inference", "training")
 SKLEARN_ENGINE = "scikit-learn"  # what fits the text "from scratch" arm (TF-IDF + logistic regression): no torch
 MAX_SETTING_CHARS = 120
-BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked SQLite store
-WRITE_ATTEMPTS = 2
 
 _stores: dict[_target.Target, _Store] = {}
 _stores_lock = threading.Lock()
@@ -333,11 +331,6 @@ def _sql():
     from core.runs import sql
 
     return sql
-
-
-def _connect(store: _Store):
-    """A connection on the store, migrated on first use (tests look at it)."""
-    return _sql().connect(store)
 
 
 def _flush(store: _Store) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,8 @@ from core.runs.schema import COLUMNS, ENGINE_OF_OLDER_RUN, NUMBER_FORMAT_OF_OLDE
 
 log = logging.getLogger("core.runs")
 
+BUSY_TIMEOUT_S = 2.0  # a page waits at most about WRITE_ATTEMPTS x this on a locked SQLite store
+WRITE_ATTEMPTS = 2
 SERVER_TIMEOUT_S = 2  # connect, statement, lock and TCP timeouts of a database server (libpq's least connect timeout)
 _SQLITE_TABLE = table("runs", *(column(c) for c in COLUMNS))
 _SERVER_TABLE = table("runs", *(column(c) for c in (*COLUMNS, UID)))
@@ -39,10 +40,6 @@ _AWAY = ("connection refused", "could not connect", "connection failed", "timeou
          "network is unreachable", "ssl syscall", "canceling statement", "lock timeout", "connection reset",
          "broken pipe", "queuepool limit")
 _AUTH = ("password authentication failed", "authentication failed", "no password supplied")
-
-
-def _api():
-    return sys.modules["core.runs"]  # read at call time: tests replace _connect and BUSY_TIMEOUT_S there
 
 
 class Conn:
@@ -84,7 +81,7 @@ class Conn:
 
 def _sqlite_engine(path: Path, read_only: bool = False) -> Any:
     def connect() -> sqlite3.Connection:
-        timeout = _api().BUSY_TIMEOUT_S
+        timeout = BUSY_TIMEOUT_S
         if read_only:
             return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
                                    check_same_thread=False, isolation_level=None)
@@ -150,10 +147,9 @@ def connect(store: Store) -> Conn:
 
 def write(store: Store, rows: list[dict[str, Any]]) -> bool:
     """Insert rows in one transaction, recovering from the bad states; True when they landed."""
-    api = _api()
-    for attempt in range(api.WRITE_ATTEMPTS):
+    for attempt in range(WRITE_ATTEMPTS):
         try:
-            conn = api._connect(store)
+            conn = connect(store)
             try:
                 conn.insert(rows)
             finally:
@@ -166,7 +162,7 @@ def write(store: Store, rows: list[dict[str, Any]]) -> bool:
             log.warning("run store %s: %s (%s)", name(store), message(store, exc), problem)
             if problem == "corrupt" and move_aside(store):
                 continue
-            if attempt + 1 < api.WRITE_ATTEMPTS and (
+            if attempt + 1 < WRITE_ATTEMPTS and (
                     problem == "busy" or (problem == "away" and getattr(exc, "connection_invalidated", False))):
                 time.sleep(0.05 * 2**attempt)  # locked, or a pooled connection the server had closed: once more
                 continue
@@ -183,7 +179,7 @@ def read(store: Store, session_id: str | None, task: str | None) -> list[dict[st
                 return []
             conn = Conn(_sqlite_engine(store.path, read_only=True).connect())
         else:
-            conn = _api()._connect(store)
+            conn = connect(store)
         try:
             if store.read_only:  # a store opened read-only is never migrated: missing columns read as NULL
                 found = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -222,7 +218,7 @@ def read(store: Store, session_id: str | None, task: str | None) -> list[dict[st
 
 def server_version(store: Store) -> tuple:
     """How many runs a server holds and the largest id: changes with every write, from any replica."""
-    conn = _api()._connect(store)
+    conn = connect(store)
     try:
         count, top = conn.execute("SELECT count(*), max(id) FROM runs").fetchone()
     finally:

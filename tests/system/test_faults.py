@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import registry, runs
+from core.runs import sql as runs_sql
 from core.catalog import get_spec
 from core.config import get_settings
 from tests.support import tiny
@@ -174,7 +175,7 @@ def test_model_larger_than_the_budget_gets_model_too_large(model_dir, monkeypatc
 def test_locked_run_store_keeps_the_page_working_and_loses_no_run(model_dir, run_store, monkeypatch, record_property):
     record_property("fault", "run store locked by another writer")
     checkpoint(model_dir)
-    monkeypatch.setattr(runs, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(runs_sql, "BUSY_TIMEOUT_S", 0.05)
     at = classify(open_page("text"))
     assert_classified(at)
     blocker = sqlite3.connect(run_store, isolation_level=None)

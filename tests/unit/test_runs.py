@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core import runs
+from core.runs import sql as runs_sql
 
 RUN = dict(page="text", task="sentiment", model="distilbert-sst2", source="hub", device="cpu")
 
@@ -149,14 +150,14 @@ def test_older_store_on_a_read_only_disk_reads_the_engine_as_derived(db):
 def test_writes_sync_at_checkpoints_only_under_wal(db, monkeypatch):
     """synchronous=NORMAL: under WAL a commit no longer waits for the disk (a power cut may lose the last runs,
     never damage the file)."""
-    seen, connect = [], runs._connect
+    seen, connect = [], runs_sql.connect
 
     def spy(store):
         conn = connect(store)
         seen.append((conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute("PRAGMA synchronous").fetchone()[0]))
         return conn
 
-    monkeypatch.setattr(runs, "_connect", spy)
+    monkeypatch.setattr(runs_sql, "connect", spy)
     runs.record_run(**RUN, wall_s=0.1)
     runs.fetch_runs()
     assert seen == [("wal", 1)] * 2  # 1 is NORMAL; sqlite's default is FULL (2)
@@ -240,7 +241,7 @@ def test_read_only_database_keeps_runs_in_memory(db, monkeypatch):
 
 
 def test_locked_store_holds_runs_then_saves_them(db, monkeypatch):
-    monkeypatch.setattr(runs, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(runs_sql, "BUSY_TIMEOUT_S", 0.05)
     runs.record_run(**RUN, wall_s=0.1)
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
