@@ -37,9 +37,10 @@ FP32, BF16, INT8 = "fp32", "bf16", "int8"
 FORMATS = (FP32, BF16, INT8)
 MIN_SPEEDUP = 1.3  # bf16 must be at least this much faster than float32 on the probe (fixed before measuring)
 PROBE_REPEATS = 3  # timed runs per format at least; the median counts
-# A short probe is timed longer: on an AMX Xeon, a 20 ms MiniLM probe timed 3 times after one warm-up gave anywhere
-# from 0.46x to 1.51x in one process, and CLIP's bf16 runs kept getting faster for several runs.
-WARM_UP_S = 1.0  # per format, before timing: set-up counts for neither (CLIP's first probe in a process read 1.28x, later ones 1.6x)
+# On an AMX Xeon, a 20 ms MiniLM probe timed 3 times after one warm-up read anywhere from 0.46x to 1.51x in one
+# process, and the first CLIP probe in a process read 1.28x where later ones read 1.6x. So probes warm up for longer,
+# and a short probe is timed for longer.
+WARM_UP_S = 1.0  # per format, before timing: one-time set-up counts for neither
 MIN_TIMED_S = 0.5  # per format: a probe repeats until this much of each format is timed ...
 MAX_RUNS = 30  # ... or this many runs (of each format, for warm-up and for timing alike)
 RECORD = "decision.json"
