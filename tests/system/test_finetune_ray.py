@@ -113,16 +113,8 @@ def test_the_ray_address_is_read_from_the_environment(monkeypatch):
 
 
 def test_the_page_says_when_the_cluster_cannot_be_reached_and_trains_here(fresh_cache, monkeypatch):
-    from tests.support.apptest import app_at
-
     address = f"127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv("UBT_RAY_ADDRESS", address)
-    get_settings.cache_clear()
-    try:
-        at = _run_scratch_on_the_page(app_at("app_pages/fine_tune.py", 90))
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    at = _run_scratch_on_the_page(address, monkeypatch)
     assert not [e.value for e in at.exception] + [e.value for e in at.error]
     assert "Training on: this server" in [c.value for c in at.caption]
     notes = [i.value for i in at.info if address in i.value]
@@ -130,8 +122,21 @@ def test_the_page_says_when_the_cluster_cannot_be_reached_and_trains_here(fresh_
     assert "From scratch" in at.success[0].value
 
 
-def _run_scratch_on_the_page(at):
-    """Run only the from-scratch arm on the page's example data and wait for the job; the AppTest, rerun."""
+def _run_scratch_on_the_page(ray_address: str, monkeypatch):
+    """With ``UBT_RAY_ADDRESS=ray_address``, run only the from-scratch arm on the page's example data and wait for the
+    job; the AppTest, rerun (the variable is unset again afterwards)."""
+    from tests.support.apptest import app_at
+
+    monkeypatch.setenv("UBT_RAY_ADDRESS", ray_address)
+    get_settings.cache_clear()
+    try:
+        return _scratch_job(app_at("app_pages/fine_tune.py", 90))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def _scratch_job(at):
     at.run()
     for box in at.checkbox:  # the encoder arms may be off here (then under other keys)
         if box.key in ("ft_use_zero_shot", "ft_use_transfer", "ft_use_fine_tune"):
@@ -248,15 +253,7 @@ def test_a_killed_worker_fails_its_arm_in_one_line_and_the_other_arms_finish(hea
 
 
 def test_the_page_says_where_it_trains_and_shows_the_node_in_the_results(head, fresh_cache, monkeypatch):
-    from tests.support.apptest import app_at
-
-    monkeypatch.setenv("UBT_RAY_ADDRESS", head.address)
-    get_settings.cache_clear()
-    try:
-        at = _run_scratch_on_the_page(app_at("app_pages/fine_tune.py", 90))
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    at = _run_scratch_on_the_page(head.address, monkeypatch)
     assert not [e.value for e in at.exception] + [e.value for e in at.error]
     captions = [c.value for c in at.caption]
     assert f"Training on: Ray cluster at {head.address}" in captions
