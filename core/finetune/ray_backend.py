@@ -45,6 +45,8 @@ FORCE_S = 2.0  # after ray.cancel: how long before the task is cancelled by forc
 POLL_S = 0.2  # how often a job's thread looks for progress, the task's end and Stop
 STOP_POLL_S = 0.25  # how often a task asks whether Stop was pressed
 CONNECT_TIMEOUT_S = 3.0
+INIT_ATTEMPTS = 2  # Ray Client connections: see _init
+RETRY_PAUSE_S = 1.0
 PROBE_S = 1.0  # how often a job checks that the head still answers
 DRIVER_ENV = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(10**8)}  # never end this process for a lost cluster
 REMOTE = ("zero-shot", "transfer", "fine-tune", "scratch", arms.LABEL_CURVE)  # api and prompt stay on this server
@@ -162,8 +164,7 @@ def connect(address: str, cpus: int = 1, timeout_s: float = CONNECT_TIMEOUT_S) -
         for name, value in DRIVER_ENV.items():
             os.environ.setdefault(name, value)
         try:
-            ray.init(address=address, runtime_env=runtime_env(cpus), namespace="use-before-you-train",
-                     log_to_driver=False, logging_level=logging.WARNING)
+            _init(ray, address, cpus)
             gpus = float(ray.cluster_resources().get("GPU", 0))
             probe = where if address.startswith("ray://") else _host_port(ray.get_runtime_context().gcs_address)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a cluster it cannot use
@@ -173,6 +174,23 @@ def connect(address: str, cpus: int = 1, timeout_s: float = CONNECT_TIMEOUT_S) -
         _cluster = Cluster(address, cpus, gpus, probe)
         log.info("connected to %s (%g GPU)", _cluster.describe(), gpus)
         return _cluster
+
+
+def _init(ray, address: str, cpus: int) -> None:
+    """``ray.init``, tried once more after :data:`RETRY_PAUSE_S` where a Ray Client server failed to start this client's
+    own server process ("Initialization failure from server", a ConnectionAbortedError; seen once in CI against a
+    cluster started seconds before). Any other failure, or a second one, is raised."""
+    for attempt in range(1, INIT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, runtime_env=runtime_env(cpus), namespace="use-before-you-train",
+                     log_to_driver=False, logging_level=logging.WARNING)
+            return
+        except ConnectionAbortedError:
+            if attempt == INIT_ATTEMPTS:
+                raise
+            log.warning("ray.init(%r) failed on the server's side: trying once more", address, exc_info=True)
+            _reset(ray)
+            time.sleep(RETRY_PAUSE_S)
 
 
 def _reset(ray) -> None:

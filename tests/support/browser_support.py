@@ -71,12 +71,23 @@ def browser():
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1600"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, kept with a blank page
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     yield driver
     driver.quit()
 
 
 BLANK_RELOAD_S = 60  # a page still blank (not even Streamlit's frame) after this long is loaded again, once
+RELOADS: list[str] = []  # each reload wait_for_page made: a reloaded page is a new Streamlit session
+
+
+def _keep_blank_page(driver) -> str:
+    """Save what a blank page had (screenshot, the page's HTML, the browser console) under SHOTS; their name stem."""
+    stem = SHOTS / f"blank-{time.strftime('%H%M%S')}"
+    driver.save_screenshot(f"{stem}.png")
+    Path(f"{stem}.html").write_text(driver.page_source)
+    Path(f"{stem}.console.txt").write_text("\n".join(str(entry) for entry in driver.get_log("browser")))
+    return stem.name
 
 
 def _server_answers(url: str) -> str:
@@ -107,10 +118,12 @@ def wait_for_page(driver, timeout=240, quiet_s=1.5):  # generous: CI shares 2 co
         running = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
         snapshot = driver.find_element(By.TAG_NAME, "body").text
         if not snapshot.strip() and not reloaded and time.monotonic() - start > BLANK_RELOAD_S:
-            reloaded = f"blank after {BLANK_RELOAD_S} s, loaded again; the server {_server_answers(driver.current_url)}"
             SHOTS.mkdir(parents=True, exist_ok=True)
+            reloaded = (f"blank after {BLANK_RELOAD_S} s (kept as {_keep_blank_page(driver)}.*), loaded again; "
+                        f"the server {_server_answers(driver.current_url)}")
+            RELOADS.append(f"{driver.current_url}: {reloaded}")
             with open(SHOTS / "reloads.log", "a") as log:  # kept for whoever reads the CI machine afterwards
-                log.write(f"{time.strftime('%H:%M:%S')} {driver.current_url}: {reloaded}\n")
+                log.write(f"{time.strftime('%H:%M:%S')} {RELOADS[-1]}\n")
             driver.refresh()
             continue
         if snapshot != last or running or not titles:

@@ -76,6 +76,11 @@ class RayHead:
     folder: Path
     process: subprocess.Popen
 
+    def client_server_logs(self, chars: int = 2000) -> str:
+        """The end of each Ray Client server log of this head (its proxy's and each client's), for a failure message."""
+        logs = sorted(self.folder.glob("session_latest/logs/ray_client_server*.err"))
+        return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-chars:]}" for log in logs) or "no logs"
+
     def close(self) -> None:
         """Stop the head and everything it started, then remove its folder."""
         if self.process.poll() is None:
